@@ -1,0 +1,51 @@
+# The project's interface: `make dev` runs the whole system locally, `make test` tests it.
+# Both work on a fresh machine with Python 3.11+ and make: they set up their own environment.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+RUN := $(UV) run --no-sync
+PYTEST_ARGS ?=
+
+.PHONY: help dev token test test-fast lint template-check build bench deploy destroy clean
+
+help:
+	@echo "make dev             run the whole system locally (API, identity provider, AWS, OpenAI emulator, web page)"
+	@echo "make token USER=ann  print an access token from the running dev stack"
+	@echo "make test            run every test suite"
+	@echo "make lint            ruff and mypy"
+	@echo "make template-check  cfn-lint, sam validate --lint, sam build (python3.13)"
+	@echo "make bench           measure cold start, warm overhead, round trips -> docs/performance.md"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# --compile-bytecode: PYTHONDONTWRITEBYTECODE is set on these machines, and timings would lie.
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --compile-bytecode --quiet
+	@touch $@
+
+dev: .venv/.synced
+	$(RUN) python -m tests.devstack
+
+token: .venv/.synced
+	@$(RUN) python -m tests.devstack.token $(or $(USER_NAME),$(USER),developer)
+
+test: .venv/.synced
+	$(RUN) pytest $(PYTEST_ARGS)
+
+lint: .venv/.synced
+	$(RUN) ruff check functions tests
+	$(RUN) ruff format --check functions tests
+	cd functions/token_vendor && ../../$(RUN) mypy .
+
+template-check: .venv/.synced
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash tests/template_checks.sh
+
+build: .venv/.synced
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash tests/template_checks.sh --build-only
+
+clean:
+	rm -rf .venv $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -1,0 +1,319 @@
+"""Lambda entry point: an API Gateway HTTP API (payload 2.0) event in, a response out.
+
+Routing, body parsing, CORS and the outcome log live here; decisions live in `service`.
+A small router instead of Powertools' resolver: two routes do not justify ~70 ms of imports
+on every cold start (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from auth import bearer_token
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from budget import Deadline
+from deps import Container, build_container
+from errors import (
+    AuthError,
+    BodyTooLarge,
+    DependencyError,
+    InvalidRequest,
+    QuotaExceeded,
+    RequestError,
+    TokenVendorError,
+    UnsupportedMediaType,
+)
+from problems import Problem, method_not_allowed, not_found, problem_for, ratelimit_headers
+
+CLIENT_SECRETS_PATH = "/v1/realtime/client_secrets"
+OPENAPI_PATH = "/openapi.json"
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+MAX_BODY_BYTES = 16 * 1024
+# The same CORS rules as the HttpApi in template.yaml (a test keeps them equal).
+CORS_ALLOW_METHODS = ("POST",)
+CORS_ALLOW_HEADERS = ("authorization", "content-type")
+CORS_EXPOSE_HEADERS = ("retry-after", "ratelimit", "ratelimit-policy")
+CORS_MAX_AGE = 600
+
+# Routes other than the mint publish no metric; Powertools would warn on each of them.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "token-vendor"))
+metrics = Metrics(
+    namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "RealtimeTokenVendor"),
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME", "token-vendor"),
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: str | None
+    base64: bool
+
+    @classmethod
+    def from_event(cls, event: Any) -> Request:
+        event = event if isinstance(event, dict) else {}
+        http = (event.get("requestContext") or {}).get("http") or {}
+        headers = event.get("headers") or {}
+        return cls(
+            method=str(http.get("method", "")).upper(),
+            path=str(event.get("rawPath") or http.get("path") or ""),
+            headers={str(k).lower(): str(v) for k, v in headers.items()}
+            if isinstance(headers, dict)
+            else {},
+            body=event.get("body") if isinstance(event.get("body"), str) else None,
+            base64=event.get("isBase64Encoded") is True,
+        )
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(
+        cls,
+        status: int,
+        document: Any,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        body = json.dumps(document, separators=(",", ":")).encode()
+        return cls(status, body, {"Content-Type": content_type} | (headers or {}))
+
+    @classmethod
+    def problem(cls, problem: Problem) -> Response:
+        return cls.json(
+            problem.status,
+            problem.body(),
+            "application/problem+json",
+            problem.headers | {"Cache-Control": "no-store"},
+        )
+
+    def to_lambda(self) -> dict[str, Any]:
+        return {
+            "statusCode": self.status,
+            "headers": self.headers,
+            "body": self.body.decode(),
+            "isBase64Encoded": False,
+        }
+
+
+class TokenApi:
+    """The routes. `build` makes the container on first use and the instance keeps it."""
+
+    def __init__(self, build: Callable[[], Container]) -> None:
+        self._build = build
+        self._container: Container | None = None
+
+    @property
+    def container(self) -> Container:
+        if self._container is None:
+            self._container = self._build()
+        return self._container
+
+    def __call__(self, event: Any, context: Any) -> dict[str, Any]:
+        request = Request.from_event(event)
+        origins: tuple[str, ...] = ()
+        try:
+            origins = self.container.settings.allowed_origins
+            response = self._route(request, context)
+        except Exception as exc:  # the last line of defence: a problem document, never a trace
+            logger.exception("unexpected failure", extra={"error": type(exc).__name__})
+            response = Response.problem(problem_for(exc))
+        _add_cors(response, request, origins)
+        return response.to_lambda()
+
+    def _route(self, request: Request, context: Any) -> Response:
+        if request.path == CLIENT_SECRETS_PATH:
+            if request.method == "POST":
+                return self._mint(request, context)
+            if request.method == "OPTIONS":
+                return _preflight(request, self.container.settings.allowed_origins)
+            return Response.problem(method_not_allowed("POST"))
+        if request.path == OPENAPI_PATH:
+            if request.method in ("GET", "HEAD"):
+                return Response(
+                    200, OPENAPI_FILE.read_bytes(), {"Content-Type": "application/json"}
+                )
+            return Response.problem(method_not_allowed("GET"))
+        return Response.problem(not_found())
+
+    def _mint(self, request: Request, context: Any) -> Response:
+        started = time.monotonic()
+        deadline = Deadline.from_lambda_context(context)
+        vendor = self.container.vendor
+        try:
+            caller = vendor.authenticate(
+                bearer_token(request.headers.get("authorization")), deadline
+            )
+            logger.append_keys(user=caller.user_hash, kid=caller.kid)
+            minted = vendor.mint(caller, _json_body(request), deadline)
+        except TokenVendorError as exc:
+            _observe_failure(exc)
+            return Response.problem(problem_for(exc))
+        upstream = minted.secret.upstream
+        metrics.add_metric(name="SecretsMinted", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=upstream.seconds * 1000
+        )
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        logger.info("client secret minted", extra={
+            "outcome": "minted", "profile": minted.plan.profile.name, "model": minted.plan.model,
+            "lifetime": minted.plan.lifetime, "upstream_request_id": upstream.request_id,
+            "upstream_attempts": upstream.attempts, "duration_ms": elapsed_ms,
+        })  # fmt: skip
+        headers = {"Cache-Control": "no-store"} | ratelimit_headers(minted.windows)
+        return Response.json(200, minted.response_body(), headers=headers)
+
+
+def _json_body(request: Request) -> dict[str, Any]:
+    if request.body is None:
+        return {}
+    try:
+        data = (
+            base64.b64decode(request.body, validate=True)
+            if request.base64
+            else request.body.encode()
+        )
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise InvalidRequest("the body could not be decoded") from None
+    if len(data) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"the body must be at most {MAX_BODY_BYTES} bytes")
+    if not data.strip():
+        return {}
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise UnsupportedMediaType("the body must be application/json")
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        raise InvalidRequest("the body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return document
+
+
+def _observe_failure(exc: TokenVendorError) -> None:
+    """Expected outcomes: one log line (no stack trace) and one metric each."""
+    if isinstance(exc, AuthError):
+        metrics.add_dimension(name="reason", value=exc.reason)
+        metrics.add_metric(name="AuthFailures", unit=MetricUnit.Count, value=1)
+        logger.info("request refused", extra={"outcome": "unauthorized", "reason": exc.reason})
+    elif isinstance(exc, QuotaExceeded):
+        metrics.add_metric(name="QuotaRefusals", unit=MetricUnit.Count, value=1)
+        logger.info(
+            "quota exhausted",
+            extra={
+                "outcome": "quota_exceeded",
+                "policy": exc.violated,
+                "retry_after": exc.retry_after,
+            },
+        )
+    elif isinstance(exc, RequestError):
+        metrics.add_metric(name="RequestsRefused", unit=MetricUnit.Count, value=1)
+        logger.info(
+            "request refused",
+            extra={"outcome": "bad_request", "reason": str(exc), "field": exc.field},
+        )
+    elif isinstance(exc, DependencyError):
+        metrics.add_dimension(name="dependency", value=exc.dependency)
+        metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
+        # 401 from OpenAI after a re-read means the stored key is bad: alarm-worthy.
+        log = logger.error if "HTTP 401" in exc.reason else logger.warning
+        log(
+            "dependency failed",
+            extra={
+                "outcome": type(exc).__name__,
+                "dependency": exc.dependency,
+                "reason": exc.reason,
+            },
+        )
+    else:
+        logger.error("refused", extra={"outcome": type(exc).__name__, "reason": str(exc)})
+
+
+def _preflight(request: Request, origins: tuple[str, ...]) -> Response:
+    response = Response(204)
+    origin = request.headers.get("origin")
+    method = request.headers.get("access-control-request-method", "").upper()
+    wanted = {
+        h.strip().lower()
+        for h in request.headers.get("access-control-request-headers", "").split(",")
+    }
+    wanted.discard("")
+    if origin in origins and method in CORS_ALLOW_METHODS and wanted <= set(CORS_ALLOW_HEADERS):
+        response.headers.update({
+            "Access-Control-Allow-Methods": ", ".join(CORS_ALLOW_METHODS),
+            "Access-Control-Allow-Headers": ", ".join(CORS_ALLOW_HEADERS),
+            "Access-Control-Max-Age": str(CORS_MAX_AGE),
+        })  # fmt: skip
+    return response
+
+
+def _add_cors(response: Response, request: Request, origins: tuple[str, ...]) -> None:
+    origin = request.headers.get("origin")
+    response.headers["Vary"] = "Origin"
+    if not origin or origin not in origins:
+        return  # no Origin (a mobile app, curl) works; a foreign origin just gets no CORS grant
+    response.headers["Access-Control-Allow-Origin"] = origin
+    if request.method != "OPTIONS":
+        response.headers["Access-Control-Expose-Headers"] = ", ".join(CORS_EXPOSE_HEADERS)
+    elif "Access-Control-Allow-Methods" not in response.headers:
+        del response.headers["Access-Control-Allow-Origin"]  # a refused preflight grants nothing
+
+
+def create_handler(
+    build: Callable[[], Container] = build_container,
+) -> Callable[[Any, Any], dict[str, Any]]:
+    return _wrap(TokenApi(build))
+
+
+def _wrap(api: TokenApi) -> Callable[[Any, Any], dict[str, Any]]:
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    @logger.inject_lambda_context(
+        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
+    )
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        return api(event, context)
+
+    return cast(Callable[[Any, Any], dict[str, Any]], handler)
+
+
+def _register_snapstart_hooks(api: TokenApi) -> None:
+    """With SnapStart, build clients before the snapshot and forget cached secrets after.
+
+    The container makes no network call while being built, so the snapshot holds no open
+    connection and no secret; after a restore the key set and the OpenAI key are read anew.
+    """
+    try:
+        from snapshot_restore_py import (
+            register_after_restore,
+            register_before_snapshot,
+        )
+    except ImportError:  # not in Lambda, or SnapStart is off
+        return
+    register_before_snapshot(lambda: api.container)
+    register_after_restore(lambda: api.container.forget_cached_secrets())
+
+
+_api = TokenApi(lambda: build_container(log=logger))
+_register_snapstart_hooks(_api)
+handler = _wrap(_api)

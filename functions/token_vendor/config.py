@@ -1,0 +1,171 @@
+"""The one configuration model: parsed once per container from the Lambda environment.
+
+Every problem is reported at once, each naming the variable (or profile field) at fault, so a
+bad deploy fails its cold start with a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from errors import ConfigError
+from policy import Profiles, load_profiles
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_PROFILES_FILE = Path(__file__).with_name("profiles.json")
+WINDOW_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+# Fixed windows aligned on the epoch nest inside each other, so one item can hold them all.
+_QUOTA = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day|week)\s*$")
+_ASYMMETRIC_FAMILIES = {
+    "RSA": {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"},
+    "EC": {"ES256", "ES384", "ES512"},
+    "OKP": {"EdDSA"},
+}
+# Loopback and the host that containers (sam local) use to reach the developer's machine.
+_PLAIN_HTTP_HOSTS = {"localhost", "127.0.0.1", "::1", "host.docker.internal"}
+
+
+@dataclass(frozen=True)
+class QuotaWindow:
+    name: str
+    seconds: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    openai_secret_id: str
+    openai_base_url: str
+    quota_table: str
+    quotas: tuple[QuotaWindow, ...]
+    auth_issuer: str
+    auth_audiences: tuple[str, ...]
+    auth_jwks_url: str | None
+    auth_algorithms: tuple[str, ...]
+    auth_required_scopes: tuple[str, ...]
+    auth_token_use: str | None
+    auth_leeway_seconds: int
+    auth_max_token_lifetime: int
+    allowed_origins: tuple[str, ...]
+    profiles: Profiles
+
+    @property
+    def webrtc_url(self) -> str:
+        return f"{self.openai_base_url}/realtime/calls"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                problems.append(f"{name} is required")
+            return value
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or not low <= int(raw) <= high:
+                problems.append(f"{name} must be a whole number from {low} to {high}, got {raw!r}")
+                return default
+            return int(raw)
+
+        base_url = env.get("OPENAI_BASE_URL", "").strip() or DEFAULT_OPENAI_BASE_URL
+        _check_url("OPENAI_BASE_URL", base_url, problems)
+        issuer = required("AUTH_ISSUER")
+        if issuer:
+            _check_url("AUTH_ISSUER", issuer, problems)
+        jwks_url = env.get("AUTH_JWKS_URL", "").strip() or None
+        if jwks_url:
+            _check_url("AUTH_JWKS_URL", jwks_url, problems)
+        audiences = _split(env.get("AUTH_AUDIENCE", ""), ",")
+        if not audiences:
+            problems.append("AUTH_AUDIENCE is required (one or more audiences, comma separated)")
+        profiles_path = Path(env.get("PROFILES_FILE", "").strip() or DEFAULT_PROFILES_FILE)
+
+        settings = cls(
+            openai_secret_id=required("OPENAI_SECRET_ID"),
+            openai_base_url=base_url.rstrip("/"),
+            quota_table=required("QUOTA_TABLE"),
+            quotas=_parse_quotas(env.get("QUOTAS", "").strip() or "10/minute,100/day", problems),
+            auth_issuer=issuer,
+            auth_audiences=audiences,
+            auth_jwks_url=jwks_url,
+            auth_algorithms=_parse_algorithms(env.get("AUTH_ALGORITHMS", ""), problems),
+            auth_required_scopes=_split(env.get("AUTH_REQUIRED_SCOPES", ""), " "),
+            auth_token_use=env.get("AUTH_TOKEN_USE", "").strip() or None,
+            auth_leeway_seconds=integer("AUTH_LEEWAY_SECONDS", 30, 0, 300),
+            auth_max_token_lifetime=integer("AUTH_MAX_TOKEN_LIFETIME", 86400, 60, 31 * 86400),
+            allowed_origins=_parse_origins(env.get("ALLOWED_ORIGINS", ""), problems),
+            profiles=load_profiles(profiles_path, problems),
+        )
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+
+def _split(raw: str, sep: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(sep) if part.strip())
+
+
+def _check_url(name: str, url: str, problems: list[str]) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in _PLAIN_HTTP_HOSTS:
+        return
+    problems.append(f"{name} must be an https:// URL (plain http only for loopback), got {url!r}")
+
+
+def _parse_quotas(raw: str, problems: list[str]) -> tuple[QuotaWindow, ...]:
+    windows: dict[str, QuotaWindow] = {}
+    for part in raw.split(","):
+        match = _QUOTA.match(part)
+        if not match or int(match.group(1)) < 1:
+            problems.append(
+                f"QUOTAS: expected entries like '10/minute,100/day', got {part.strip()!r}"
+            )
+            continue
+        name = match.group(2)
+        if name in windows:
+            problems.append(f"QUOTAS: the window '{name}' is given twice")
+        windows[name] = QuotaWindow(name, WINDOW_SECONDS[name], int(match.group(1)))
+    return tuple(sorted(windows.values(), key=lambda w: w.seconds))
+
+
+def _parse_algorithms(raw: str, problems: list[str]) -> tuple[str, ...]:
+    algorithms = _split(raw, ",") or ("RS256",)
+    families = {
+        f for alg in algorithms for f, members in _ASYMMETRIC_FAMILIES.items() if alg in members
+    }
+    unknown = [a for a in algorithms if not any(a in m for m in _ASYMMETRIC_FAMILIES.values())]
+    if unknown:
+        # HS* and none are refused outright: a shared secret must never sit beside public keys.
+        problems.append(f"AUTH_ALGORITHMS: only asymmetric algorithms are accepted, not {unknown}")
+    elif len(families) > 1:
+        problems.append(f"AUTH_ALGORITHMS: use one key family, not a mix of {sorted(families)}")
+    return algorithms
+
+
+def _parse_origins(raw: str, problems: list[str]) -> tuple[str, ...]:
+    origins = _split(raw, ",")
+    for origin in origins:
+        parts = urlsplit(origin)
+        exact = f"{parts.scheme}://{parts.netloc}" == origin and parts.hostname
+        secure = parts.scheme == "https" or (
+            parts.scheme == "http" and parts.hostname in _PLAIN_HTTP_HOSTS
+        )
+        if not exact or not secure:
+            problems.append(
+                f"ALLOWED_ORIGINS: {origin!r} is not an exact https:// origin "
+                "(scheme://host[:port], no path, no wildcard)"
+            )
+    return origins

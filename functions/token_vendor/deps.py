@@ -1,0 +1,109 @@
+"""The composition root: real clients and adapters, built once per container.
+
+Nothing here runs at import time; `build_container` runs on the first request (or before a
+SnapStart snapshot) and the handler keeps the result for the container's life.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.session
+import httpx
+from auth import JwtVerifier
+from botocore.config import Config
+from config import Settings
+from keys import JwksKeySource
+from openai_client import RealtimeApi
+from openai_key import OpenAIKeyStore
+from quota import QuotaStore
+from service import TokenVendor
+
+# botocore at DEBUG logs response bodies, the secret string among them; httpx logs URLs.
+QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "httpx", "httpcore", "s3transfer")
+
+# Section D of the security checklist: every call fits in a ~10 s Lambda timeout.
+DYNAMODB_CONFIG = Config(
+    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 3},
+    tcp_keepalive=True, parameter_validation=False,
+)  # fmt: skip
+SECRETS_CONFIG = Config(
+    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}
+)
+
+
+@dataclass(frozen=True)
+class Container:
+    settings: Settings
+    vendor: TokenVendor
+    keys: JwksKeySource
+    openai_key: OpenAIKeyStore
+
+    def forget_cached_secrets(self) -> None:
+        """After a SnapStart restore: the snapshot's keys and secret may be stale."""
+        self.keys.invalidate()
+        self.openai_key.invalidate()
+
+
+def quiet_library_loggers() -> None:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def build_container(
+    env: Mapping[str, str] | None = None,
+    *,
+    http: httpx.Client | None = None,
+    dynamodb: Any = None,
+    secretsmanager: Any = None,
+    log: Any = None,
+) -> Container:
+    """Every dependency is injectable; the defaults are the production ones."""
+    env = os.environ if env is None else env
+    settings = Settings.from_env(env)
+    quiet_library_loggers()
+    if dynamodb is None or secretsmanager is None:
+        session = botocore.session.get_session()
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        dynamodb = dynamodb or session.create_client(
+            "dynamodb", region_name=region, config=DYNAMODB_CONFIG
+        )
+        secretsmanager = secretsmanager or session.create_client(
+            "secretsmanager", region_name=region, config=SECRETS_CONFIG
+        )
+    # One HTTP client for the key set and OpenAI: one TLS context, kept-alive connections.
+    http = http or httpx.Client(
+        timeout=httpx.Timeout(8.0, connect=2.0),
+        limits=httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=60),
+        follow_redirects=False,
+    )
+    keys = JwksKeySource(
+        http=http,
+        issuer=settings.auth_issuer,
+        algorithms=settings.auth_algorithms,
+        jwks_url=settings.auth_jwks_url,
+    )
+    verifier = JwtVerifier(
+        issuer=settings.auth_issuer,
+        audiences=settings.auth_audiences,
+        algorithms=settings.auth_algorithms,
+        keys=keys,
+        required_scopes=settings.auth_required_scopes,
+        token_use=settings.auth_token_use,
+        leeway=settings.auth_leeway_seconds,
+        max_lifetime=settings.auth_max_token_lifetime,
+    )
+    openai_key = OpenAIKeyStore(settings.openai_secret_id, secretsmanager)
+    vendor = TokenVendor(
+        verifier=verifier,
+        profiles=settings.profiles,
+        quota=QuotaStore(settings.quota_table, settings.quotas, dynamodb),
+        minter=RealtimeApi(settings.openai_base_url, http, openai_key),
+        webrtc_url=settings.webrtc_url,
+        log=log,
+    )
+    return Container(settings=settings, vendor=vendor, keys=keys, openai_key=openai_key)

@@ -1,0 +1,123 @@
+"""Domain errors of the token vendor. They say what happened; `problems` maps them to HTTP.
+
+TokenVendorError
++-- ConfigError                  configuration cannot be used (fails the cold start)
++-- AuthError                    the caller is not who they must be
+|   +-- InvalidToken             token missing, malformed, forged, expired, not for us
+|   +-- InsufficientScope        valid token, lacking a scope the request needs
++-- RequestError                 the request body is not acceptable
+|   +-- InvalidRequest           bad JSON, bad value, a field the policy does not allow
+|   +-- BodyTooLarge
+|   +-- UnsupportedMediaType
+|   +-- ProfileNotPermitted      the caller may not use that profile
++-- QuotaExceeded                the caller's own quota is spent
++-- DependencyError              we could not do our part; never the caller's fault
+    +-- DependencyUnavailable    a dependency is down or throttling (retry later)
+    +-- UpstreamRejected         OpenAI refused our request
+    +-- UpstreamBadResponse      OpenAI answered something we will not pass on
+    +-- UpstreamTimeout          OpenAI did not answer in time
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TokenVendorError(Exception):
+    """Base of every expected failure."""
+
+
+class ConfigError(TokenVendorError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration: " + "; ".join(problems))
+
+
+class AuthError(TokenVendorError):
+    def __init__(self, reason: str, description: str) -> None:
+        # `reason` is a short machine word for logs and metrics; `description` is safe to show.
+        self.reason = reason
+        self.description = description
+        super().__init__(f"{reason}: {description}")
+
+
+class InvalidToken(AuthError):
+    pass
+
+
+class InsufficientScope(AuthError):
+    def __init__(self, reason: str, description: str, scopes: tuple[str, ...] = ()) -> None:
+        super().__init__(reason, description)
+        self.scopes = scopes
+
+
+class RequestError(TokenVendorError):
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        self.detail = detail
+        self.field = field
+        super().__init__(detail)
+
+
+class InvalidRequest(RequestError):
+    pass
+
+
+class BodyTooLarge(RequestError):
+    pass
+
+
+class UnsupportedMediaType(RequestError):
+    pass
+
+
+class ProfileNotPermitted(RequestError):
+    def __init__(self, profile: str, scopes: tuple[str, ...]) -> None:
+        super().__init__(
+            f"the profile '{profile}' needs scopes the token does not carry", "profile"
+        )
+        self.profile = profile
+        self.scopes = scopes
+
+
+@dataclass(frozen=True)
+class WindowUsage:
+    """One quota window as the caller sees it: for the RateLimit headers."""
+
+    name: str
+    limit: int
+    seconds: int
+    remaining: int
+    reset_after: int
+
+
+class QuotaExceeded(TokenVendorError):
+    def __init__(self, retry_after: int, windows: tuple[WindowUsage, ...], violated: str) -> None:
+        self.retry_after = retry_after
+        self.windows = windows
+        self.violated = violated
+        super().__init__(f"quota '{violated}' exhausted; retry after {retry_after}s")
+
+
+class DependencyError(TokenVendorError):
+    def __init__(self, dependency: str, reason: str) -> None:
+        self.dependency = dependency
+        self.reason = reason
+        super().__init__(f"{dependency}: {reason}")
+
+
+class DependencyUnavailable(DependencyError):
+    def __init__(self, dependency: str, reason: str, retry_after: int = 5) -> None:
+        super().__init__(dependency, reason)
+        self.retry_after = retry_after
+
+
+class UpstreamRejected(DependencyError):
+    pass
+
+
+class UpstreamBadResponse(DependencyError):
+    pass
+
+
+class UpstreamTimeout(DependencyError):
+    pass

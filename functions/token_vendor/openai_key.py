@@ -1,0 +1,112 @@
+"""The OpenAI API key, read from Secrets Manager lazily and cached per container.
+
+The value never leaves this module except inside request headers: it is kept out of reprs,
+logs and errors.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from errors import DependencyUnavailable
+
+
+@dataclass(frozen=True)
+class OpenAICredentials:
+    api_key: str = field(repr=False)
+    organization: str | None = None
+    project: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        if self.organization:
+            headers["OpenAI-Organization"] = self.organization
+        if self.project:
+            headers["OpenAI-Project"] = self.project
+        return headers
+
+
+def parse_secret(secret_string: str) -> OpenAICredentials:
+    """A plain `sk-...` string, or JSON `{"api_key", "organization"?, "project"?}`."""
+    text = secret_string.strip()
+    if text[:1] in ("{", "[", '"'):  # JSON: it must be the object form
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise ValueError("the secret is neither a key nor valid JSON") from None
+        key = data.get("api_key") if isinstance(data, dict) else None
+        if not isinstance(key, str) or not key.strip():
+            raise ValueError("the secret's JSON has no 'api_key'")
+        org, project = data.get("organization"), data.get("project")
+        return OpenAICredentials(
+            key.strip(),
+            org if isinstance(org, str) else None,
+            project if isinstance(project, str) else None,
+        )
+    if not text or any(c.isspace() for c in text):
+        raise ValueError("the secret is empty or not a single key")
+    return OpenAICredentials(text)
+
+
+class OpenAIKeyStore:
+    def __init__(
+        self,
+        secret_id: str,
+        client: Any,
+        *,
+        ttl_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._secret_id = secret_id
+        self._client = client
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._cached: OpenAICredentials | None = None
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self) -> OpenAICredentials:
+        with self._lock:
+            if self._cached is None or self._clock() - self._read_at > self._ttl:
+                self._read()
+            assert self._cached is not None
+            return self._cached
+
+    def refresh(self) -> OpenAICredentials:
+        """Re-read now (OpenAI said 401: the key may have been rotated)."""
+        with self._lock:
+            self._read()
+            assert self._cached is not None
+            return self._cached
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._cached, self._read_at = None, float("-inf")
+
+    def _read(self) -> None:
+        try:
+            response = self._client.get_secret_value(SecretId=self._secret_id)
+            credentials = parse_secret(response.get("SecretString") or "")
+        except (BotoCoreError, ClientError, ValueError) as exc:
+            # A warm container keeps serving the key it has; only a cold one must give up.
+            if self._cached is not None:
+                self._read_at = (
+                    self._clock() - self._ttl + 30.0
+                )  # try again in 30 s, not every call
+                return
+            raise DependencyUnavailable("openai_key", _describe(exc), retry_after=5) from None
+        self._cached, self._read_at = credentials, self._clock()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return f"Secrets Manager: {exc.response.get('Error', {}).get('Code', 'error')}"
+    if isinstance(exc, ValueError):
+        return f"unusable secret: {exc}"  # our own messages: they never quote the value
+    return f"Secrets Manager: {type(exc).__name__}"

@@ -1,0 +1,148 @@
+"""The one mapping from domain errors to HTTP: RFC 9457 problem documents and their headers.
+
+Clients get a stable `type`, a human `title` and a generic `detail`; the precise reason goes
+to the logs. Nothing a client sees quotes a token, a key or an upstream error verbatim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from errors import (
+    BodyTooLarge,
+    ConfigError,
+    DependencyUnavailable,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    ProfileNotPermitted,
+    QuotaExceeded,
+    UnsupportedMediaType,
+    UpstreamBadResponse,
+    UpstreamRejected,
+    UpstreamTimeout,
+    WindowUsage,
+)
+
+TYPE_BASE = "urn:realtime-token-vendor:problem:"
+REALM = "realtime-token-vendor"
+
+
+@dataclass(frozen=True)
+class Problem:
+    status: int
+    slug: str
+    title: str
+    detail: str
+    headers: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": TYPE_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra,
+        }
+
+
+def problem_for(error: Exception) -> Problem:
+    """The single table. Order matters only where classes inherit from one another."""
+    match error:
+        case InvalidToken():
+            challenge = (
+                f'Bearer realm="{REALM}", error="invalid_token", '
+                f'error_description="{error.description}"'
+            )
+            return Problem(
+                401,
+                "invalid-token",
+                "Unauthorized",
+                error.description,
+                {"WWW-Authenticate": challenge},
+            )
+        case InsufficientScope() | ProfileNotPermitted():
+            scopes = " ".join(error.scopes)
+            challenge = f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scopes}"'
+            detail = error.description if isinstance(error, InsufficientScope) else error.detail
+            return Problem(
+                403, "insufficient-scope", "Forbidden", detail, {"WWW-Authenticate": challenge}
+            )
+        case InvalidRequest():
+            extra = {"field": error.field} if error.field else {}
+            return Problem(400, "invalid-request", "Bad Request", error.detail, extra=extra)
+        case BodyTooLarge():
+            return Problem(413, "body-too-large", "Content Too Large", error.detail)
+        case UnsupportedMediaType():
+            return Problem(415, "unsupported-media-type", "Unsupported Media Type", error.detail)
+        case QuotaExceeded():
+            headers = {"Retry-After": str(error.retry_after)} | ratelimit_headers(error.windows)
+            return Problem(
+                429,
+                "quota-exceeded",
+                "Too Many Requests",
+                f"The '{error.violated}' quota is used up; "
+                f"try again in {error.retry_after} seconds.",
+                headers,
+                {"policy": error.violated, "retry_after": error.retry_after},
+            )
+        case DependencyUnavailable():
+            return Problem(
+                503,
+                "dependency-unavailable",
+                "Service Unavailable",
+                "A service this endpoint depends on is unavailable; please try again shortly.",
+                {"Retry-After": str(error.retry_after)},
+            )
+        case UpstreamRejected() | UpstreamBadResponse():
+            return Problem(
+                502,
+                "upstream-error",
+                "Bad Gateway",
+                "The Realtime API did not provide a usable client secret.",
+            )
+        case UpstreamTimeout():
+            return Problem(
+                504,
+                "upstream-timeout",
+                "Gateway Timeout",
+                "The Realtime API did not answer in time; please try again.",
+            )
+        case ConfigError():
+            return Problem(
+                500,
+                "misconfigured",
+                "Internal Server Error",
+                "The service is misconfigured; its operator has been told.",
+            )
+        case _:
+            return Problem(
+                500,
+                "internal-error",
+                "Internal Server Error",
+                "An unexpected error occurred; it has been logged.",
+            )
+
+
+def not_found() -> Problem:
+    return Problem(404, "not-found", "Not Found", "No such resource.")
+
+
+def method_not_allowed(allowed: str) -> Problem:
+    return Problem(
+        405,
+        "method-not-allowed",
+        "Method Not Allowed",
+        f"Use {allowed} on this resource.",
+        {"Allow": allowed},
+    )
+
+
+def ratelimit_headers(windows: tuple[WindowUsage, ...]) -> dict[str, str]:
+    """draft-ietf-httpapi-ratelimit-headers: every window's policy and what is left of it."""
+    return {
+        "RateLimit-Policy": ", ".join(f'"{w.name}";q={w.limit};w={w.seconds}' for w in windows),
+        "RateLimit": ", ".join(f'"{w.name}";r={w.remaining};t={w.reset_after}' for w in windows),
+    }

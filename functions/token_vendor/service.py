@@ -1,0 +1,94 @@
+"""The use case: a verified caller asks for a client secret; policy, quota, then OpenAI.
+
+Nothing here knows HTTP. Order matters for money: the policy check comes before the quota
+(a refused request costs nothing), and a mint that fails for reasons not the caller's gives
+its unit back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from auth import Caller
+from budget import Deadline
+from errors import DependencyError, DependencyUnavailable, WindowUsage
+from openai_client import ClientSecret
+from policy import MintPlan, Profiles, resolve
+from quota import Grant
+
+MIN_SECONDS_FOR_QUOTA = 2.0  # below this, stop before spending: the mint would not fit
+
+
+class Verifier(Protocol):
+    def verify(self, token: str, deadline: Deadline) -> Caller: ...
+
+
+class Quota(Protocol):
+    def consume(self, user: str) -> Grant: ...
+    def give_back(self, grant: Grant) -> bool: ...
+
+
+class Minter(Protocol):
+    def create_client_secret(
+        self, body: dict[str, Any], safety_identifier: str, deadline: Deadline
+    ) -> ClientSecret: ...
+
+
+@dataclass(frozen=True)
+class Minted:
+    caller: Caller
+    plan: MintPlan
+    secret: ClientSecret
+    windows: tuple[WindowUsage, ...]
+    webrtc_url: str
+
+    def response_body(self) -> dict[str, Any]:
+        """OpenAI's response shape, instructions hidden unless the profile shows them."""
+        session = dict(self.secret.session)
+        if not self.plan.profile.expose_instructions:
+            session.pop("instructions", None)
+        return {
+            "value": self.secret.value,
+            "expires_at": self.secret.expires_at,
+            "session": session,
+            "webrtc_url": self.webrtc_url,
+        }
+
+
+class TokenVendor:
+    def __init__(
+        self,
+        *,
+        verifier: Verifier,
+        profiles: Profiles,
+        quota: Quota,
+        minter: Minter,
+        webrtc_url: str,
+        log: logging.Logger | Any = None,
+    ) -> None:
+        self._verifier = verifier
+        self._profiles = profiles
+        self._quota = quota
+        self._minter = minter
+        self._webrtc_url = webrtc_url
+        self._log = log or logging.getLogger(__name__)
+
+    def authenticate(self, token: str, deadline: Deadline) -> Caller:
+        return self._verifier.verify(token, deadline)
+
+    def mint(self, caller: Caller, request: dict[str, Any], deadline: Deadline) -> Minted:
+        plan = resolve(self._profiles, request, caller.scopes)
+        if not deadline.allows(MIN_SECONDS_FOR_QUOTA):
+            raise DependencyUnavailable("budget", "too little time left to mint", retry_after=1)
+        grant = self._quota.consume(caller.user_hash)
+        try:
+            secret = self._minter.create_client_secret(
+                plan.upstream_body, caller.user_hash, deadline
+            )
+        except DependencyError:
+            returned = self._quota.give_back(grant)
+            self._log.info("quota unit returned after failed mint", extra={"returned": returned})
+            raise
+        return Minted(caller, plan, secret, grant.windows, self._webrtc_url)

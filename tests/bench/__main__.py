@@ -1,0 +1,336 @@
+"""`make bench`: measure the function next to its references and write docs/performance.md.
+
+Every figure is measured in this run, on this machine, next to what it is compared with:
+1. cold start: fresh process, import the handler, serve the first request (loopback fakes),
+   versus a bare `import boto3` in the same function-only environment (Python 3.13);
+2. warm overhead: CPU per warm request versus one RS256 check + one SigV4 signing;
+3. round trips: counted at the fakes, cold and warm;
+4. browser connect time: read from the browser test's measurement, when it ran;
+5. throughput through the local stack (see stack_load.py), when requested;
+6. cost per million mints, from public prices and the measured duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jwt
+
+from tests.bench import report
+from tests.fakes import SigningKey
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTION_DIR = ROOT / "functions" / "token_vendor"
+BENCH_DIR = ROOT / ".bench"
+HERE = Path(__file__).resolve().parent
+
+
+def function_env_python() -> Path:
+    """A venv with only the function's runtime dependencies and boto3, as in Lambda."""
+    venv = BENCH_DIR / "fn313"
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    interpreter = shutil.which("python3.13") or _pyenv("3.13") or sys.executable
+    uv = _uv()
+    subprocess.run([uv, "venv", "-q", "--python", interpreter, str(venv)], check=True)
+    subprocess.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(python),
+            "--compile-bytecode",
+            "-r",
+            str(FUNCTION_DIR / "requirements.txt"),
+            "boto3",
+        ],
+        check=True,
+    )
+    return python
+
+
+def _uv() -> str:
+    return shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
+
+
+def _pyenv(version: str) -> str | None:
+    try:
+        root = subprocess.run(
+            ["pyenv", "root"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    found = sorted(Path(root, "versions").glob(f"{version}*/bin/python{version}"))
+    return str(found[-1]) if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def compiled_package(python: Path) -> Path:
+    """The function's files as the build ships them: with unchecked-hash bytecode, because
+    Lambda's /var/task is read-only and zip mtimes cannot validate timestamp-based .pyc."""
+    package = BENCH_DIR / "package"
+    shutil.rmtree(package, ignore_errors=True)
+    shutil.copytree(FUNCTION_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "compileall",
+            "-q",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(package),
+        ],
+        check=True,
+    )
+    return package
+
+
+class Fakes:
+    """The loopback server, a key per run and a token it verifies."""
+
+    def __init__(self, python: Path, workdir: Path, package: Path) -> None:
+        self.port = free_port()
+        key = SigningKey.rsa("bench")
+        jwks = workdir / "jwks.json"
+        jwks.write_text(json.dumps({"keys": [key.jwk()]}))
+        base = f"http://127.0.0.1:{self.port}"
+        now = int(time.time())
+        self.token = jwt.encode(
+            {"iss": base, "sub": "bench", "aud": "app", "iat": now, "exp": now + 3600},
+            key.private,
+            algorithm="RS256",
+            headers={"kid": "bench"},
+        )
+        self.env = os.environ | {
+            "FUNCTION_DIR": str(package), "BENCH_TOKEN": self.token, "AWS_ENDPOINT_URL": base,
+            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
+            "OPENAI_SECRET_ID": "k", "OPENAI_BASE_URL": f"{base}/v1", "QUOTA_TABLE": "t",
+            "QUOTAS": "1000000/minute", "AUTH_ISSUER": base, "AUTH_AUDIENCE": "app",
+            "AUTH_JWKS_URL": f"{base}/jwks.json", "POWERTOOLS_METRICS_NAMESPACE": "bench",
+            "PYTHONPATH": str(ROOT),
+        }  # fmt: skip
+        self.process = subprocess.Popen(
+            [str(python), str(HERE / "fake_services.py"), str(self.port), str(jwks)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout and self.process.stdout.readline().strip() == "ready"
+
+    def counts(self) -> dict[str, int]:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/__counts") as response:
+            return json.loads(response.read())
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(5)
+
+
+def probe(python: Path, env: dict[str, str], mode: str) -> dict[str, float]:
+    out = subprocess.run(
+        [str(python), str(HERE / "probe.py"), mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def cold_start(python: Path, fakes: Fakes, runs: int) -> dict[str, object]:
+    floor, handler, imports, warm = [], [], [], []
+    before = fakes.counts()
+    for _ in range(runs):  # interleaved, so drift on the machine hits both alike
+        floor.append(probe(python, fakes.env, "boto3")["ms"])
+        result = probe(python, fakes.env, "handler")
+        handler.append(result["ms"])
+        imports.append(result["import_ms"])
+        warm.append(result["warm_ms"])
+    after = fakes.counts()
+    per_process = {k: (after.get(k, 0) - before.get(k, 0)) / runs for k in after}
+    return {
+        "floor": summary(floor),
+        "handler": summary(handler),
+        "import": summary(imports),
+        "warm_wall": summary(warm),
+        "round_trips_per_process": per_process,
+        "ratio": statistics.median(handler) / statistics.median(floor),
+    }
+
+
+def import_profile(python: Path, fakes: Fakes) -> list[tuple[str, float]]:
+    """Self time of the modules the handler imports beyond what `import boto3` imports."""
+
+    def modules(code: str) -> dict[str, float]:
+        result = subprocess.run(
+            [str(python), "-X", "importtime", "-c", code],
+            env=fakes.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        times = {}
+        for line in result.stderr.splitlines():
+            if line.startswith("import time:") and "|" in line and "self" not in line:
+                self_us, _, name = (part.strip() for part in line[len("import time:") :].split("|"))
+                times[name] = float(self_us) / 1000
+        return times
+
+    floor = modules("import boto3")
+    ours = modules(f"import sys; sys.path.insert(0, {fakes.env['FUNCTION_DIR']!r}); import app")
+    extra = {name: ms for name, ms in ours.items() if name not in floor}
+    top: dict[str, float] = {}
+    for name, ms in extra.items():
+        top[name.split(".")[0]] = top.get(name.split(".")[0], 0) + ms
+    return sorted(top.items(), key=lambda item: -item[1])[:12]
+
+
+def package_size() -> dict[str, object]:
+    built = ROOT / ".aws-sam" / "build" / "TokenFunction"
+    source = "sam build artifact (.aws-sam/build/TokenFunction)"
+    temp = None
+    if not built.exists():
+        temp = Path(tempfile.mkdtemp())
+        built = temp / "package"
+        subprocess.run(
+            [
+                _uv(),
+                "pip",
+                "install",
+                "-q",
+                "--target",
+                str(built),
+                "--python-platform",
+                "aarch64-manylinux2014",
+                "--python-version",
+                "3.13",
+                "-r",
+                str(FUNCTION_DIR / "requirements.txt"),
+            ],
+            check=True,
+        )
+        for path in FUNCTION_DIR.iterdir():
+            if path.is_file():
+                shutil.copy(path, built)
+        source = (
+            "pip install --target for arm64/3.13 + the function's files (no sam build artifact)"
+        )
+    total = sum(p.stat().st_size for p in built.rglob("*") if p.is_file())
+    top = sorted(
+        (
+            (d.name, sum(p.stat().st_size for p in d.rglob("*") if p.is_file()))
+            for d in built.iterdir()
+            if d.is_dir()
+        ),
+        key=lambda item: -item[1],
+    )[:6]
+    if temp:
+        shutil.rmtree(temp)
+    return {"bytes": total, "source": source, "largest": top}
+
+
+def warm_overhead(python: Path, fakes: Fakes, runs: int) -> dict[str, object]:
+    results = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [str(python), str(HERE / "warm_probe.py"), "1500"],
+            env=fakes.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    request = statistics.median(r["request_us"] for r in results)
+    reference = statistics.median(r["reference_us"] for r in results)
+    return {
+        "request_us": request,
+        "reference_us": reference,
+        "ratio": request / reference,
+        "verify_us": statistics.median(r["verify_us"] for r in results),
+        "sign_us": statistics.median(r["sign_us"] for r in results),
+        "runs": runs,
+    }
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {"median": statistics.median(ordered), "p99": p99, "min": ordered[0], "n": len(ordered)}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=30, help="cold-start pairs")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
+    args = parser.parse_args()
+    python = function_env_python()
+    with tempfile.TemporaryDirectory() as workdir:
+        fakes = Fakes(python, Path(workdir), compiled_package(python))
+        try:
+            print("cold start ...", flush=True)
+            cold = cold_start(python, fakes, args.runs)
+            print("import profile ...", flush=True)
+            imports = import_profile(python, fakes)
+            print("warm overhead ...", flush=True)
+            warm = warm_overhead(python, fakes, 5)
+        finally:
+            fakes.close()
+    print("package size ...", flush=True)
+    package = package_size()
+    version = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    results = {
+        "machine": machine(),
+        "python": version,
+        "cold": cold,
+        "imports": imports,
+        "warm": warm,
+        "package": package,
+        "browser": report.read_browser_measurement(ROOT / "artifacts"),
+        "load": report.read_load_measurement(ROOT / "artifacts"),
+    }
+    args.output.write_text(report.render(results))
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    (ROOT / "artifacts" / "bench.json").write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Warm overhead: CPU per warm request of the real handler, the network answered in-process
+with zero latency, next to the work no implementation can skip, measured in the same run:
+one RS256 signature check and the SigV4 signing of one DynamoDB request.
+
+Runs in the function-only environment; prints one JSON line.
+"""
+
+import contextlib
+import io
+import json
+import os
+import secrets
+import sys
+import time
+
+import botocore.session
+import httpx
+import jwt
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest, AWSResponse
+from botocore.credentials import Credentials
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+sys.path.insert(0, os.environ["FUNCTION_DIR"])
+sys.path.insert(0, os.path.dirname(__file__))
+import app
+import deps
+from probe import Context, event
+
+ISSUER = "https://issuer.bench"
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+JWK = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key())) | {
+    "kid": "k",
+    "alg": "RS256",
+}
+ENV = {
+    "OPENAI_SECRET_ID": "k", "OPENAI_BASE_URL": "https://api.openai.bench/v1", "QUOTA_TABLE": "t",
+    "QUOTAS": "1000000/minute", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": "app",
+    "AUTH_JWKS_URL": f"{ISSUER}/jwks.json", "AWS_REGION": "us-east-1",
+}  # fmt: skip
+
+
+class _Raw(io.BytesIO):
+    def stream(self, **kwargs):  # botocore reads streaming bodies this way
+        yield self.getvalue()
+
+
+def aws_answer(request, **kwargs):
+    """A zero-latency AWS: the request was built and signed for real; only the wire is skipped."""
+    target = request.headers.get("X-Amz-Target", b"").decode()
+    if target.endswith("UpdateItem"):
+        names = json.loads(request.body)["ExpressionAttributeNames"].values()
+        body = {"Attributes": {n: {"N": "1"} for n in names}}
+    else:
+        body = {"ARN": "arn", "Name": "k", "SecretString": "sk-bench-" + "b" * 40}
+    return AWSResponse(
+        request.url,
+        200,
+        {"content-type": "application/x-amz-json-1.0"},
+        _Raw(json.dumps(body).encode()),
+    )
+
+
+def web_answer(request: httpx.Request) -> httpx.Response:
+    if request.url.path == "/jwks.json":
+        return httpx.Response(200, json={"keys": [JWK]})
+    body = json.loads(request.content)
+    return httpx.Response(
+        200,
+        json={
+            "value": "ek_" + secrets.token_hex(16),
+            "expires_at": int(time.time()) + 60,
+            "session": {
+                "type": "realtime",
+                "object": "realtime.session",
+                "id": "sess_1",
+                "model": body["session"]["model"],
+                "instructions": "x",
+            },
+        },
+    )
+
+
+def client(session, service):
+    c = session.create_client(
+        service,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDBENCH",
+        aws_secret_access_key="bench",
+        config=deps.DYNAMODB_CONFIG,
+    )
+    c.meta.events.register_first("before-send", aws_answer)
+    return c
+
+
+def per_op(fn, n: int) -> float:
+    for _ in range(min(n, 50)):
+        fn()
+    started = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - started) / n * 1e6  # microseconds
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    session = botocore.session.get_session()
+    handler = app.create_handler(
+        lambda: deps.build_container(
+            ENV,
+            http=httpx.Client(transport=httpx.MockTransport(web_answer)),
+            dynamodb=client(session, "dynamodb"),
+            secretsmanager=client(session, "secretsmanager"),
+        )
+    )
+    now = int(time.time())
+    token = jwt.encode(
+        {"iss": ISSUER, "sub": "u", "aud": "app", "iat": now, "exp": now + 3600},
+        KEY,
+        algorithm="RS256",
+        headers={"kid": "k"},
+    )
+    ev, ctx = event(token), Context()
+
+    def request():
+        assert handler(ev, ctx)["statusCode"] == 200
+
+    signing, signature = token.rsplit(".", 1)
+    raw_signature = jwt.utils.base64url_decode(signature)
+    public = KEY.public_key()
+
+    def verify():
+        public.verify(raw_signature, signing.encode(), padding.PKCS1v15(), hashes.SHA256())
+
+    signer = SigV4Auth(Credentials("AKIDBENCH", "bench"), "dynamodb", "us-east-1")
+    body = json.dumps({"TableName": "t", "Key": {"pk": {"S": "quota#" + "a" * 32}}})
+
+    def sign():
+        req = AWSRequest(
+            "POST",
+            "https://dynamodb.us-east-1.amazonaws.com/",
+            data=body,
+            headers={"X-Amz-Target": "DynamoDB_20120810.UpdateItem"},
+        )
+        signer.add_auth(req)
+
+    # The function's log lines go where Lambda sends them (a pipe it reads); here, nowhere.
+    app.logger.registered_handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
+    with contextlib.redirect_stdout(open(os.devnull, "w")):
+        ours = per_op(request, n)
+    reference = per_op(verify, n) + per_op(sign, n)
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+        import pstats
+
+        with contextlib.redirect_stdout(open(os.devnull, "w")):
+            profile = cProfile.Profile()
+            profile.runcall(lambda: [request() for _ in range(300)])
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(60)
+    print(
+        json.dumps(
+            {
+                "request_us": ours,
+                "reference_us": reference,
+                "verify_us": per_op(verify, n),
+                "sign_us": per_op(sign, n),
+                "n": n,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

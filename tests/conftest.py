@@ -1,0 +1,270 @@
+"""Fixtures: the function imported the way Lambda imports it, moto for AWS, a fake internet."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+import pytest_socket
+from moto import mock_aws
+
+from tests.fakes import AUDIENCE, ISSUER, JWKS_URL, OPENAI_BASE, OPENAI_KEY, FakeInternet, Issuer
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = ROOT / "functions" / "token_vendor"
+sys.path.insert(0, str(FUNCTION_DIR))  # CodeUri on the path, as in Lambda
+
+TABLE = "quota-table"
+SECRET_ID = "openai-key"
+ORIGIN = "https://app.example.com"
+BASE_ENV = {
+    "OPENAI_SECRET_ID": SECRET_ID,
+    "OPENAI_BASE_URL": OPENAI_BASE,
+    "QUOTA_TABLE": TABLE,
+    "QUOTAS": "3/minute,10/day",
+    "AUTH_ISSUER": ISSUER,
+    "AUTH_AUDIENCE": AUDIENCE,
+    "AUTH_JWKS_URL": JWKS_URL,
+    "ALLOWED_ORIGINS": ORIGIN,
+    "AWS_REGION": "us-east-1",
+}
+
+
+@dataclass
+class LambdaContext:
+    remaining_ms: int = 10_000
+    function_name: str = "TokenFunction"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:TokenFunction"
+    aws_request_id: str = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    def header(self, name: str) -> str | None:
+        return {k.lower(): v for k, v in self.headers.items()}.get(name.lower())
+
+
+def http_event(
+    method: str = "POST",
+    path: str = "/v1/realtime/client_secrets",
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
+    base64: bool = False,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API payload-2.0 event."""
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {k.lower(): v for k, v in (headers or {}).items()},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.example.com",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.9",
+                "userAgent": "pytest",
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": f"{method} {path}",
+            "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": 1767225600000,
+        },
+        "body": body,
+        "isBase64Encoded": base64,
+    }
+
+
+def invoke(
+    handler: Callable[..., dict[str, Any]],
+    event: dict[str, Any],
+    context: LambdaContext | None = None,
+) -> Reply:
+    result = handler(event, context or LambdaContext())
+    return Reply(result["statusCode"], result.get("headers") or {}, result.get("body") or "")
+
+
+@pytest.fixture
+def app_module() -> Any:
+    return importlib.import_module("app")
+
+
+@dataclass
+class Aws:
+    dynamodb: Any
+    secretsmanager: Any
+
+    def quota_items(self) -> list[dict[str, Any]]:
+        return self.dynamodb.scan(TableName=TABLE)["Items"]
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        session = botocore.session.get_session()
+        dynamodb = session.create_client("dynamodb", region_name="us-east-1")
+        from tests.devstack.template import load_template, quota_table_definition
+
+        definition = quota_table_definition(load_template(ROOT / "template.yaml"))
+        ttl_attribute = definition.pop("ttl_attribute", None)
+        dynamodb.create_table(TableName=TABLE, **definition)
+        if ttl_attribute:
+            dynamodb.update_time_to_live(
+                TableName=TABLE,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
+            )
+        secretsmanager = session.create_client("secretsmanager", region_name="us-east-1")
+        secretsmanager.create_secret(Name=SECRET_ID, SecretString=OPENAI_KEY)
+        yield Aws(dynamodb, secretsmanager)
+
+
+@pytest.fixture
+def issuer() -> Issuer:
+    return Issuer()
+
+
+@pytest.fixture
+def internet(issuer: Issuer) -> FakeInternet:
+    return FakeInternet(issuer)
+
+
+@pytest.fixture
+def make_handler(
+    app_module: Any, aws: Aws, internet: FakeInternet
+) -> Callable[..., Callable[..., dict[str, Any]]]:
+    """A real handler (app.create_handler) wired to moto and the fake internet."""
+    deps = importlib.import_module("deps")
+
+    def make(**env: str) -> Callable[..., dict[str, Any]]:
+        settings_env = BASE_ENV | env
+        return app_module.create_handler(
+            lambda: deps.build_container(
+                settings_env,
+                http=internet.client(),
+                dynamodb=aws.dynamodb,
+                secretsmanager=aws.secretsmanager,
+                log=app_module.logger,
+            )
+        )
+
+    return make
+
+
+@pytest.fixture
+def handler(make_handler: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
+    return make_handler()
+
+
+@pytest.fixture
+def mint(handler: Callable[..., Any], issuer: Issuer) -> Callable[..., Reply]:
+    """POST /v1/realtime/client_secrets with a valid token unless told otherwise."""
+
+    def call(
+        body: Any = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        raw: str | None = None,
+        context: LambdaContext | None = None,
+    ) -> Reply:
+        all_headers = {"authorization": f"Bearer {token or issuer.token()}", "origin": ORIGIN}
+        if body is not None or raw is not None:
+            all_headers["content-type"] = "application/json"
+        all_headers.update(headers or {})
+        all_headers = {k: v for k, v in all_headers.items() if v is not None}
+        text = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        return invoke(handler, http_event(headers=all_headers, body=text), context)
+
+    return call
+
+
+class LogCapture:
+    """Everything the function logs: Powertools' JSON lines and any library logger."""
+
+    def __init__(self, app_module: Any) -> None:
+        self._stream = io.StringIO()
+        self._powertools = app_module.logger
+        self._handler = self._powertools.registered_handler
+        self._old_stream = self._handler.setStream(self._stream)
+        self._old_level = self._powertools.log_level
+        self._root = logging.StreamHandler(self._stream)
+        self._root.setLevel(logging.DEBUG)
+        logging.getLogger().addHandler(self._root)
+
+    def debug(self) -> None:
+        self._powertools.setLevel("DEBUG")
+        logging.getLogger().setLevel(logging.DEBUG)
+
+    @property
+    def text(self) -> str:
+        return self._stream.getvalue()
+
+    def records(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.text.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"raw": line})
+        return out
+
+    def close(self) -> None:
+        self._handler.setStream(self._old_stream)
+        self._powertools.setLevel(self._old_level)
+        logging.getLogger().removeHandler(self._root)
+        logging.getLogger().setLevel(logging.WARNING)
+
+
+@pytest.fixture
+def logs(app_module: Any) -> Iterator[LogCapture]:
+    capture = LogCapture(app_module)
+    yield capture
+    capture.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_network(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No test reaches a socket unless it says so: moto and MockTransport stand in for the
+    world. Tests marked `stack` or `browser` use real loopback sockets."""
+    if request.node.get_closest_marker("stack") or request.node.get_closest_marker("browser"):
+        yield
+        return
+    pytest_socket.disable_socket(allow_unix_socket=True)
+    yield
+    pytest_socket.enable_socket()

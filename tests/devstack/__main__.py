@@ -1,0 +1,111 @@
+"""`python -m tests.devstack` (`make dev`): the whole system locally until Ctrl-C.
+
+Ports come from flags or DEVSTACK_<NAME>_PORT; a busy one is a one-line error (exit 2).
+With OPENAI_API_KEY set, the real OpenAI is used instead of the emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tests.devstack.stack import (
+    DEFAULT_PORTS,
+    DEFAULT_QUOTAS,
+    ROOT,
+    STATE_FILE,
+    Stack,
+    StackError,
+    signals_as_interrupts,
+    start_stack,
+)
+
+EXIT_PORT_BUSY = 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.devstack", description=__doc__)
+    for name, port in DEFAULT_PORTS.items():
+        env = f"DEVSTACK_{name.upper()}_PORT"
+        parser.add_argument(
+            f"--{name}-port", type=int, default=int(os.environ.get(env, port)), help=f"env {env}"
+        )
+    parser.add_argument(
+        "--quotas", default=os.environ.get("DEVSTACK_QUOTAS", DEFAULT_QUOTAS), help="QUOTAS"
+    )
+    parser.add_argument("--web-dir", type=Path, default=ROOT / "web")
+    parser.add_argument("--quiet", action="store_true", help="logs to .devstack/logs only")
+    return parser.parse_args(argv)
+
+
+def banner(stack: Stack, real_openai: bool) -> str:
+    urls = stack.urls
+    openai = "the real OpenAI (OPENAI_API_KEY)" if real_openai else "emulator"
+    return f"""
+Local stack ready in {stack.startup_seconds:.1f} s (logs: {stack.log_dir})
+  web page   {urls["web"]}/
+  API        {urls["api"]}  (POST /v1/realtime/client_secrets, GET /openapi.json)
+  issuer     {urls["issuer"]}  (sign in with any user name; no password)
+  OpenAI     {urls["openai"]}  ({openai})
+  AWS        {urls["aws"]}  (moto: table devstack-quota, secret devstack/openai-api-key)
+
+A token for curl:  make token USER=alice   (or: python -m tests.devstack.token alice)
+Mint a client secret:
+  curl -sS -X POST {urls["api"]}/v1/realtime/client_secrets \\
+    -H "Authorization: Bearer $(make -s token USER=alice)" \\
+    -H 'Content-Type: application/json' -d '{{}}'
+
+Ctrl-C stops everything.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    ports = {name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS}
+    real_key = os.environ.get("OPENAI_API_KEY") or None
+    # Tests run a second stack beside a developer's: they point this elsewhere.
+    state_file = Path(os.environ.get("DEVSTACK_STATE") or STATE_FILE)
+    with signals_as_interrupts():
+        try:
+            stack = start_stack(
+                ports,
+                quotas=args.quotas,
+                openai_api_key=real_key,
+                web_root=args.web_dir,
+                log_dir=state_file.parent / "logs",
+                state_file=state_file,
+                echo=not args.quiet,
+            )
+        except StackError as exc:
+            for busy in exc.busy:
+                hint = f"--{busy.name}-port or DEVSTACK_{busy.name.upper()}_PORT"
+                print(f"devstack: {busy}; choose another with {hint}", file=sys.stderr)
+            if exc.busy:
+                return EXIT_PORT_BUSY
+            print(f"devstack: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+        print(banner(stack, real_key is not None), flush=True)
+        try:
+            while not stack.exited():
+                time.sleep(0.5)
+            for process in stack.exited():
+                code = process.popen.returncode
+                print(f"devstack: {process.name} stopped (exit code {code})", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            # A second Ctrl-C must not cut the clean-up short.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            print("devstack: stopping", file=sys.stderr, flush=True)
+            stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

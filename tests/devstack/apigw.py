@@ -1,0 +1,385 @@
+"""A local stand-in for an API Gateway HTTP API in front of one Lambda function.
+
+It does what the gateway does and nothing more: only the template's routes (others get
+404 `{"message":"Not Found"}`), payload-format-2.0 events, the Lambda proxy result mapped
+back to HTTP, and CORS answered by the gateway from the CorsConfiguration, overriding any
+CORS header the function sets. The function runs in-process, one call at a time, like one
+warm Lambda execution environment.
+
+`python -m tests.devstack.apigw --port 3001 --function-dir functions/token_vendor`
+(the function's settings come from this process's environment, read when it is imported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from tests.devstack.net import serve
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ROUTES = ("POST /v1/realtime/client_secrets", "GET /openapi.json")
+ACCOUNT_ID = "123456789012"
+API_ID = "devstack01"
+MAX_REQUEST_BYTES = 10 * 1024 * 1024  # HTTP API's payload limit
+MAX_EVENT_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation limit
+# Response headers the gateway owns (hop-by-hop, or set from the body it sends).
+DROPPED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+# HTTP API passes these bodies as text; everything else arrives base64-encoded.
+TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+
+log = logging.getLogger("apigw")
+
+
+@dataclass(frozen=True)
+class Cors:
+    """An HttpApi CorsConfiguration; origins come from the deployment (ALLOWED_ORIGINS)."""
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    allow_credentials: bool = False
+
+    @classmethod
+    def from_configuration(cls, config: Mapping[str, Any], origins: Iterable[str]) -> Cors:
+        # Accept CloudFormation's spelling (AllowHeaders) or a snake_case one (allow_headers).
+        keys = {k.replace("_", "").lower(): v for k, v in config.items()}
+
+        def listed(name: str) -> tuple[str, ...]:
+            value = keys.get(name) or ()
+            return tuple(str(v).strip() for v in ([value] if isinstance(value, str) else value))
+
+        max_age = keys.get("maxage")
+        return cls(
+            allow_origins=tuple(origins),
+            allow_methods=tuple(m.upper() for m in listed("allowmethods")),
+            allow_headers=tuple(h.lower() for h in listed("allowheaders")),
+            expose_headers=tuple(h.lower() for h in listed("exposeheaders")),
+            max_age=None if max_age is None else int(max_age),
+            allow_credentials=str(keys.get("allowcredentials", "")).lower() == "true",
+        )
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        return origin is not None and ("*" in self.allow_origins or origin in self.allow_origins)
+
+    def _grant(self, origin: str) -> dict[str, str]:
+        headers = {"access-control-allow-origin": "*" if "*" in self.allow_origins else origin}
+        if self.allow_credentials:
+            headers["access-control-allow-credentials"] = "true"
+        return headers
+
+    def preflight(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The gateway's own answer to OPTIONS: a grant only if everything asked is allowed."""
+        origin = headers.get("origin")
+        method = headers.get("access-control-request-method", "").upper()
+        wanted = {
+            h.strip().lower()
+            for h in headers.get("access-control-request-headers", "").split(",")
+            if h.strip()
+        }
+        method_ok = method and ("*" in self.allow_methods or method in self.allow_methods)
+        headers_ok = "*" in self.allow_headers or wanted <= set(self.allow_headers)
+        if not (self.origin_allowed(origin) and method_ok and headers_ok):
+            return {}
+        answer = self._grant(str(origin))
+        answer["access-control-allow-methods"] = ",".join(self.allow_methods)
+        if self.allow_headers:
+            answer["access-control-allow-headers"] = ",".join(self.allow_headers)
+        if self.max_age is not None:
+            answer["access-control-max-age"] = str(self.max_age)
+        return answer
+
+    def actual(self, origin: str | None) -> dict[str, str]:
+        if not self.origin_allowed(origin):
+            return {}
+        answer = self._grant(str(origin))
+        if self.expose_headers:
+            answer["access-control-expose-headers"] = ",".join(self.expose_headers)
+        return answer
+
+
+@dataclass
+class LambdaContext:
+    """The attributes Lambda's Python runtime gives a handler (Powertools reads them)."""
+
+    aws_request_id: str
+    deadline: float
+    function_name: str = "TokenFunction"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = ""
+    log_group_name: str = ""
+    log_stream_name: str = "devstack"
+    identity: Any = None
+    client_context: Any = None
+
+    def __post_init__(self) -> None:
+        self.invoked_function_arn = (
+            self.invoked_function_arn
+            or f"arn:aws:lambda:{_region()}:{ACCOUNT_ID}:function:{self.function_name}"
+        )
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def load_handler(function_dir: Path, spec: str = "app.handler") -> Handler:
+    """As Lambda does: the code directory on sys.path, then `module.attribute`."""
+    module_name, _, attribute = spec.rpartition(".")
+    sys.path.insert(0, str(function_dir.resolve()))
+    handler = getattr(importlib.import_module(module_name), attribute)
+    if not callable(handler):
+        raise TypeError(f"{spec} is not callable")
+    return handler  # type: ignore[no-any-return]
+
+
+def build_event(
+    request: web.Request, body: bytes, route_key: str, request_id: str
+) -> dict[str, Any]:
+    """A payload-format-2.0 event, shaped as the gateway shapes it."""
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    cookie = headers.pop("cookie", None)  # 2.0 moves cookies out of the headers
+    query: dict[str, str] = {}
+    raw_query = request.rel_url.raw_query_string
+    for name, value in parse_qsl(raw_query, keep_blank_values=True):
+        query[name] = f"{query[name]},{value}" if name in query else value
+    now = time.time()
+    host = headers.get("host", "")
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": request.rel_url.raw_path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": API_ID,
+            "domainName": host,
+            "domainPrefix": host.split(".")[0],
+            "http": {
+                "method": request.method,
+                "path": request.path,
+                "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
+                "sourceIp": request.remote or "127.0.0.1",
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookie:
+        event["cookies"] = [c.strip() for c in cookie.split(";") if c.strip()]
+    if query:
+        event["queryStringParameters"] = query
+    if body:
+        text = _as_text(body, headers.get("content-type", ""))
+        event["body"] = text if text is not None else base64.b64encode(body).decode()
+        event["isBase64Encoded"] = text is None
+    return event
+
+
+def _as_text(body: bytes, content_type: str) -> str | None:
+    media = content_type.split(";")[0].strip().lower()
+    if not (media.startswith(TEXT_TYPES) or media.endswith(("+json", "+xml"))):
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def to_response(result: Any, request_id: str, cors: dict[str, str]) -> web.Response:
+    """The Lambda proxy result as HTTP; a result without statusCode is a 200 JSON body."""
+    if not isinstance(result, dict) or "statusCode" not in result:
+        return _gateway_response(200, json.dumps(result), request_id, cors, "application/json")
+    status = result["statusCode"]
+    body = result.get("body") or ""
+    if not isinstance(status, int) or not isinstance(body, str):
+        log.error("malformed Lambda proxy response: %r", result)
+        return _gateway_message(500, "Internal Server Error", request_id)
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+    headers = CIMultiDict[str]()
+    # Format 2.0 has no multiValueHeaders: the gateway ignores them, and so do we.
+    for name, value in (result.get("headers") or {}).items():
+        lowered = name.lower()
+        # With a CorsConfiguration the gateway replaces the function's CORS headers.
+        if lowered not in DROPPED_HEADERS and not lowered.startswith("access-control-"):
+            headers[name] = str(value)
+    for cookie in result.get("cookies") or ():
+        headers.add("Set-Cookie", str(cookie))
+    headers.update(cors)
+    headers["apigw-requestid"] = request_id
+    return web.Response(status=status, body=raw, headers=headers)
+
+
+def _gateway_response(
+    status: int, text: str, request_id: str, cors: Mapping[str, str], content_type: str
+) -> web.Response:
+    headers = {"Content-Type": content_type, "apigw-requestid": request_id, **cors}
+    return web.Response(status=status, text=text, headers=headers)
+
+
+def _gateway_message(status: int, message: str, request_id: str) -> web.Response:
+    body = json.dumps({"message": message})
+    return _gateway_response(status, body, request_id, {}, "application/json")
+
+
+@dataclass
+class Gateway:
+    handler: Handler
+    routes: frozenset[str]
+    cors: Cors | None
+    timeout: float = 10.0
+    function_name: str = "TokenFunction"
+    memory_mb: int = 512
+    # One call at a time, as in one execution environment; the thread survives a timeout.
+    _executor: ThreadPoolExecutor = field(
+        init=False, default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="lambda")
+    )
+    _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        request_id = str(uuid.uuid4())
+        origin = request.headers.get("Origin")
+        if request.method == "OPTIONS" and self.cors is not None:
+            headers = {"apigw-requestid": request_id, **self.cors.preflight(request.headers)}
+            return web.Response(status=204, headers=headers)
+        route_key = f"{request.method} {request.path}"
+        if route_key not in self.routes:
+            return _gateway_message(404, "Not Found", request_id)
+        body = await request.read()
+        event = build_event(request, body, route_key, request_id)
+        if len(json.dumps(event)) > MAX_EVENT_BYTES:
+            return _gateway_message(413, "Request Entity Too Large", request_id)
+        try:
+            result = await self._invoke(event, request_id)
+        except Exception:
+            return _gateway_message(500, "Internal Server Error", request_id)
+        return to_response(result, request_id, self.cors.actual(origin) if self.cors else {})
+
+    async def _invoke(self, event: dict[str, Any], request_id: str) -> Any:
+        context = LambdaContext(
+            aws_request_id=request_id,
+            deadline=time.monotonic() + self.timeout,
+            function_name=self.function_name,
+            memory_limit_in_mb=self.memory_mb,
+        )
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            call = loop.run_in_executor(self._executor, self._call, event, context)
+            try:
+                return await asyncio.wait_for(call, self.timeout)
+            except TimeoutError:
+                log.error("%s Task timed out after %.2f seconds", request_id, self.timeout)
+                raise
+
+    def _call(self, event: dict[str, Any], context: LambdaContext) -> Any:
+        try:
+            return self.handler(event, context)
+        except Exception as exc:
+            # What Lambda writes for an unhandled error, so it shows in the developer's log.
+            error = {"errorMessage": str(exc), "errorType": type(exc).__name__}
+            error["stackTrace"] = traceback.format_exc()
+            print(json.dumps(error), file=sys.stderr, flush=True)
+            raise
+
+
+def create_app(
+    handler: Handler,
+    *,
+    routes: Sequence[str] = DEFAULT_ROUTES,
+    cors: Cors | None = None,
+    timeout: float = 10.0,
+    function_name: str = "TokenFunction",
+    memory_mb: int = 512,
+) -> web.Application:
+    gateway = Gateway(handler, frozenset(routes), cors, timeout, function_name, memory_mb)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app.router.add_route("*", "/{path:.*}", gateway.handle)
+    app.on_cleanup.append(lambda _: _shutdown(gateway))
+    return app
+
+
+async def _shutdown(gateway: Gateway) -> None:
+    gateway._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def template_routes(template: Mapping[str, Any]) -> tuple[str, ...]:
+    """`METHOD /path` for every HttpApi event of every function in a SAM template."""
+    routes = []
+    for resource in (template.get("Resources") or {}).values():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in ((resource.get("Properties") or {}).get("Events") or {}).values():
+            if event.get("Type") == "HttpApi":
+                props = event.get("Properties") or {}
+                routes.append(f"{str(props.get('Method', 'ANY')).upper()} {props.get('Path')}")
+    return tuple(routes)
+
+
+def from_template(
+    template_path: Path, origins: Iterable[str]
+) -> tuple[tuple[str, ...], Cors | None]:
+    """Routes and CORS as the template declares them; origins as deployed (ALLOWED_ORIGINS)."""
+    from tests.devstack.template import cors_configuration, load_template
+
+    template = load_template(template_path)
+    config = cors_configuration(template)
+    cors = None if config is None else Cors.from_configuration(config, origins)
+    return template_routes(template) or DEFAULT_ROUTES, cors
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=3001)
+    parser.add_argument("--function-dir", type=Path, default=ROOT / "functions" / "token_vendor")
+    parser.add_argument("--handler", default="app.handler", help="module.attribute")
+    parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
+    parser.add_argument("--timeout", type=float, default=10.0, help="the function's, seconds")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    origins = [o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip()]
+    routes, cors = from_template(args.template, origins)
+    # Imported before serving, as Lambda's init phase: a broken function fails the start.
+    handler = load_handler(args.function_dir, args.handler)
+    app = create_app(handler, routes=routes, cors=cors, timeout=args.timeout)
+    serve(app, args.host, args.port, "api")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,512 @@
+"""The WebRTC side of the Realtime emulator: a real aiortc peer per call, audio back to the
+caller, and the `oai-events` data channel speaking OpenAI's server events."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import fractions
+import json
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import av
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from tests.devstack.openai_schema import ApiError, apply_session, check_session, new_id
+
+log = logging.getLogger("openai_emulator.rtc")
+
+EVENTS_CHANNEL = "oai-events"
+SESSION_LIMIT_S = 60 * 60  # no request field shortens it; only hangup ends a call early
+DELTA_PAUSE_S = 0.01  # enough to arrive as separate messages, like a streamed reply
+CLIENT_EVENTS = (
+    "session.update",
+    "input_audio_buffer.append",
+    "input_audio_buffer.commit",
+    "input_audio_buffer.clear",
+    "conversation.item.create",
+    "conversation.item.retrieve",
+    "conversation.item.truncate",
+    "conversation.item.delete",
+    "response.create",
+    "response.cancel",
+    "output_audio_buffer.clear",
+)
+
+
+class ToneTrack(MediaStreamTrack):
+    """A sine tone in real-time 20 ms frames at 48 kHz, what a microphone track would give."""
+
+    kind = "audio"
+
+    def __init__(self, frequency: int = 440, rate: int = 48_000, amplitude: float = 0.2) -> None:
+        super().__init__()
+        self.rate = rate
+        self.samples = rate // 50
+        # One second of tone, so any integer frequency wraps around without a click.
+        peak = int(32767 * amplitude)
+        second = array.array(
+            "h", (int(peak * math.sin(2 * math.pi * frequency * i / rate)) for i in range(rate))
+        ).tobytes()
+        self._wave = second + second[: self.samples * 2]
+        self._start: float | None = None
+        self._timestamp = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._pace()
+        offset = (self._timestamp % self.rate) * 2
+        chunk = self._wave[offset : offset + self.samples * 2]
+        frame = av.AudioFrame(format="s16", layout="mono", samples=self.samples)
+        frame.planes[0].update(chunk)
+        frame.pts = self._timestamp
+        frame.sample_rate = self.rate
+        frame.time_base = fractions.Fraction(1, self.rate)
+        return frame
+
+    async def _pace(self) -> None:
+        if self._start is None:
+            self._start = time.monotonic()
+            return
+        self._timestamp += self.samples
+        await asyncio.sleep(self._start + self._timestamp / self.rate - time.monotonic())
+
+
+def rtc_configuration() -> RTCConfiguration:
+    # aiortc would otherwise ask Google's STUN server, which stalls gathering offline.
+    return RTCConfiguration(iceServers=[])
+
+
+class Call:
+    """One WebRTC call: the peer connection and the conversation on its data channel."""
+
+    def __init__(
+        self,
+        session: dict[str, Any],
+        *,
+        on_closed: Callable[[Call], None] = lambda call: None,
+    ) -> None:
+        self.id = "rtc_" + secrets.token_hex(16)
+        self.pc = RTCPeerConnection(rtc_configuration())
+        self.session = session
+        self.conversation_id = new_id("conv")
+        self.items: list[dict[str, Any]] = []
+        self.channel: RTCDataChannel | None = None
+        self.audio_source = "none"
+        self.events_sent = 0
+        self.closed = False
+        self._on_closed = on_closed
+        self._relay = MediaRelay()
+        self._remote_audio: MediaStreamTrack | None = None
+        self._local_tracks: list[MediaStreamTrack] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._responding = False
+        self._last_response_id: str | None = None
+        self._expiry: asyncio.Future[None] | None = None
+        self._limit = asyncio.get_running_loop().call_later(SESSION_LIMIT_S, self._expire)
+        self.pc.on("datachannel", self._attach)
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    # --- negotiation -------------------------------------------------------------------------
+
+    async def answer(self, offer_sdp: str) -> str:
+        """The SDP answer, with every ICE candidate in it (no trickle over this API)."""
+        if not any(line.startswith("m=") for line in offer_sdp.splitlines()):
+            raise ApiError(
+                400, "Invalid SDP offer: no media sections.", code="invalid_offer", param="sdp"
+            )
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        except (ValueError, KeyError, IndexError) as error:
+            raise ApiError(
+                400, f"Invalid SDP offer: {error}", code="invalid_offer", param="sdp"
+            ) from error
+        self._add_audio()
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self._remote_audio is None:
+            self._remote_audio = track
+
+    def _add_audio(self) -> None:
+        if not any(t.kind == "audio" for t in self.pc.getTransceivers()):
+            return  # an offer without audio gets an answer without audio
+        if self._remote_audio is not None:
+            # The caller hears itself: proof that its microphone reached the "model".
+            track = self._relay.subscribe(self._remote_audio, buffered=False)
+            self.audio_source = "echo"
+        else:
+            track = ToneTrack()
+            self.audio_source = "tone"
+        self._local_tracks.append(track)
+        self.pc.addTrack(track)
+
+    async def _on_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            await self.close()
+
+    def _expire(self) -> None:
+        # Not one of self._tasks: close() cancels those, and must not cancel itself.
+        self._expiry = asyncio.ensure_future(self.close())
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._limit.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for track in self._local_tracks:
+            track.stop()
+        await self.pc.close()
+        self._on_closed(self)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- the data channel --------------------------------------------------------------------
+
+    def _attach(self, channel: RTCDataChannel) -> None:
+        if channel.label != EVENTS_CHANNEL or self.channel is not None:
+            return
+        self.channel = channel
+        channel.on("message", self._on_message)
+        self.send({"type": "session.created", "session": self.session})
+        self.send(
+            {
+                "type": "conversation.created",
+                "conversation": {"id": self.conversation_id, "object": "realtime.conversation"},
+            }
+        )
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self.channel is None or self.channel.readyState != "open":
+            return
+        self.channel.send(json.dumps({"event_id": new_id("event")} | event))
+        self.events_sent += 1
+
+    def send_error(self, error: ApiError, client_event_id: str | None = None) -> None:
+        self.send({"type": "error", "error": error.error() | {"event_id": client_event_id}})
+
+    def _on_message(self, message: str | bytes) -> None:
+        event = _parse_event(message)
+        if event is None:
+            self.send_error(ApiError(400, "The event is not a JSON object.", code="invalid_json"))
+            return
+        client_event_id = event.get("event_id")
+        try:
+            self._dispatch(event)
+        except ApiError as error:
+            self.send_error(error, client_event_id if isinstance(client_event_id, str) else None)
+
+    def _dispatch(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "session.update": self._session_update,
+            "conversation.item.create": self._item_create,
+            "conversation.item.delete": self._item_delete,
+            "response.create": self._response_create,
+            "input_audio_buffer.clear": self._input_clear,
+            "output_audio_buffer.clear": self._output_clear,
+        }
+        if not isinstance(kind, str):
+            raise ApiError(
+                400,
+                "Missing required parameter: 'type'.",
+                param="type",
+                code="missing_required_parameter",
+            )
+        if kind not in CLIENT_EVENTS:
+            supported = ", ".join(f"'{name}'" for name in CLIENT_EVENTS)
+            raise ApiError(
+                400,
+                f"Invalid value: '{kind}'. Supported values are: {supported}.",
+                code="invalid_value",
+                param="type",
+            )
+        if kind not in handlers:
+            raise ApiError(
+                400,
+                f"The local Realtime emulator does not implement '{kind}'.",
+                code="unsupported_event",
+                param="type",
+            )
+        handlers[kind](event)
+
+    def _session_update(self, event: dict[str, Any]) -> None:
+        if "session" not in event:
+            raise ApiError(
+                400,
+                "Missing required parameter: 'session'.",
+                code="missing_required_parameter",
+                param="session",
+            )
+        request = check_session(event["session"], "session")
+        if request["type"] != self.session["type"]:
+            raise ApiError(
+                400,
+                "A session's type cannot change after it is created.",
+                code="invalid_value",
+                param="session.type",
+            )
+        if "model" in request and request["model"] != self.session.get("model"):
+            raise ApiError(
+                400,
+                "The model is fixed for the life of the client secret.",
+                code="invalid_value",
+                param="session.model",
+            )
+        self.session = apply_session(self.session, request)
+        self.send({"type": "session.updated", "session": self.session})
+
+    def _item_create(self, event: dict[str, Any]) -> None:
+        item = _check_item(event.get("item"))
+        previous = event.get("previous_item_id") or (self.items[-1]["id"] if self.items else None)
+        stored = {"id": new_id("item"), "object": "realtime.item", "status": "completed"} | item
+        self.items.append(stored)
+        for kind in ("conversation.item.added", "conversation.item.done"):
+            self.send({"type": kind, "previous_item_id": previous, "item": stored})
+
+    def _item_delete(self, event: dict[str, Any]) -> None:
+        item_id = event.get("item_id")
+        if not any(item["id"] == item_id for item in self.items):
+            raise ApiError(
+                400,
+                f"Item with item_id not found: {item_id}",
+                code="item_not_found",
+                param="item_id",
+            )
+        self.items = [item for item in self.items if item["id"] != item_id]
+        self.send({"type": "conversation.item.deleted", "item_id": item_id})
+
+    def _input_clear(self, event: dict[str, Any]) -> None:
+        self.send({"type": "input_audio_buffer.cleared"})
+
+    def _output_clear(self, event: dict[str, Any]) -> None:
+        if self._last_response_id is not None:
+            self.send(
+                {"type": "output_audio_buffer.cleared", "response_id": self._last_response_id}
+            )
+
+    def _response_create(self, event: dict[str, Any]) -> None:
+        if self.session["type"] != "realtime":
+            raise ApiError(
+                400, "Responses are not available in a transcription session.", param="type"
+            )
+        if self._responding:
+            raise ApiError(
+                400,
+                "Conversation already has an active response in progress.",
+                code="conversation_already_has_active_response",
+            )
+        options = event.get("response") or {}
+        if not isinstance(options, dict):
+            raise ApiError(
+                400, "'response' must be an object.", code="invalid_type", param="response"
+            )
+        modalities = options.get("output_modalities") or self.session["output_modalities"]
+        if modalities not in (["audio"], ["text"]):
+            raise ApiError(
+                400,
+                f"Invalid value: {modalities!r}.",
+                code="invalid_value",
+                param="response.output_modalities",
+            )
+        self._responding = True
+        self._spawn(self._respond(modalities))
+
+    # --- the scripted reply ------------------------------------------------------------------
+
+    def reply_text(self) -> str:
+        said = _last_user_text(self.items)
+        base = "Hello from the local Realtime emulator."
+        return f"{base} You said: {said}" if said else base
+
+    async def _respond(self, modalities: list[str]) -> None:
+        try:
+            await self._stream_reply(modalities)
+        finally:
+            self._responding = False
+
+    async def _stream_reply(self, modalities: list[str]) -> None:
+        text_only = modalities == ["text"]
+        response_id, item_id = new_id("resp"), new_id("item")
+        self._last_response_id = response_id
+        previous = self.items[-1]["id"] if self.items else None
+        response = self._response(response_id, modalities)
+        self.send({"type": "response.created", "response": response})
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
+        where = {"response_id": response_id, "item_id": item_id, "output_index": 0}
+        self.send(
+            {
+                "type": "response.output_item.added",
+                "response_id": response_id,
+                "output_index": 0,
+                "item": item,
+            }
+        )
+        self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+        empty = {"type": "text", "text": ""} if text_only else {"type": "audio", "transcript": ""}
+        self.send(
+            {"type": "response.content_part.added", **where, "content_index": 0, "part": empty}
+        )
+        if not text_only:
+            self.send({"type": "output_audio_buffer.started", "response_id": response_id})
+        text = self.reply_text()
+        await self._stream_text(text, text_only, where)
+        full = (
+            {"type": "text", "text": text} if text_only else {"type": "audio", "transcript": text}
+        )
+        self.send({"type": "response.content_part.done", **where, "content_index": 0, "part": full})
+        content = (
+            {"type": "output_text", "text": text}
+            if text_only
+            else {"type": "output_audio", "transcript": text}
+        )
+        done_item = item | {"status": "completed", "content": [content]}
+        self.items.append(done_item)
+        self.send(
+            {
+                "type": "response.output_item.done",
+                "response_id": response_id,
+                "output_index": 0,
+                "item": done_item,
+            }
+        )
+        self.send(
+            {"type": "conversation.item.done", "previous_item_id": previous, "item": done_item}
+        )
+        response |= {
+            "status": "completed",
+            "output": [done_item],
+            "usage": self._usage(text, text_only),
+        }
+        self.send({"type": "response.done", "response": response})
+        if not text_only:
+            self.send({"type": "output_audio_buffer.stopped", "response_id": response_id})
+
+    async def _stream_text(self, text: str, text_only: bool, where: dict[str, Any]) -> None:
+        kind = "response.output_text" if text_only else "response.output_audio_transcript"
+        words = text.split(" ")
+        for index, word in enumerate(words):
+            delta = word if index == len(words) - 1 else word + " "
+            self.send({"type": f"{kind}.delta", **where, "content_index": 0, "delta": delta})
+            await asyncio.sleep(DELTA_PAUSE_S)
+        final = {"text": text} if text_only else {"transcript": text}
+        self.send({"type": f"{kind}.done", **where, "content_index": 0, **final})
+
+    def _response(self, response_id: str, modalities: list[str]) -> dict[str, Any]:
+        output = self.session.get("audio", {}).get("output", {})
+        return {
+            "object": "realtime.response",
+            "id": response_id,
+            "status": "in_progress",
+            "status_details": None,
+            "output": [],
+            "conversation_id": self.conversation_id,
+            "output_modalities": modalities,
+            "max_output_tokens": self.session.get("max_output_tokens", "inf"),
+            "audio": {"output": {"format": output.get("format"), "voice": output.get("voice")}},
+            "usage": None,
+            "metadata": None,
+        }
+
+    def _usage(self, reply: str, text_only: bool) -> dict[str, Any]:
+        # Rough token counts: the shape matters to clients, the numbers only need to add up.
+        prompt = " ".join(_item_text(item) for item in self.items[:-1])
+        input_text = len((self.session.get("instructions", "") + " " + prompt).split())
+        output_text = len(reply.split())
+        output_audio = 0 if text_only else output_text * 5
+        input_tokens = input_text
+        output_tokens = output_text + output_audio
+        return {
+            "total_tokens": input_tokens + output_tokens,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "input_token_details": {
+                "text_tokens": input_text,
+                "audio_tokens": 0,
+                "image_tokens": 0,
+                "cached_tokens": 0,
+                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
+            },
+            "output_token_details": {"text_tokens": output_text, "audio_tokens": output_audio},
+        }
+
+
+def _parse_event(message: str | bytes) -> dict[str, Any] | None:
+    with contextlib.suppress(ValueError):
+        event = json.loads(message)
+        if isinstance(event, dict):
+            return event
+    return None
+
+
+def _check_item(item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise ApiError(
+            400,
+            "Missing required parameter: 'item'.",
+            code="missing_required_parameter",
+            param="item",
+        )
+    kind = item.get("type")
+    if kind not in ("message", "function_call", "function_call_output"):
+        raise ApiError(400, f"Invalid value: '{kind}'.", code="invalid_value", param="item.type")
+    if kind == "message":
+        if item.get("role") not in ("user", "assistant", "system"):
+            raise ApiError(
+                400,
+                f"Invalid value: '{item.get('role')}'.",
+                code="invalid_value",
+                param="item.role",
+            )
+        if not isinstance(item.get("content"), list):
+            raise ApiError(
+                400,
+                "Missing required parameter: 'item.content'.",
+                code="missing_required_parameter",
+                param="item.content",
+            )
+    return item
+
+
+def _item_text(item: dict[str, Any]) -> str:
+    parts = item.get("content") or []
+    return " ".join(
+        str(part.get("text") or part.get("transcript") or "")
+        for part in parts
+        if isinstance(part, dict)
+    )
+
+
+def _last_user_text(items: list[dict[str, Any]]) -> str:
+    for item in reversed(items):
+        if item.get("type") == "message" and item.get("role") == "user":
+            return _item_text(item).strip()
+    return ""

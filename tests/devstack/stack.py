@@ -1,0 +1,435 @@
+"""The whole system on one machine: moto, the dev issuer, the OpenAI emulator, the API
+stand-in running the real handler, and the web page, each its own process on loopback.
+
+All run as subprocesses: the function reads its environment when imported and keeps state
+in its module, as in a Lambda container, so it needs a process of its own; the others follow
+suit so that any thread (a pytest test, `make dev`) can start and stop a stack the same way.
+Each process leads its own process group, so stopping the stack kills whatever a component
+started too, and a terminal's Ctrl-C reaches only this process, which then stops the rest in
+order. On Linux the children also get SIGTERM if this process dies without cleaning up.
+
+    with start_stack() as stack:            # free ports
+        token = stack.token("alice")
+        httpx.post(stack.urls["api"] + "/v1/realtime/client_secrets", ...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import httpx
+
+from tests.devstack import aws
+from tests.devstack.net import PortBusy, free_port, port_is_free, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE_FILE = ROOT / ".devstack" / "state.json"
+COMPONENTS = ("aws", "openai", "issuer", "web", "api")
+DEFAULT_PORTS = {"api": 3001, "issuer": 3002, "openai": 3003, "aws": 3004, "web": 5173}
+DEFAULT_QUOTAS = "5/minute,50/day"
+REAL_OPENAI = "https://api.openai.com/v1"
+TABLE = "devstack-quota"
+SECRET_ID = "devstack/openai-api-key"
+AUDIENCE = "realtime-token-vendor"
+CLIENT_ID = "devstack-web"
+SCOPES = "openid realtime:mint"
+START_TIMEOUT = 45.0
+STOP_TIMEOUT = 5.0
+# Variables of the developer's shell that must not reach the stack: real cloud credentials
+# and settings would point the function at a real account.
+INHERITED_PREFIXES = ("AWS_", "OPENAI_", "POWERTOOLS_", "AUTH_", "QUOTA", "ALLOWED_ORIGINS")
+_print_lock = threading.Lock()
+
+
+class StackError(Exception):
+    """The stack could not start; the message says why in a line or a log tail."""
+
+    def __init__(self, message: str, busy: tuple[PortBusy, ...] = ()) -> None:
+        super().__init__(message)
+        self.busy = busy
+
+
+class Process:
+    """One component: its own process group, its output to a log file (and the terminal)."""
+
+    def __init__(
+        self, name: str, command: list[str], env: Mapping[str, str], log: Path, echo: bool
+    ) -> None:
+        self.name, self.log_path, self.echo = name, log, echo
+        self._log: IO[str] = log.open("w", encoding="utf-8")
+        self.popen = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # only calls prctl (looked up before the fork)
+        )
+        self.pgid = self.popen.pid  # a new session's leader leads its process group
+        self._pump = threading.Thread(target=self._copy_output, name=f"log-{name}", daemon=True)
+        self._pump.start()
+
+    def _copy_output(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self._log.write(line)
+            self._log.flush()
+            if self.echo:
+                with _print_lock:
+                    sys.stdout.write(f"{self.name:>6} | {line}")
+                    sys.stdout.flush()
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        self._pump.join(timeout=1)
+        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signum)
+
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self.pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # the group id was reused by someone else's process
+            return False
+        return True
+
+    def close(self) -> None:
+        self._pump.join(timeout=2)
+        self._log.close()
+
+
+def _libc_prctl() -> Callable[[int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()  # looked up before fork: the child only makes the call
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Stack:
+    ports: dict[str, int]
+    urls: dict[str, str]
+    log_dir: Path
+    openai_key: str
+    host: str = "127.0.0.1"
+    web_host: str = "localhost"
+    state_file: Path | None = None
+    processes: dict[str, Process] = field(default_factory=dict)
+    startup_seconds: float = 0.0
+    stopped: bool = False
+
+    def token(self, user: str, scopes: str | None = None, lifetime: int | None = None) -> str:
+        """An access token for `user`, from the running issuer (its dev-only endpoint)."""
+        return request_token(self.urls["token"], user, scopes, lifetime)
+
+    def exited(self) -> list[Process]:
+        return [p for p in self.processes.values() if not p.alive()]
+
+    def stop(self) -> None:
+        """SIGTERM every group, wait, SIGKILL what is left, and check nothing is."""
+        if self.stopped:  # once only: a reaped leader's id may belong to someone else later
+            return
+        self.stopped = True
+        running = list(reversed(self.processes.values()))
+        for process in running:
+            process.signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for process in running:
+            try:
+                process.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.signal(signal.SIGKILL)
+                process.popen.wait()
+        for process in running:
+            if process.group_alive():  # a grandchild that ignored SIGTERM
+                process.signal(signal.SIGKILL)
+            process.close()
+        if self.state_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                if json.loads(self.state_file.read_text()).get("pid") == os.getpid():
+                    self.state_file.unlink()
+
+    def leftovers(self) -> list[str]:
+        """Components with a process still running (empty after `stop`)."""
+        return [name for name, p in self.processes.items() if p.group_alive()]
+
+    def write_state(self) -> None:
+        assert self.state_file is not None
+        state = {
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ports": self.ports,
+            "urls": self.urls,
+            "token_url": self.urls["token"],
+            "client_id": CLIENT_ID,
+            "audience": AUDIENCE,
+            "logs": str(self.log_dir),
+            "pids": {name: p.popen.pid for name, p in self.processes.items()},
+        }
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.state_file.with_suffix(".tmp")
+        partial.write_text(json.dumps(state, indent=2) + "\n")
+        partial.replace(self.state_file)  # the token CLI never reads half a file
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def request_token(
+    token_url: str, user: str, scopes: str | None = None, lifetime: int | None = None
+) -> str:
+    body: dict[str, Any] = {"user": user}
+    if scopes:
+        body["scopes"] = scopes.split()
+    if lifetime:
+        body["lifetime"] = lifetime
+    response = httpx.post(token_url, json=body, timeout=5)
+    if response.status_code != 200:
+        detail = response.json().get("error_description", response.text)
+        raise ValueError(f"the issuer refused: {detail}")
+    return str(response.json()["access_token"])
+
+
+def choose_ports(
+    ports: Literal["auto"] | Mapping[str, int], host: str, web_host: str
+) -> dict[str, int]:
+    """Given ports as they are; the others picked free. Busy ports are reported together."""
+    given = {} if ports == "auto" else dict(ports)
+    unknown = set(given) - set(COMPONENTS)
+    if unknown:
+        raise StackError(f"unknown components in ports: {sorted(unknown)}")
+    chosen = dict(given)
+    for name in COMPONENTS:
+        while name not in chosen:
+            port = free_port(host)
+            if port not in chosen.values():
+                chosen[name] = port
+    if len(set(chosen.values())) != len(chosen):
+        raise StackError(f"two components cannot share a port: {chosen}")
+    busy = tuple(
+        PortBusy(name, web_host if name == "web" else host, port)
+        for name, port in chosen.items()
+        if not port_is_free(web_host if name == "web" else host, port)
+    )
+    if busy:
+        raise StackError("; ".join(str(b) for b in busy), busy)
+    return chosen
+
+
+def _base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED_PREFIXES)}
+    return env | {"PYTHONUNBUFFERED": "1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def _api_env(urls: Mapping[str, str], quotas: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """The function's configuration, as template.yaml would set it in Lambda.
+
+    No AUTH_JWKS_URL: the function finds the keys through discovery, as with Cognito.
+    """
+    return _base_env() | aws.FAKE_CREDENTIALS | {
+        "OPENAI_SECRET_ID": SECRET_ID,
+        "OPENAI_BASE_URL": urls["openai"],
+        "QUOTA_TABLE": TABLE,
+        "QUOTAS": quotas,
+        "AUTH_ISSUER": urls["issuer"],
+        "AUTH_AUDIENCE": AUDIENCE,
+        "AUTH_TOKEN_USE": "access",
+        "ALLOWED_ORIGINS": urls["web"],
+        "AWS_ENDPOINT_URL": urls["aws"],
+        "AWS_REGION": aws.REGION,
+        "AWS_DEFAULT_REGION": aws.REGION,
+        "POWERTOOLS_SERVICE_NAME": "token-vendor",
+        "POWERTOOLS_METRICS_NAMESPACE": "RealtimeTokenVendor",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    } | dict(extra)  # fmt: skip
+
+
+def start_stack(
+    ports: Literal["auto"] | Mapping[str, int] = "auto",
+    quotas: str = DEFAULT_QUOTAS,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    openai_api_key: str | None = None,
+    host: str = "127.0.0.1",
+    web_host: str = "localhost",
+    web_root: Path = ROOT / "web",
+    template: Path = ROOT / "template.yaml",
+    log_dir: Path | None = None,
+    state_file: Path | None = None,
+    echo: bool = False,
+) -> Stack:
+    """Start every component, wait until each answers, and return the running stack.
+
+    With `openai_api_key` the real OpenAI is used and no emulator starts. `extra_env` goes
+    to the function (after the stack's own settings, so it can override them).
+    """
+    started = time.monotonic()
+    chosen = choose_ports(ports, host, web_host)
+    if not template.is_file():
+        raise StackError(f"{template} is missing: the stack takes its table and routes from it")
+    emulate = not openai_api_key
+    urls = {
+        "api": f"http://{host}:{chosen['api']}",
+        "issuer": f"http://{host}:{chosen['issuer']}",
+        "openai": f"http://{host}:{chosen['openai']}/v1" if emulate else REAL_OPENAI,
+        "aws": f"http://{host}:{chosen['aws']}",
+        "web": f"http://{web_host}:{chosen['web']}",
+    }
+    urls["token"] = urls["issuer"] + "/dev/token"
+    stack = Stack(
+        ports=chosen,
+        urls=urls,
+        log_dir=log_dir or Path(tempfile.mkdtemp(prefix="devstack-")),
+        openai_key=openai_api_key or "sk-devstack-" + secrets.token_urlsafe(24),
+        host=host,
+        web_host=web_host,
+        state_file=state_file,
+    )
+    stack.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _spawn_all(stack, quotas, extra_env or {}, web_root, template, echo, emulate)
+        deadline = time.monotonic() + START_TIMEOUT
+        _wait(stack, "aws", host, deadline)
+        try:
+            aws.provision(
+                urls["aws"],
+                table=TABLE,
+                secret_id=SECRET_ID,
+                secret_value=stack.openai_key,
+                template_path=template,
+            )
+        except Exception as exc:
+            raise StackError(f"provisioning moto failed: {type(exc).__name__}: {exc}") from exc
+        for name in stack.processes:
+            _wait(stack, name, web_host if name == "web" else host, deadline)
+        stack.startup_seconds = time.monotonic() - started
+        if state_file is not None:
+            stack.write_state()
+    except BaseException:  # Ctrl-C while starting too: leave nothing running
+        stack.stop()
+        raise
+    return stack
+
+
+def _spawn_all(
+    stack: Stack,
+    quotas: str,
+    extra_env: Mapping[str, str],
+    web_root: Path,
+    template: Path,
+    echo: bool,
+    emulate: bool,
+) -> None:
+    ports, urls, py = stack.ports, stack.urls, sys.executable
+    host, web_host = stack.host, stack.web_host
+    redirect_uri = urls["web"] + "/"
+    web_config = {
+        "apiBaseUrl": urls["api"],
+        "issuer": urls["issuer"],
+        "clientId": CLIENT_ID,
+        "redirectUri": redirect_uri,
+        "scopes": SCOPES,
+    }
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {
+        "aws": (aws.moto_command(host, ports["aws"]), _base_env()),
+        "issuer": (
+            [py, "-m", "tests.devstack.idp", "--host", host, "--port", str(ports["issuer"]),
+             "--issuer-url", urls["issuer"], "--audience", AUDIENCE, "--client-id", CLIENT_ID,
+             "--redirect-uri", redirect_uri],
+            _base_env(),
+        ),
+        "web": (
+            [py, "-m", "tests.devstack.web", "--host", web_host, "--port", str(ports["web"]),
+             "--root", str(web_root), "--config", json.dumps(web_config)],
+            _base_env(),
+        ),
+        "api": (
+            [py, "-m", "tests.devstack.apigw", "--host", host, "--port", str(ports["api"]),
+             "--template", str(template)],
+            _api_env(urls, quotas, extra_env),
+        ),
+    }  # fmt: skip
+    if emulate:
+        commands["openai"] = (
+            [py, "-m", "tests.devstack.openai_emulator", "--host", host, "--port",
+             str(ports["openai"])],
+            _base_env() | {"OPENAI_EMULATOR_SERVER_KEY": stack.openai_key},
+        )  # fmt: skip
+    for name in COMPONENTS:  # the order they are stopped in is the reverse
+        if name in commands:
+            command, env = commands[name]
+            log = stack.log_dir / f"{name}.log"
+            # moto logs every request; its log file is enough.
+            stack.processes[name] = Process(name, command, env, log, echo and name != "aws")
+
+
+def _wait(stack: Stack, name: str, host: str, deadline: float) -> None:
+    process = stack.processes[name]
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise StackError(
+                f"{name} exited with code {process.popen.returncode} before it was ready "
+                f"(log: {process.log_path}):\n{process.tail()}"
+            )
+        if wait_for_port(host, stack.ports[name], time.monotonic() + 0.2):
+            return
+    raise StackError(f"{name} did not open port {stack.ports[name]} in time:\n{process.tail()}")
+
+
+def running_state(state_file: Path = STATE_FILE) -> dict[str, Any]:
+    """What a running `make dev` wrote; a missing file means no stack is running."""
+    return dict(json.loads(state_file.read_text()))
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop the stack the way Ctrl-C does."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,63 @@
+"""Read template.yaml so the local stack and the tests use the template's own definitions
+(the quota table, the CORS rules, the routes) instead of copies that could drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A YAML loader that keeps CloudFormation short tags (`!Ref X` -> {"Ref": "X"})."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the stack takes its table and routes from it")
+    return yaml.load(path.read_text(), Loader=_CfnLoader)
+
+
+def quota_table_definition(template: dict[str, Any]) -> dict[str, Any]:
+    """`create_table` arguments for the quota table, plus `ttl_attribute`."""
+    props = template["Resources"]["QuotaTable"]["Properties"]
+    definition: dict[str, Any] = {
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    ttl = props.get("TimeToLiveSpecification") or {}
+    if ttl.get("Enabled"):
+        definition["ttl_attribute"] = ttl["AttributeName"]
+    return definition
+
+
+def cors_configuration(template: dict[str, Any]) -> dict[str, Any]:
+    """The HttpApi's CORS rules, header names lower-cased (AllowOrigins is a parameter)."""
+    cors = template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    return {
+        "AllowHeaders": [h.lower() for h in cors.get("AllowHeaders", [])],
+        "ExposeHeaders": [h.lower() for h in cors.get("ExposeHeaders", [])],
+        "AllowMethods": [m.upper() for m in cors.get("AllowMethods", [])],
+        "MaxAge": cors.get("MaxAge"),
+        "AllowCredentials": bool(cors.get("AllowCredentials", False)),
+    }

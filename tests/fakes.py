@@ -1,0 +1,196 @@
+"""Test doubles shared by the unit and integration suites: an identity provider that signs
+with keys made per run, and a fake internet (JWKS + OpenAI) that records what it received."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+ISSUER = "https://issuer.test/"
+AUDIENCE = "app-client"
+JWKS_URL = "https://issuer.test/.well-known/jwks.json"
+OPENAI_BASE = "https://api.openai.test/v1"
+OPENAI_KEY = "sk-test-" + "k" * 40  # the fake OpenAI accepts only this (or what a test sets)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class SigningKey:
+    kid: str
+    private: Any
+    alg: str = "RS256"
+
+    @classmethod
+    def rsa(cls, kid: str | None = None) -> SigningKey:
+        return cls(
+            kid or secrets.token_hex(8),
+            rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        )
+
+    @classmethod
+    def ec(cls, kid: str | None = None) -> SigningKey:
+        return cls(kid or secrets.token_hex(8), ec.generate_private_key(ec.SECP256R1()), "ES256")
+
+    def jwk(self) -> dict[str, Any]:
+        algo = (
+            jwt.algorithms.RSAAlgorithm
+            if self.alg.startswith(("RS", "PS"))
+            else jwt.algorithms.ECAlgorithm
+        )
+        data = json.loads(algo.to_jwk(self.private.public_key()))
+        return data | {"kid": self.kid, "use": "sig", "alg": self.alg}
+
+
+@dataclass
+class Issuer:
+    """Signs tokens like a real IdP; tests override any claim or header to forge one."""
+
+    keys: list[SigningKey] = field(default_factory=lambda: [SigningKey.rsa()])
+    issuer: str = ISSUER
+    audience: str = AUDIENCE
+
+    def claims(self, subject: str = "user-1", **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + 600,
+            "scope": "openid realtime:mint",
+            "token_use": "access",
+        }
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not ...}  # `...` removes a claim
+
+    def token(
+        self,
+        subject: str = "user-1",
+        *,
+        key: SigningKey | None = None,
+        headers: dict[str, Any] | None = None,
+        **claims: Any,
+    ) -> str:
+        key = key or self.keys[0]
+        header = {"kid": key.kid} | (headers or {})
+        return jwt.encode(
+            self.claims(subject, **claims),
+            key.private,
+            algorithm=key.alg,
+            headers={k: v for k, v in header.items() if v is not ...},
+        )
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [k.jwk() for k in self.keys]}
+
+
+def openai_secret_response(body: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """What OpenAI answers to a mint, shaped as in shared/openai-realtime.md."""
+    now = int(now or time.time())
+    session = body.get("session", {})
+    return {
+        "value": "ek_" + secrets.token_hex(16),
+        "expires_at": now + body.get("expires_after", {}).get("seconds", 600),
+        "session": {
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": "sess_" + secrets.token_hex(8),
+            "model": session.get("model", "gpt-realtime-2.1"),
+            "output_modalities": ["audio"],
+            "instructions": session.get("instructions", ""),
+            "tools": [],
+            "tool_choice": "auto",
+            "max_output_tokens": "inf",
+            "tracing": None,
+            "truncation": "auto",
+            "prompt": None,
+            "expires_at": 0,
+            "include": None,
+            "audio": session.get("audio", {}),
+        },
+    }
+
+
+Responder = Callable[[httpx.Request], httpx.Response]
+
+
+@dataclass
+class FakeInternet:
+    """Every outbound HTTP request of the function lands here and is recorded."""
+
+    issuer: Issuer
+    openai_key: str = OPENAI_KEY
+    requests: list[httpx.Request] = field(default_factory=list)
+    openai_script: list[Responder] = field(default_factory=list)  # consumed one per mint
+    jwks_down: bool = False
+    minted: list[str] = field(default_factory=list)
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(transport=self.transport, follow_redirects=False)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        url = str(request.url)
+        if url.startswith(ISSUER.rstrip("/")):
+            if self.jwks_down:
+                raise httpx.ConnectError("issuer unreachable", request=request)
+            if request.url.path == "/.well-known/openid-configuration":
+                return httpx.Response(
+                    200, json={"issuer": self.issuer.issuer, "jwks_uri": JWKS_URL}
+                )
+            if url == JWKS_URL:
+                return httpx.Response(200, json=self.issuer.jwks())
+            return httpx.Response(404)
+        if url.startswith(OPENAI_BASE):
+            if self.openai_script:
+                return self.openai_script.pop(0)(request)
+            return self.openai(request)
+        raise httpx.ConnectError(f"no such host in the fake internet: {url}", request=request)
+
+    def openai(self, request: httpx.Request) -> httpx.Response:
+        if request.headers.get("authorization") != f"Bearer {self.openai_key}":
+            return openai_error(401, "invalid_api_key", "Incorrect API key provided.")
+        reply = openai_secret_response(json.loads(request.content))
+        self.minted.append(reply["value"])
+        return httpx.Response(
+            200, json=reply, headers={"x-request-id": "req_" + secrets.token_hex(6)}
+        )
+
+    def openai_requests(self) -> list[httpx.Request]:
+        return [r for r in self.requests if str(r.url).startswith(OPENAI_BASE)]
+
+    def issuer_requests(self) -> list[httpx.Request]:
+        return [r for r in self.requests if str(r.url).startswith(ISSUER.rstrip("/"))]
+
+
+def openai_error(
+    status: int, code: str | None, message: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return httpx.Response(
+        status,
+        json={
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+        },
+        headers={"x-request-id": "req_err"} | (headers or {}),
+    )

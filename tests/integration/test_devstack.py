@@ -1,0 +1,702 @@
+"""The local stack (`make dev`): the dev issuer, the API Gateway stand-in, and the whole
+system started, used through the browser's sign-in flow, and stopped, over real loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import jwt
+import pytest
+from aiohttp import web
+
+from tests.devstack import apigw, idp
+from tests.devstack.net import free_port
+from tests.devstack.stack import AUDIENCE, CLIENT_ID, StackError, start_stack
+
+pytestmark = pytest.mark.stack
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB_ORIGIN = "http://localhost:5173"
+REDIRECT_URI = WEB_ORIGIN + "/"
+# The HttpApi CorsConfiguration as tests.devstack.template.cors_configuration returns it.
+TEMPLATE_CORS = {
+    "AllowMethods": ["POST"],
+    "AllowHeaders": ["authorization", "content-type"],
+    "ExposeHeaders": ["retry-after", "ratelimit", "ratelimit-policy"],
+    "MaxAge": 600,
+    "AllowCredentials": False,
+}
+
+
+@contextmanager
+def serving(make_app: Callable[[str], web.Application]) -> Iterator[str]:
+    """An aiohttp app on a free loopback port, in a thread, for the length of the tests."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(make_app(url))
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield url
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    return verifier, idp.s256(verifier)
+
+
+def authorize_params(challenge: str, **overrides: str) -> dict[str, str]:
+    params = {
+        "client_id": CLIENT_ID,
+        "redirect_uri": REDIRECT_URI,
+        "response_type": "code",
+        "scope": "openid realtime:mint",
+        "state": "st-" + secrets.token_hex(4),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "nonce": "n-1",
+    }
+    return {k: v for k, v in (params | overrides).items() if v is not None}
+
+
+def sign_in(
+    http: httpx.Client, issuer: str, user: str, challenge: str, redirect_uri: str = REDIRECT_URI
+) -> str:
+    """What the browser does: open the sign-in page, submit the form, read the redirect."""
+    params = authorize_params(challenge, redirect_uri=redirect_uri)
+    page = http.get(f"{issuer}/authorize", params=params)
+    assert page.status_code == 200, page.text
+    assert '<label for="username">' in page.text
+    form = params | {"username": user}
+    answer = http.post(f"{issuer}/authorize", data=form, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    location = urlsplit(answer.headers["location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == redirect_uri
+    query = parse_qs(location.query)
+    assert query["state"] == [params["state"]]
+    assert query["iss"] == [issuer]
+    return query["code"][0]
+
+
+def exchange(
+    http: httpx.Client, issuer: str, code: str, verifier: str, **extra: str
+) -> httpx.Response:
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "client_id": CLIENT_ID,
+        "redirect_uri": REDIRECT_URI,
+    }
+    return http.post(f"{issuer}/token", data=form | extra)
+
+
+def verify(token: str, issuer: str, audience: str = AUDIENCE) -> dict[str, Any]:
+    jwks = httpx.get(f"{issuer}/jwks.json").json()
+    kid = jwt.get_unverified_header(token)["kid"]
+    key = next(k for k in jwks["keys"] if k["kid"] == kid)
+    return jwt.decode(
+        token, jwt.PyJWK(key).key, algorithms=["RS256"], audience=audience, issuer=issuer
+    )
+
+
+# -- the dev issuer -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[str]:
+    with serving(lambda url: idp.create_app(url, AUDIENCE, CLIENT_ID, [REDIRECT_URI])) as url:
+        yield url
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=5) as client:
+        yield client
+
+
+def test_discovery_names_the_endpoints_and_the_only_flow_it_allows(
+    http: httpx.Client, issuer: str
+) -> None:
+    document = http.get(f"{issuer}/.well-known/openid-configuration").json()
+
+    assert document["issuer"] == issuer
+    assert document["token_endpoint"] == f"{issuer}/token"
+    assert document["authorization_endpoint"] == f"{issuer}/authorize"
+    assert document["jwks_uri"] == f"{issuer}/jwks.json"
+    assert document["response_types_supported"] == ["code"]
+    assert document["code_challenge_methods_supported"] == ["S256"]
+    assert set(document["grant_types_supported"]) == {"authorization_code", "refresh_token"}
+    assert document["id_token_signing_alg_values_supported"] == ["RS256"]
+    assert "realtime:mint" in document["scopes_supported"]
+    keys = http.get(document["jwks_uri"]).json()["keys"]
+    assert [(k["kty"], k["alg"], k["use"]) for k in keys] == [("RSA", "RS256", "sig")]
+    assert "d" not in keys[0]  # the public half only
+
+
+def test_pkce_sign_in_returns_tokens_the_function_accepts(http: httpx.Client, issuer: str) -> None:
+    verifier, challenge = pkce_pair()
+    code = sign_in(http, issuer, "Alice", challenge)
+
+    answer = exchange(http, issuer, code, verifier)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["cache-control"] == "no-store"
+    tokens = answer.json()
+    assert tokens["token_type"] == "Bearer"
+    assert tokens["expires_in"] == 900
+    claims = verify(tokens["access_token"], issuer)
+    assert claims["sub"] == "user-alice"
+    assert claims["token_use"] == "access"
+    assert claims["client_id"] == CLIENT_ID
+    assert claims["scope"] == "openid realtime:mint"
+    assert claims["exp"] - claims["iat"] == 900
+    assert claims["jti"]
+    identity = verify(tokens["id_token"], issuer, audience=CLIENT_ID)
+    assert (identity["sub"], identity["nonce"]) == ("user-alice", "n-1")
+
+
+def test_a_wrong_verifier_is_refused_and_spends_the_code(http: httpx.Client, issuer: str) -> None:
+    verifier, challenge = pkce_pair()
+    code = sign_in(http, issuer, "mallory", challenge)
+
+    wrong = exchange(http, issuer, code, pkce_pair()[0])
+    then_right = exchange(http, issuer, code, verifier)
+
+    assert wrong.status_code == 400
+    assert wrong.json()["error"] == "invalid_grant"
+    assert then_right.json()["error"] == "invalid_grant"
+
+
+def test_a_code_works_once(http: httpx.Client, issuer: str) -> None:
+    verifier, challenge = pkce_pair()
+    code = sign_in(http, issuer, "bob", challenge)
+
+    first = exchange(http, issuer, code, verifier)
+    second = exchange(http, issuer, code, verifier)
+
+    assert first.status_code == 200
+    assert (second.status_code, second.json()["error"]) == (400, "invalid_grant")
+
+
+def test_an_unregistered_redirect_uri_is_refused_on_the_page_not_redirected_to(
+    http: httpx.Client, issuer: str
+) -> None:
+    _, challenge = pkce_pair()
+    params = authorize_params(challenge, redirect_uri="http://localhost:5173/elsewhere")
+
+    page = http.get(f"{issuer}/authorize", params=params)
+    posted = http.post(f"{issuer}/authorize", data=params | {"username": "eve"})
+
+    assert page.status_code == 400
+    assert "location" not in page.headers
+    assert "is not registered" in page.text
+    assert posted.status_code == 400
+    assert "location" not in posted.headers
+
+
+def test_a_code_is_bound_to_its_redirect_uri(http: httpx.Client, issuer: str) -> None:
+    verifier, challenge = pkce_pair()
+    code = sign_in(http, issuer, "bob", challenge)
+
+    answer = exchange(http, issuer, code, verifier, redirect_uri="http://localhost:5173/x")
+
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_grant")
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"scope": "openid admin"}, "invalid_scope"),
+    ],
+)
+def test_a_bad_request_is_sent_back_to_the_app_with_its_state(
+    http: httpx.Client, issuer: str, override: dict[str, Any], error: str
+) -> None:
+    params = authorize_params(pkce_pair()[1], **override)
+
+    answer = http.get(f"{issuer}/authorize", params=params)
+
+    assert answer.status_code == 303
+    query = parse_qs(urlsplit(answer.headers["location"]).query)
+    assert query["error"] == [error]
+    assert query["state"] == [params["state"]]
+    assert "code" not in query
+
+
+def test_refresh_rotates_the_refresh_token(http: httpx.Client, issuer: str) -> None:
+    verifier, challenge = pkce_pair()
+    tokens = exchange(http, issuer, sign_in(http, issuer, "carol", challenge), verifier).json()
+    form = {"grant_type": "refresh_token", "client_id": CLIENT_ID}
+
+    renewed = http.post(f"{issuer}/token", data=form | {"refresh_token": tokens["refresh_token"]})
+    replayed = http.post(f"{issuer}/token", data=form | {"refresh_token": tokens["refresh_token"]})
+
+    assert renewed.status_code == 200, renewed.text
+    assert verify(renewed.json()["access_token"], issuer)["sub"] == "user-carol"
+    assert renewed.json()["refresh_token"] != tokens["refresh_token"]
+    assert (replayed.status_code, replayed.json()["error"]) == (400, "invalid_grant")
+
+
+def test_token_errors_follow_rfc_6749(http: httpx.Client, issuer: str) -> None:
+    unknown_grant = http.post(
+        f"{issuer}/token", data={"grant_type": "password", "client_id": CLIENT_ID}
+    )
+    unknown_client = http.post(f"{issuer}/token", data={"grant_type": "refresh_token"})
+
+    assert unknown_grant.status_code == 400
+    assert unknown_grant.json()["error"] == "unsupported_grant_type"
+    assert unknown_grant.headers["content-type"].startswith("application/json")
+    assert (unknown_client.status_code, unknown_client.json()["error"]) == (401, "invalid_client")
+
+
+def test_the_token_endpoint_grants_cors_to_the_app_origin_only(
+    http: httpx.Client, issuer: str
+) -> None:
+    preflight = {"Access-Control-Request-Method": "POST"}
+
+    mine = http.options(f"{issuer}/token", headers=preflight | {"Origin": WEB_ORIGIN})
+    theirs = http.options(f"{issuer}/token", headers=preflight | {"Origin": "https://evil.test"})
+    posted = http.post(f"{issuer}/token", data={"grant_type": "x"}, headers={"Origin": WEB_ORIGIN})
+
+    assert mine.status_code == 204
+    assert mine.headers["access-control-allow-origin"] == WEB_ORIGIN
+    assert "POST" in mine.headers["access-control-allow-methods"]
+    assert "access-control-allow-origin" not in theirs.headers
+    assert posted.headers["access-control-allow-origin"] == WEB_ORIGIN
+
+
+def test_the_dev_token_endpoint_mints_for_loopback_callers_only(
+    http: httpx.Client, issuer: str
+) -> None:
+    minted = http.post(f"{issuer}/dev/token", json={"user": "dave", "lifetime": 60})
+    rebound = http.post(
+        f"{issuer}/dev/token", json={"user": "dave"}, headers={"Host": "attacker.test"}
+    )
+    as_form = http.post(f"{issuer}/dev/token", data={"user": "dave"})
+
+    claims = verify(minted.json()["access_token"], issuer)
+    assert (claims["sub"], claims["exp"] - claims["iat"]) == ("user-dave", 60)
+    assert rebound.status_code == 403
+    assert as_form.status_code == 415
+
+
+def test_mint_token_is_stable_per_user_name() -> None:
+    issuer = idp.DevIssuer("http://127.0.0.1:1/", AUDIENCE, CLIENT_ID, (REDIRECT_URI,))
+
+    first = jwt.decode(issuer.mint_token("Erin"), options={"verify_signature": False})
+    second = jwt.decode(issuer.mint_token("erin", lifetime=30), options={"verify_signature": False})
+
+    assert first["iss"] == "http://127.0.0.1:1"  # no trailing slash: the function compares exactly
+    assert first["sub"] == second["sub"] == "user-erin"
+    assert first["jti"] != second["jti"]
+    assert second["exp"] - second["iat"] == 30
+    with pytest.raises(ValueError):
+        issuer.mint_token("no spaces allowed")
+
+
+# -- the API Gateway stand-in -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[str]:
+    handler = apigw.load_handler(ROOT / "tests" / "devstack" / "fixtures", "echo_handler.handler")
+    cors = apigw.Cors.from_configuration(TEMPLATE_CORS, [WEB_ORIGIN])
+    app = apigw.create_app(handler, routes=["POST /echo", "GET /echo"], cors=cors)
+    with serving(lambda _: app) as url:
+        yield url
+
+
+def test_requests_become_payload_2_0_events(http: httpx.Client, gateway: str) -> None:
+    answer = http.post(
+        f"{gateway}/echo?a=1&a=2&b=x%20y",
+        content=b'{"hello":"world"}',
+        headers=[
+            ("Content-Type", "application/json"),
+            ("X-Multi", "one"),
+            ("X-Multi", "two"),
+            ("Cookie", "c=1; d=2"),
+            ("User-Agent", "devstack-test"),
+        ],
+    )
+
+    assert answer.status_code == 200
+    event = answer.json()["event"]
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "POST /echo"
+    assert event["rawPath"] == "/echo"
+    assert event["rawQueryString"] == "a=1&a=2&b=x%20y"
+    assert event["queryStringParameters"] == {"a": "1,2", "b": "x y"}
+    assert event["headers"]["x-multi"] == "one,two"
+    assert event["headers"]["content-type"] == "application/json"
+    assert "cookie" not in event["headers"]
+    assert event["cookies"] == ["c=1", "d=2"]
+    assert (event["body"], event["isBase64Encoded"]) == ('{"hello":"world"}', False)
+    context = event["requestContext"]
+    assert context["http"] == {
+        "method": "POST",
+        "path": "/echo",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.1",
+        "userAgent": "devstack-test",
+    }
+    assert (context["stage"], context["routeKey"], context["accountId"]) == (
+        "$default",
+        "POST /echo",
+        "123456789012",
+    )
+    assert context["domainName"] == urlsplit(gateway).netloc
+    assert answer.headers["apigw-requestid"] == context["requestId"]
+    assert abs(context["timeEpoch"] / 1000 - time.time()) < 60
+
+
+def test_binary_bodies_arrive_base64_encoded(http: httpx.Client, gateway: str) -> None:
+    payload = bytes(range(256))
+
+    answer = http.post(
+        f"{gateway}/echo", content=payload, headers={"Content-Type": "application/octet-stream"}
+    )
+
+    event = answer.json()["event"]
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == payload
+
+
+def test_a_get_has_no_body_and_no_query_parameters(http: httpx.Client, gateway: str) -> None:
+    event = http.get(f"{gateway}/echo").json()["event"]
+
+    assert "body" not in event
+    assert "queryStringParameters" not in event
+    assert event["isBase64Encoded"] is False
+
+
+def test_the_handler_gets_a_lambda_context(http: httpx.Client, gateway: str) -> None:
+    answer = http.post(f"{gateway}/echo", json={})
+
+    context = answer.json()["context"]
+    assert context["function_name"] == "TokenFunction"
+    assert context["memory_limit_in_mb"] == 512
+    assert context["aws_request_id"] == answer.headers["apigw-requestid"]
+    assert context["invoked_function_arn"].startswith("arn:aws:lambda:")
+    assert 9000 < context["remaining_ms"] <= 10_000
+
+
+def test_the_proxy_result_becomes_the_http_response(http: httpx.Client, gateway: str) -> None:
+    answer = http.post(f"{gateway}/echo", json={})
+
+    assert answer.headers["x-function"] == "echo"
+    assert answer.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/"]
+
+
+def test_a_result_without_status_code_is_a_200_json_document(
+    http: httpx.Client, gateway: str
+) -> None:
+    answer = http.post(f"{gateway}/echo", content="bare", headers={"Content-Type": "text/plain"})
+
+    assert answer.status_code == 200
+    assert answer.json() == {"plain": "document"}
+
+
+def test_a_failing_handler_is_a_gateway_500(http: httpx.Client, gateway: str) -> None:
+    answer = http.post(f"{gateway}/echo", content="raise", headers={"Content-Type": "text/plain"})
+
+    assert answer.status_code == 500
+    assert answer.json() == {"message": "Internal Server Error"}
+
+
+def test_a_handler_past_its_timeout_is_a_gateway_500(http: httpx.Client) -> None:
+    def slow(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        time.sleep(0.5)
+        return {"statusCode": 200, "body": "too late"}
+
+    app = apigw.create_app(slow, routes=["POST /slow"], timeout=0.1)
+    with serving(lambda _: app) as url:
+        answer = http.post(f"{url}/slow")
+
+    assert answer.status_code == 500
+    assert answer.json() == {"message": "Internal Server Error"}
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/other"), ("DELETE", "/echo")])
+def test_undeclared_routes_are_404_like_api_gateway(
+    http: httpx.Client, gateway: str, method: str, path: str
+) -> None:
+    answer = http.request(method, f"{gateway}{path}")
+
+    assert answer.status_code == 404
+    assert answer.json() == {"message": "Not Found"}
+
+
+def test_cors_on_responses_is_the_gateways_decision(http: httpx.Client, gateway: str) -> None:
+    allowed = http.post(f"{gateway}/echo", json={}, headers={"Origin": WEB_ORIGIN})
+    foreign = http.post(f"{gateway}/echo", json={}, headers={"Origin": "https://evil.test"})
+    no_origin = http.post(f"{gateway}/echo", json={})
+
+    assert allowed.headers["access-control-allow-origin"] == WEB_ORIGIN
+    assert allowed.headers["access-control-expose-headers"] == (
+        "retry-after,ratelimit,ratelimit-policy"
+    )
+    # The function said "*"; the gateway's configuration wins.
+    assert "access-control-allow-origin" not in foreign.headers
+    assert no_origin.status_code == 200
+    assert "access-control-allow-origin" not in no_origin.headers
+
+
+def preflight(http: httpx.Client, url: str, **headers: str) -> httpx.Response:
+    asked = {
+        "Origin": WEB_ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    asked |= {k.replace("_", "-"): v for k, v in headers.items()}
+    return http.options(url, headers={k: v for k, v in asked.items() if v})
+
+
+def test_an_allowed_preflight_is_answered_by_the_gateway(http: httpx.Client, gateway: str) -> None:
+    answer = preflight(http, f"{gateway}/echo")
+
+    assert answer.status_code == 204
+    assert answer.headers["access-control-allow-origin"] == WEB_ORIGIN
+    assert answer.headers["access-control-allow-methods"] == "POST"
+    assert answer.headers["access-control-allow-headers"] == "authorization,content-type"
+    assert answer.headers["access-control-max-age"] == "600"
+    assert "access-control-allow-credentials" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        {"Origin": "https://evil.test"},
+        {"Origin": ""},
+        {"Access_Control_Request_Method": "DELETE"},
+        {"Access_Control_Request_Headers": "authorization,x-evil"},
+    ],
+    ids=["foreign-origin", "no-origin", "method", "header"],
+)
+def test_a_refused_preflight_grants_nothing(
+    http: httpx.Client, gateway: str, asked: dict[str, str]
+) -> None:
+    answer = preflight(http, f"{gateway}/echo", **asked)
+
+    assert answer.status_code == 204
+    assert not [h for h in answer.headers if h.startswith("access-control-")]
+
+
+# -- the whole stack ----------------------------------------------------------------------------
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_whole_stack_signs_in_mints_a_secret_and_stops_clean(
+    http: httpx.Client, tmp_path: Path
+) -> None:
+    with start_stack(log_dir=tmp_path) as stack:
+        urls = stack.urls
+        config = http.get(f"{urls['web']}/config.json").json()
+        verifier, challenge = pkce_pair()
+        code = sign_in(http, urls["issuer"], "alice", challenge, config["redirectUri"])
+        tokens = http.post(
+            f"{urls['issuer']}/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "code_verifier": verifier,
+                "client_id": config["clientId"],
+                "redirect_uri": config["redirectUri"],
+            },
+            headers={"Origin": urls["web"]},
+        ).json()
+
+        minted = http.post(
+            f"{config['apiBaseUrl']}/v1/realtime/client_secrets",
+            json={},
+            headers={
+                "Authorization": f"Bearer {tokens['access_token']}",
+                "Origin": urls["web"],
+            },
+        )
+        by_cli_token = http.post(
+            f"{urls['api']}/v1/realtime/client_secrets",
+            json={},
+            headers={"Authorization": f"Bearer {stack.token('bob')}"},
+        )
+        pgids = [p.pgid for p in stack.processes.values()]
+
+    assert config == {
+        "apiBaseUrl": urls["api"],
+        "issuer": urls["issuer"],
+        "clientId": CLIENT_ID,
+        "redirectUri": urls["web"] + "/",
+        "scopes": "openid realtime:mint",
+    }
+    assert minted.status_code == 200, (minted.text, (tmp_path / "api.log").read_text()[-3000:])
+    assert minted.json()["value"].startswith("ek_")
+    assert minted.headers["access-control-allow-origin"] == urls["web"]
+    assert by_cli_token.status_code == 200, by_cli_token.text
+    assert stack.leftovers() == []
+    assert [g for g in pgids if group_alive(g)] == []
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def dev_command_env(tmp_path: Path) -> dict[str, str]:
+    return os.environ | {"DEVSTACK_STATE": str(tmp_path / "state.json")}
+
+
+def test_make_dev_prints_a_token_and_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    ports = [f"--{name}-port={free_port()}" for name in ("api", "issuer", "openai", "aws", "web")]
+    env = dev_command_env(tmp_path)
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "tests.devstack", "--quiet", *ports],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        state_file = tmp_path / "state.json"
+        deadline = time.monotonic() + 60
+        while not state_file.exists() and dev.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert state_file.exists(), dev.communicate(timeout=10)
+        children = children_of(dev.pid)
+        state = json.loads(state_file.read_text())
+
+        token = subprocess.run(
+            [sys.executable, "-m", "tests.devstack.token", "alice"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        dev.send_signal(signal.SIGINT)
+        out, err = dev.communicate(timeout=30)
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+
+    assert token.returncode == 0, token.stderr
+    assert jwt.decode(token.stdout.strip(), options={"verify_signature": False})["sub"] == (
+        "user-alice"
+    )
+    assert "make token USER=alice" in out
+    assert "curl" in out
+    assert dev.returncode == 0, err
+    assert "Traceback" not in err
+    assert sorted(children) == sorted(state["pids"].values())
+    assert sorted(state["pids"]) == ["api", "aws", "issuer", "openai", "web"]
+    assert [pid for pid in children if alive(pid)] == []
+    assert not state_file.exists()
+
+
+def test_the_token_command_says_when_no_stack_is_running(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.devstack.token", "alice"],
+        cwd=ROOT,
+        env=dev_command_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "no local stack is running" in result.stderr
+    assert "make dev" in result.stderr
+
+
+@contextmanager
+def listening() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_a_busy_port_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    others = [f"--{name}-port={free_port()}" for name in ("issuer", "openai", "aws", "web")]
+    with listening() as busy:
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.devstack", f"--api-port={busy}", *others],
+            cwd=ROOT,
+            env=dev_command_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"devstack: port {busy} (api) is already in use on 127.0.0.1; "
+        "choose another with --api-port or DEVSTACK_API_PORT"
+    ]
+
+
+def test_a_busy_port_stops_start_stack_before_anything_runs() -> None:
+    with listening() as busy, pytest.raises(StackError) as raised:
+        start_stack({"issuer": busy})
+
+    assert [(b.name, b.port) for b in raised.value.busy] == [("issuer", busy)]
+
+
+def test_a_component_on_a_busy_port_exits_2_without_a_traceback() -> None:
+    with listening() as busy:
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.devstack.idp", f"--port={busy}", "--redirect-uri=x"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"issuer: port {busy} (issuer) is already in use on 127.0.0.1"

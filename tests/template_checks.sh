@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Template checks for CI and `make template-check`: cfn-lint, `sam validate --lint`, and a
+# `sam build` with Python 3.13 (the Lambda runtime) whose artifact must hold only the
+# function's runtime dependencies. `--build-only` just builds (for `make build`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SAM_VERSION="1.170.0"
+BUILD_DIR="${BUILD_DIR:-.aws-sam/build}"
+export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+export SAM_CLI_TELEMETRY=0
+# Resolved now: a pyenv shim for uvx would stop working once PYENV_VERSION points at 3.13.
+UVX=$(pyenv which uvx 2>/dev/null || command -v uvx)
+sam() { "$UVX" --quiet --from "aws-sam-cli==${SAM_VERSION}" sam "$@"; }
+
+python313() {
+  # A pyenv shim answers `command -v` but may not run: try each candidate for real.
+  local root candidate
+  root=$(pyenv root 2>/dev/null) || true
+  for candidate in "$root"/versions/3.13*/bin/python3.13 $(command -v python3.13 2>/dev/null); do
+    if [ -x "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+      echo "$candidate"
+      return
+    fi
+  done
+  return 1
+}
+
+PY313=$(python313) || { echo "template checks: Python 3.13 is needed for 'sam build' (the Lambda runtime); install it (pyenv install 3.13)" >&2; exit 1; }
+export PATH="$(dirname "$PY313"):$PATH"
+export PYENV_VERSION="$("$PY313" -c 'import platform; print(platform.python_version())')"
+
+if [ "${1:-}" != "--build-only" ]; then
+  echo "== cfn-lint"
+  uv run --no-sync cfn-lint template.yaml
+  echo "== sam validate --lint"
+  sam validate --lint --template template.yaml
+fi
+
+echo "== sam build (python3.13, $(basename "$PY313"))"
+sam build --template template.yaml --build-dir "$BUILD_DIR" --cache-dir .aws-sam/cache >/dev/null
+artifact="$BUILD_DIR/TokenFunction"
+# Lambda's /var/task is read-only: ship bytecode that zip timestamps cannot invalidate.
+"$PY313" -m compileall -q --invalidation-mode unchecked-hash "$artifact"
+
+echo "== package contents"
+forbidden=$(cd "$artifact" && ls -d boto3 botocore s3transfer moto pytest _pytest aiortc playwright openai schemathesis hypothesis 2>/dev/null || true)
+if [ -n "$forbidden" ]; then
+  echo "the package holds what it must not: $forbidden" >&2
+  exit 1
+fi
+for needed in app.py profiles.json openapi.json aws_lambda_powertools httpx jwt cryptography; do
+  [ -e "$artifact/$needed" ] || { echo "the package lacks $needed" >&2; exit 1; }
+done
+echo "TokenFunction package: $(du -sh "$artifact" | cut -f1) unzipped"

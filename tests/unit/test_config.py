@@ -1,0 +1,123 @@
+"""Configuration: parsed once, every problem named at once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from config import Settings
+from errors import ConfigError
+
+from tests.conftest import BASE_ENV
+
+
+def problems_for(env: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    return caught.value.problems
+
+
+def test_a_complete_environment_gives_settings() -> None:
+    settings = Settings.from_env(BASE_ENV)
+
+    assert [(w.name, w.seconds, w.limit) for w in settings.quotas] == [
+        ("minute", 60, 3),
+        ("day", 86400, 10),
+    ]
+    assert settings.auth_algorithms == ("RS256",)
+    assert settings.webrtc_url == "https://api.openai.test/v1/realtime/calls"
+    assert settings.profiles.default == "assistant"
+
+
+def test_every_missing_variable_is_named_at_once() -> None:
+    problems = problems_for({})
+
+    text = " ".join(problems)
+    for name in ("OPENAI_SECRET_ID", "QUOTA_TABLE", "AUTH_ISSUER", "AUTH_AUDIENCE"):
+        assert name in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("QUOTAS", "10/fortnight"),
+        ("QUOTAS", "0/minute"),
+        ("QUOTAS", "10/minute,5/minute"),
+        ("AUTH_ALGORITHMS", "HS256"),
+        ("AUTH_ALGORITHMS", "none"),
+        ("AUTH_ALGORITHMS", "RS256,ES256"),
+        ("AUTH_ISSUER", "http://issuer.example.com/"),
+        ("OPENAI_BASE_URL", "ftp://api.openai.com"),
+        ("ALLOWED_ORIGINS", "*"),
+        ("ALLOWED_ORIGINS", "https://app.example.com/path"),
+        ("ALLOWED_ORIGINS", "null"),
+        ("ALLOWED_ORIGINS", "http://app.example.com"),
+        ("AUTH_LEEWAY_SECONDS", "-1"),
+    ],
+)
+def test_a_bad_value_fails_naming_its_variable(name: str, value: str) -> None:
+    problems = problems_for(BASE_ENV | {name: value})
+
+    assert len(problems) == 1 and problems[0].startswith(name)
+
+
+def test_plain_http_is_accepted_for_loopback_only() -> None:
+    settings = Settings.from_env(
+        BASE_ENV
+        | {"AUTH_ISSUER": "http://127.0.0.1:3002", "ALLOWED_ORIGINS": "http://localhost:5173"}
+    )
+
+    assert settings.allowed_origins == ("http://localhost:5173",)
+
+
+def write(tmp_path: Path, document: object) -> dict[str, str]:
+    path = tmp_path / "profiles.json"
+    path.write_text(json.dumps(document))
+    return BASE_ENV | {"PROFILES_FILE": str(path)}
+
+
+def test_a_bad_profile_fails_naming_the_profile_and_field(tmp_path: Path) -> None:
+    env = write(
+        tmp_path,
+        {
+            "profiles": {
+                "p": {
+                    "models": [],
+                    "instructions": "x",
+                    "voices": ["robot"],
+                    "expires_after_seconds": 900,
+                    "session": {"temperature": 0.7, "audio": {"output": {"voice": "marin"}}},
+                    "colour": "blue",
+                }
+            }
+        },
+    )
+
+    problems = problems_for(env)
+
+    text = "\n".join(problems)
+    for field in (
+        "'models'",
+        "'voices'",
+        "'expires_after_seconds'",
+        "'session.temperature'",
+        "'session.audio.output.voice'",
+        "'colour'",
+    ):
+        assert f"profile 'p': {field}" in text
+
+
+def test_an_unreadable_profiles_file_is_named(tmp_path: Path) -> None:
+    problems = problems_for(BASE_ENV | {"PROFILES_FILE": str(tmp_path / "missing.json")})
+
+    assert problems[0].startswith("PROFILES_FILE")
+
+
+def test_the_default_profile_must_exist(tmp_path: Path) -> None:
+    env = write(
+        tmp_path,
+        {"default_profile": "nope", "profiles": {"p": {"models": ["m"], "instructions": "x"}}},
+    )
+
+    assert "default_profile 'nope' is not a profile" in problems_for(env)[0]

@@ -1,0 +1,91 @@
+"""The OpenAI key: read lazily, cached, kept through a failed refresh, never in a repr."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.stub import Stubber
+from errors import DependencyUnavailable
+from openai_key import OpenAIKeyStore, parse_secret
+
+from tests.conftest import SECRET_ID, Aws
+from tests.fakes import OPENAI_KEY
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_plain_key_and_a_json_secret_are_both_understood() -> None:
+    assert parse_secret(" sk-abc \n").api_key == "sk-abc"
+    creds = parse_secret('{"api_key": "sk-abc", "organization": "org-1", "project": "proj-1"}')
+    assert creds.headers() == {
+        "Authorization": "Bearer sk-abc",
+        "OpenAI-Organization": "org-1",
+        "OpenAI-Project": "proj-1",
+    }
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "  ", "sk-a sk-b", "{", '{"key": "sk-a"}', "[]", '{"api_key": ""}']
+)
+def test_an_unusable_secret_is_refused_without_quoting_it(raw: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_secret(raw)
+
+    assert "sk-" not in str(caught.value)
+
+
+def test_the_key_never_appears_in_a_repr() -> None:
+    assert "sk-abc" not in repr(parse_secret("sk-abc"))
+
+
+def test_the_secret_is_read_once_per_cache_period(aws: Aws) -> None:
+    clock = Clock()
+    store = OpenAIKeyStore(SECRET_ID, aws.secretsmanager, clock=clock)
+    reads = []
+    aws.secretsmanager.meta.events.register(
+        "before-call.secrets-manager.GetSecretValue", lambda **kw: reads.append(1)
+    )
+    for _ in range(5):
+        assert store.get().api_key == OPENAI_KEY
+    clock.now += 301
+    store.get()
+
+    assert len(reads) == 2
+
+
+def test_a_failed_refresh_keeps_serving_the_cached_key(aws: Aws) -> None:
+    clock = Clock()
+    store = OpenAIKeyStore(SECRET_ID, aws.secretsmanager, clock=clock)
+    store.get()
+    clock.now += 301
+    stubber = Stubber(aws.secretsmanager)
+    stubber.add_client_error("get_secret_value", "InternalServiceError", http_status_code=500)
+
+    with stubber:
+        assert store.get().api_key == OPENAI_KEY
+
+
+def test_a_cold_container_without_the_secret_is_unavailable(aws: Aws) -> None:
+    store = OpenAIKeyStore("no-such-secret", aws.secretsmanager)
+
+    with pytest.raises(DependencyUnavailable) as caught:
+        store.get()
+
+    assert (
+        caught.value.dependency == "openai_key"
+        and "ResourceNotFoundException" in caught.value.reason
+    )
+
+
+def test_refresh_reads_a_rotated_key(aws: Aws) -> None:
+    store = OpenAIKeyStore(SECRET_ID, aws.secretsmanager)
+    store.get()
+    aws.secretsmanager.put_secret_value(SecretId=SECRET_ID, SecretString="sk-rotated")
+
+    assert store.get().api_key == OPENAI_KEY  # still cached
+    assert store.refresh().api_key == "sk-rotated"

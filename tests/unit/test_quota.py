@@ -1,0 +1,155 @@
+"""Quotas: one conditional write decides every window; exact Retry-After; give-back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.config import Config
+from botocore.stub import Stubber
+from config import QuotaWindow
+from errors import DependencyUnavailable, QuotaExceeded
+from quota import QuotaStore
+
+from tests.conftest import TABLE, Aws
+
+MINUTE = QuotaWindow("minute", 60, 2)
+DAY = QuotaWindow("day", 86400, 3)
+START = 1_800_000_000.0  # a day boundary: 1_800_000_000 % 86400 == 57600; minute-aligned
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def store(aws: Aws, clock: Clock, windows: tuple[QuotaWindow, ...] = (MINUTE, DAY)) -> QuotaStore:
+    return QuotaStore(TABLE, windows, aws.dynamodb, clock=clock)
+
+
+def test_each_grant_reports_what_is_left_in_every_window(aws: Aws) -> None:
+    quota = store(aws, Clock(START + 10))
+
+    first = quota.consume("u")
+    second = quota.consume("u")
+
+    assert [(w.name, w.remaining) for w in first.windows] == [("minute", 1), ("day", 2)]
+    assert [(w.name, w.remaining) for w in second.windows] == [("minute", 0), ("day", 1)]
+    assert first.windows[0].reset_after == 50
+
+
+def test_the_window_that_refuses_sets_an_exact_retry_after(aws: Aws) -> None:
+    clock = Clock(START + 10)
+    quota = store(aws, clock)
+    quota.consume("u")
+    quota.consume("u")
+    clock.now = START + 17.2
+
+    with pytest.raises(QuotaExceeded) as caught:
+        quota.consume("u")
+
+    assert caught.value.violated == "minute" and caught.value.retry_after == 43
+
+
+def test_a_new_window_starts_at_zero(aws: Aws) -> None:
+    clock = Clock(START + 59)
+    quota = store(aws, clock)
+    quota.consume("u")
+    quota.consume("u")
+    clock.now = START + 60  # the next minute
+
+    assert quota.consume("u").windows[0].remaining == 1
+
+
+def test_the_longest_window_refuses_across_short_windows(aws: Aws) -> None:
+    clock = Clock(START)
+    quota = store(aws, clock)
+    for minute in range(3):
+        clock.now = START + 60 * minute
+        quota.consume("u")
+    clock.now = START + 300
+
+    with pytest.raises(QuotaExceeded) as caught:
+        quota.consume("u")
+
+    day_end = (START // 86400 + 1) * 86400
+    assert caught.value.violated == "day" and caught.value.retry_after == int(day_end - clock.now)
+
+
+def test_a_refused_request_counts_nothing(aws: Aws) -> None:
+    quota = store(aws, Clock(START), (QuotaWindow("minute", 60, 1),))
+    quota.consume("u")
+    for _ in range(3):
+        with pytest.raises(QuotaExceeded):
+            quota.consume("u")
+
+    counters = [v for k, v in aws.quota_items()[0].items() if k.startswith("c_")]
+    assert counters == [{"N": "1"}]
+
+
+def test_users_are_counted_apart(aws: Aws) -> None:
+    quota = store(aws, Clock(START), (QuotaWindow("minute", 60, 1),))
+
+    quota.consume("alice")
+    quota.consume("bob")
+
+    assert len(aws.quota_items()) == 2
+
+
+def test_a_given_back_unit_can_be_used_again(aws: Aws) -> None:
+    quota = store(aws, Clock(START), (QuotaWindow("minute", 60, 1),))
+    grant = quota.consume("u")
+
+    assert quota.give_back(grant) is True
+    assert quota.consume("u").windows[0].remaining == 0
+
+
+def test_items_carry_a_ttl_past_the_longest_window(aws: Aws) -> None:
+    store(aws, Clock(START + 5)).consume("u")
+
+    item = aws.quota_items()[0]
+    assert int(item["ttl"]["N"]) == (START // 86400 + 1) * 86400 + 3600
+
+
+def throttled(aws: Aws) -> tuple[Any, Stubber]:
+    stubber = Stubber(aws.dynamodb)
+    return aws.dynamodb, stubber
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "InternalServerError",
+        "ResourceNotFoundException",
+    ],
+)
+def test_dynamodb_failures_fail_closed(aws: Aws, code: str) -> None:
+    stubber = Stubber(aws.dynamodb)
+    stubber.add_client_error("update_item", service_error_code=code, http_status_code=400)
+
+    with stubber, pytest.raises(DependencyUnavailable) as caught:
+        store(aws, Clock(START)).consume("u")
+
+    assert caught.value.dependency == "quota_store"
+
+
+@pytest.mark.stack  # a real socket, to a port nobody listens on
+def test_an_unreachable_dynamodb_fails_closed() -> None:
+    import botocore.session
+
+    client = botocore.session.get_session().create_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(connect_timeout=0.2, retries={"mode": "standard", "total_max_attempts": 1}),
+    )
+
+    with pytest.raises(DependencyUnavailable):
+        QuotaStore(TABLE, (MINUTE,), client).consume("u")
