@@ -422,12 +422,13 @@ def running_state(state_file: Path = STATE_FILE) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop the stack the way Ctrl-C does."""
+    """SIGINT, SIGTERM and SIGHUP stop the stack. SIGINT is set explicitly because a stack
+    started in the background of a non-interactive shell inherits it ignored."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:

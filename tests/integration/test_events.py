@@ -65,3 +65,18 @@ def test_the_openapi_event_serves_the_document(lambda_handler: Any) -> None:
     result = lambda_handler(load("openapi.json"), LambdaContext())
 
     assert result["statusCode"] == 200 and json.loads(result["body"])["openapi"].startswith("3.1")
+
+
+def test_the_sam_local_env_file_points_at_the_local_stack() -> None:
+    from config import Settings
+    from tests.devstack import stack
+
+    env = json.loads((EVENTS / "env.json").read_text())["TokenFunction"]
+
+    settings = Settings.from_env(env)
+    assert settings.quota_table == stack.TABLE and settings.openai_secret_id == stack.SECRET_ID
+    assert settings.auth_audiences == (stack.AUDIENCE,)
+    ports = stack.DEFAULT_PORTS
+    assert env["AWS_ENDPOINT_URL"].endswith(f":{ports['aws']}")
+    assert settings.auth_issuer.endswith(f":{ports['issuer']}")
+    assert settings.openai_base_url.endswith(f":{ports['openai']}/v1")
