@@ -47,5 +47,8 @@ template-check: .venv/.synced
 build: .venv/.synced
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash tests/template_checks.sh --build-only
 
+bench: .venv/.synced
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(RUN) python -m tests.bench
+
 clean:
 	rm -rf .venv $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache artifacts

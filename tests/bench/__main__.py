@@ -294,6 +294,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=30, help="cold-start pairs")
+    parser.add_argument("--skip-load", action="store_true", help="skip the local-stack load")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args()
     python = function_env_python()
@@ -308,6 +309,11 @@ def main() -> None:
             warm = warm_overhead(python, fakes, 5)
         finally:
             fakes.close()
+    if not args.skip_load:
+        print("throughput through the local stack ...", flush=True)
+        from tests.bench import stack_load
+
+        stack_load.main()
     print("package size ...", flush=True)
     package = package_size()
     version = subprocess.run(
