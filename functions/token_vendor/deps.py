@@ -29,7 +29,7 @@ QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "httpx", "httpcore", "s3transfe
 # Section D of the security checklist: every call fits in a ~10 s Lambda timeout.
 DYNAMODB_CONFIG = Config(
     connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 3},
-    tcp_keepalive=True, parameter_validation=False,
+    tcp_keepalive=True,
 )  # fmt: skip
 SECRETS_CONFIG = Config(
     connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}

@@ -269,6 +269,9 @@ def warm_overhead(python: Path, fakes: Fakes, runs: int) -> dict[str, object]:
         "ratio": request / reference,
         "verify_us": statistics.median(r["verify_us"] for r in results),
         "sign_us": statistics.median(r["sign_us"] for r in results),
+        "parts": {
+            k: statistics.median(r["parts"][k] for r in results) for k in results[0]["parts"]
+        },
         "runs": runs,
     }
 
