@@ -114,7 +114,7 @@ class JwtVerifier:
             if name in header:
                 raise InvalidToken("header_not_allowed", f"the '{name}' header is not accepted")
         kid = header.get("kid")
-        if kid is not None and (not isinstance(kid, str) or not kid or len(kid) > 256):
+        if "kid" in header and (not isinstance(kid, str) or not kid or len(kid) > 256):
             raise InvalidToken("bad_kid", "the token's 'kid' is not a key id")
         if "typ" in header and not isinstance(header["typ"], str):
             raise InvalidToken("bad_typ", "the token's 'typ' is not a string")

@@ -51,7 +51,8 @@ class JwksKeySource:
         self._clock = clock
         self._keys: dict[str | None, Any] | None = None
         self._fetched_at = float("-inf")
-        self._attempted_at = float("-inf")
+        self._failed_at = float("-inf")  # backs off a failing issuer
+        self._refetched_at = float("-inf")  # the last refetch for an unknown kid
         self._lock = threading.Lock()
 
     def key_for(self, kid: str | None, algorithm: str, deadline: Deadline) -> Any:
@@ -60,8 +61,10 @@ class JwksKeySource:
             if self._keys is None or self._clock() - self._fetched_at > self._cache_seconds:
                 self._refresh(deadline)
             key = self._lookup(kid)
-            if key is None and self._cooling_down() is None:
-                self._refresh(deadline)  # perhaps a key rotation: one refetch per cooldown
+            if key is None and self._clock() - self._refetched_at >= self._cooldown:
+                # Perhaps a rotation: refetch, but once per cooldown however many kids come.
+                self._refetched_at = self._clock()
+                self._refresh(deadline, backoff=False)
                 key = self._lookup(kid)
         if key is None:
             raise InvalidToken("unknown_kid", "the token was not signed by a key of the issuer")
@@ -72,7 +75,8 @@ class JwksKeySource:
     def invalidate(self) -> None:
         """Drop cached keys (after a SnapStart restore, for instance)."""
         with self._lock:
-            self._keys, self._fetched_at, self._attempted_at = None, float("-inf"), float("-inf")
+            self._keys = None
+            self._fetched_at = self._failed_at = self._refetched_at = float("-inf")
 
     def _lookup(self, kid: str | None) -> Any:
         if not self._keys:
@@ -82,23 +86,18 @@ class JwksKeySource:
             return next(iter(self._keys.values())) if len(self._keys) == 1 else None
         return self._keys.get(kid)
 
-    def _cooling_down(self) -> float | None:
-        waited = self._clock() - self._attempted_at
-        return None if waited >= self._cooldown else self._cooldown - waited
-
-    def _refresh(self, deadline: Deadline) -> None:
-        wait = self._cooling_down()
-        if wait is not None:
+    def _refresh(self, deadline: Deadline, backoff: bool = True) -> None:
+        waited = self._clock() - self._failed_at
+        if backoff and waited < self._cooldown:
             if self._keys is None:
-                raise DependencyUnavailable(
-                    "jwks", "key set unavailable", retry_after=int(wait) + 1
-                )
+                retry_after = int(self._cooldown - waited) + 1
+                raise DependencyUnavailable("jwks", "key set unavailable", retry_after=retry_after)
             return
-        self._attempted_at = self._clock()
         try:
             self._keys = self._fetch(deadline)
             self._fetched_at = self._clock()
         except (httpx.HTTPError, ValueError, PyJWKError) as exc:
+            self._failed_at = self._clock()
             if self._keys is None:
                 raise DependencyUnavailable(
                     "jwks",

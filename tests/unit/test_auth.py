@@ -132,8 +132,7 @@ def test_a_rotated_key_is_picked_up_on_first_use(internet: FakeInternet) -> None
     v = verifier(internet, clock)
     v.verify(internet.issuer.token(), deadline())
     new_key = SigningKey.rsa()
-    internet.issuer.keys.append(new_key)
-    clock.now += 11  # past the refetch cooldown
+    internet.issuer.keys.append(new_key)  # published right after our fetch
 
     caller = v.verify(internet.issuer.token(key=new_key), deadline())
 
@@ -150,7 +149,18 @@ def test_unknown_kids_cost_one_fetch_per_cooldown(internet: FakeInternet) -> Non
             v.verify(internet.issuer.token(key=stranger), deadline())
         v.verify(internet.issuer.token(), deadline())  # valid tokens keep passing
 
-    assert len(internet.issuer_requests()) == 1  # the first fetch covers the first unknown kid too
+    assert len(internet.issuer_requests()) == 2  # the first fetch, then one refetch per cooldown
+
+
+def test_after_the_cooldown_an_unknown_kid_may_refetch_again(internet: FakeInternet) -> None:
+    clock = Clock()
+    v = verifier(internet, clock)
+    for _ in range(3):
+        with pytest.raises(InvalidToken):
+            v.verify(internet.issuer.token(key=SigningKey.rsa()), deadline())
+        clock.now += 10
+
+    assert len(internet.issuer_requests()) == 4
 
 
 def test_with_no_keys_and_the_issuer_down_the_answer_is_unavailable(internet: FakeInternet) -> None:
