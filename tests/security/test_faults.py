@@ -1,0 +1,387 @@
+"""Battery 3: faults (security checklist, section D), each with its status, headers and body.
+
+DynamoDB faults come from a real loopback server, so botocore's retry configuration in
+deps.py (standard mode, 3 attempts, 1 s connect, 2 s read) is what gets exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import botocore.session
+import httpx
+import pytest
+
+from tests.conftest import BASE_ENV, LambdaContext, Reply, http_event, invoke
+from tests.fakes import OPENAI_KEY, FakeInternet, Issuer, openai_error, openai_secret_response
+
+
+class Secrets:
+    """Secrets Manager as the key store sees it: values in order, or a failure."""
+
+    def __init__(self, *values: str) -> None:
+        self.values = list(values) or [OPENAI_KEY]
+        self.reads = 0
+        self.down = False
+
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:  # noqa: N803 - botocore's name
+        from botocore.exceptions import EndpointConnectionError
+
+        if self.down:
+            raise EndpointConnectionError(endpoint_url="https://secretsmanager.test")
+        value = self.values[min(self.reads, len(self.values) - 1)]
+        self.reads += 1
+        return {"SecretString": value}
+
+
+class FaultyDynamoDB(BaseHTTPRequestHandler):
+    """Answers UpdateItem per a script: 'throttle', 'error', 'hang', or 'ok'."""
+
+    script: list[str] = []
+    attempts = 0
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cls = type(self)
+        cls.attempts += 1
+        action = cls.script.pop(0) if cls.script else "ok"
+        if action == "hang":
+            time.sleep(2.5)  # past the 2 s read timeout
+            return
+        if action in ("throttle", "error"):
+            kind = (
+                "ProvisionedThroughputExceededException"
+                if action == "throttle"
+                else "InternalServerError"
+            )
+            status = 400 if action == "throttle" else 500
+            self._send(
+                status, {"__type": f"com.amazonaws.dynamodb.v20120810#{kind}", "message": "fault"}
+            )
+            return
+        names = body["ExpressionAttributeNames"].values()
+        self._send(200, {"Attributes": {n: {"N": "1"} for n in names if n != "ttl"}})
+
+    def _send(self, status: int, document: dict[str, Any]) -> None:
+        raw = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+@pytest.fixture
+def faulty_dynamodb() -> Iterator[type[FaultyDynamoDB]]:
+    FaultyDynamoDB.script, FaultyDynamoDB.attempts = [], 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FaultyDynamoDB)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FaultyDynamoDB.url = f"http://127.0.0.1:{server.server_port}"  # type: ignore[attr-defined]
+    yield FaultyDynamoDB
+    server.shutdown()
+
+
+def handler_with(
+    app_module: Any,
+    internet: FakeInternet,
+    dynamodb_url: str,
+    secrets: Secrets,
+    http: httpx.Client | None = None,
+) -> Callable[..., dict[str, Any]]:
+    import deps
+
+    client = botocore.session.get_session().create_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=dynamodb_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=deps.DYNAMODB_CONFIG,
+    )
+    return app_module.create_handler(
+        lambda: deps.build_container(
+            BASE_ENV, http=http or internet.client(), dynamodb=client, secretsmanager=secrets
+        )
+    )
+
+
+def call(handler: Any, issuer: Issuer, remaining_ms: int = 10_000) -> Reply:
+    event = http_event(headers={"authorization": f"Bearer {issuer.token()}"})
+    return invoke(handler, event, LambdaContext(remaining_ms=remaining_ms))
+
+
+def assert_problem(reply: Reply, status: int, retry_after: bool) -> None:
+    assert reply.status == status, reply.body
+    assert reply.header("content-type") == "application/problem+json"
+    assert reply.json["status"] == status and "Traceback" not in reply.body
+    assert (reply.header("retry-after") is not None) is retry_after
+
+
+# --- DynamoDB, through botocore's own retries ----------------------------------------------
+
+
+@pytest.mark.stack
+def test_dynamodb_throttling_is_retried_then_503(
+    app_module: Any, internet: FakeInternet, issuer: Issuer, faulty_dynamodb: Any
+) -> None:
+    faulty_dynamodb.script = ["throttle"] * 5
+    handler = handler_with(app_module, internet, faulty_dynamodb.url, Secrets())
+
+    reply = call(handler, issuer)
+
+    assert_problem(reply, 503, retry_after=True)
+    assert faulty_dynamodb.attempts == 3  # total_max_attempts in deps.DYNAMODB_CONFIG
+    assert internet.openai_requests() == []  # fail closed: no token without a count
+
+
+@pytest.mark.stack
+def test_dynamodb_throttled_twice_then_ok_mints(
+    app_module: Any, internet: FakeInternet, issuer: Issuer, faulty_dynamodb: Any
+) -> None:
+    faulty_dynamodb.script = ["throttle", "error"]
+    handler = handler_with(app_module, internet, faulty_dynamodb.url, Secrets())
+
+    assert call(handler, issuer).status == 200
+    assert faulty_dynamodb.attempts == 3
+
+
+@pytest.mark.stack
+def test_dynamodb_read_timeout_is_retried(
+    app_module: Any, internet: FakeInternet, issuer: Issuer, faulty_dynamodb: Any
+) -> None:
+    faulty_dynamodb.script = ["hang"]
+    handler = handler_with(app_module, internet, faulty_dynamodb.url, Secrets())
+
+    assert call(handler, issuer).status == 200
+    assert faulty_dynamodb.attempts == 2
+
+
+@pytest.mark.stack
+def test_dynamodb_unreachable_is_503(
+    app_module: Any, internet: FakeInternet, issuer: Issuer
+) -> None:
+    handler = handler_with(app_module, internet, "http://127.0.0.1:9", Secrets())
+
+    assert_problem(call(handler, issuer), 503, retry_after=True)
+
+
+# --- Secrets Manager ---------------------------------------------------------------------------
+
+
+@pytest.mark.stack
+def test_secrets_manager_down_cold_is_503(
+    app_module: Any, internet: FakeInternet, issuer: Issuer, faulty_dynamodb: Any
+) -> None:
+    secrets = Secrets()
+    secrets.down = True
+    handler = handler_with(app_module, internet, faulty_dynamodb.url, secrets)
+
+    reply = call(handler, issuer)
+
+    assert_problem(reply, 503, retry_after=True)
+    assert internet.openai_requests() == []
+
+
+@pytest.mark.stack
+def test_secrets_manager_down_warm_keeps_minting(
+    app_module: Any, internet: FakeInternet, issuer: Issuer, faulty_dynamodb: Any
+) -> None:
+    secrets = Secrets()
+    handler = handler_with(app_module, internet, faulty_dynamodb.url, secrets)
+    assert call(handler, issuer).status == 200
+    secrets.down = True
+
+    assert [call(handler, issuer).status for _ in range(2)] == [200, 200]
+
+
+@pytest.mark.stack
+def test_openai_401_rereads_the_secret_and_retries_with_the_new_key(
+    app_module: Any, internet: FakeInternet, issuer: Issuer, faulty_dynamodb: Any
+) -> None:
+    secrets = Secrets("sk-revoked", OPENAI_KEY)  # the key was rotated after our first read
+    handler = handler_with(app_module, internet, faulty_dynamodb.url, secrets)
+
+    reply = call(handler, issuer)
+
+    assert reply.status == 200 and secrets.reads == 2
+    assert [r.headers["authorization"] for r in internet.openai_requests()] == [
+        "Bearer sk-revoked",
+        f"Bearer {OPENAI_KEY}",
+    ]
+
+
+@pytest.mark.stack
+def test_openai_401_after_the_reread_is_502_and_logged_as_an_error(
+    app_module: Any, internet: FakeInternet, issuer: Issuer, faulty_dynamodb: Any, logs: Any
+) -> None:
+    handler = handler_with(app_module, internet, faulty_dynamodb.url, Secrets("sk-revoked"))
+
+    reply = call(handler, issuer)
+
+    assert_problem(reply, 502, retry_after=False)
+    assert any(
+        r.get("level") == "ERROR" and r.get("dependency") == "openai" for r in logs.records()
+    )
+
+
+# --- OpenAI, every row of section D ------------------------------------------------------------
+
+
+def respond(status: int, code: str | None = None, headers: dict[str, str] | None = None) -> Any:
+    return lambda request: openai_error(status, code, "upstream says no", headers)
+
+
+def good(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json=openai_secret_response(json.loads(request.content)))
+
+
+def raises(exc: type[Exception]) -> Any:
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise exc("simulated", request=request)  # type: ignore[call-arg]
+
+    return answer
+
+
+OPENAI_FAULTS = {
+    "rate_limited_twice": (
+        [respond(429, "rate_limit_exceeded", {"retry-after": "1"})] * 2,
+        503,
+        True,
+        2,
+    ),
+    "insufficient_quota": ([respond(429, "insufficient_quota")] * 2, 503, True, 2),
+    "rate_limited_once_then_ok": (
+        [respond(429, "rate_limit_exceeded", {"retry-after": "1"}), good],
+        200,
+        False,
+        2,
+    ),
+    "server_error_twice": ([respond(500)] * 2, 503, True, 2),
+    "unavailable_then_ok": ([respond(503), good], 200, False, 2),
+    "request_timeout_408_then_ok": ([respond(408), good], 200, False, 2),
+    "conflict_409_twice": ([respond(409)] * 2, 503, True, 2),
+    "connection_error_twice": ([raises(httpx.ConnectError)] * 2, 503, True, 2),
+    "bad_request": ([respond(400, "unknown_parameter")], 502, False, 1),
+    "forbidden_region": ([respond(403, "unsupported_country_region_territory")], 502, False, 1),
+    "not_found": ([respond(404)], 502, False, 1),
+    "read_timeout": ([raises(httpx.ReadTimeout)], 504, False, 1),
+    "malformed_json_200": (
+        [lambda r: httpx.Response(200, content=b'{"value": "ek_')],
+        502,
+        False,
+        1,
+    ),
+    "no_value_200": (
+        [lambda r: httpx.Response(200, json={"expires_at": 1, "session": {}})],
+        502,
+        False,
+        1,
+    ),
+    "expired_secret_200": (
+        [lambda r: httpx.Response(200, json=openai_secret_response(json.loads(r.content), now=1))],
+        502,
+        False,
+        1,
+    ),
+    "oversized_200": (
+        [lambda r: httpx.Response(200, content=b" " * (2 * 1024 * 1024))],
+        502,
+        False,
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("script", "status", "retry_after", "attempts"),
+    OPENAI_FAULTS.values(),
+    ids=OPENAI_FAULTS.keys(),
+)
+def test_openai_fault(
+    mint: Any,
+    internet: FakeInternet,
+    aws: Any,
+    script: list[Any],
+    status: int,
+    retry_after: bool,
+    attempts: int,
+) -> None:
+    internet.openai_script = list(script)
+
+    reply = mint()
+
+    if status == 200:
+        assert reply.status == 200
+    else:
+        assert_problem(reply, status, retry_after)
+        assert "upstream says no" not in reply.body  # never OpenAI's text verbatim
+        units = sum(
+            int(v["N"]) for i in aws.quota_items() for k, v in i.items() if k.startswith("c_minute")
+        )
+        assert units == 0  # the unit came back
+    assert len(internet.openai_requests()) == attempts
+
+
+# --- the Lambda's remaining time --------------------------------------------------------------
+
+
+class Hang(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        time.sleep(5)
+
+
+@pytest.mark.stack
+def test_a_hanging_openai_is_cut_at_the_lambda_deadline(
+    app_module: Any, internet: FakeInternet, issuer: Issuer, faulty_dynamodb: Any
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hang)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hanging_base = f"http://127.0.0.1:{server.server_port}/v1"
+
+    class Route(httpx.BaseTransport):
+        """The key set from the fake internet; OpenAI over a real socket that never answers."""
+
+        def __init__(self) -> None:
+            self.real = httpx.HTTPTransport()
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if str(request.url).startswith(hanging_base):
+                return self.real.handle_request(request)
+            return internet.handle(request)
+
+    import deps
+
+    client = botocore.session.get_session().create_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=faulty_dynamodb.url,
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+        config=deps.DYNAMODB_CONFIG,
+    )
+    env = BASE_ENV | {"OPENAI_BASE_URL": hanging_base}
+    handler = app_module.create_handler(
+        lambda: deps.build_container(
+            env, http=httpx.Client(transport=Route()), dynamodb=client, secretsmanager=Secrets()
+        )
+    )
+    started = time.monotonic()
+
+    reply = call(handler, issuer, remaining_ms=3500)
+
+    elapsed = time.monotonic() - started
+    server.shutdown()
+    assert_problem(reply, 504, retry_after=False)
+    assert elapsed < 3.5, f"the function ran {elapsed:.1f}s of a 3.5 s budget"

@@ -1,0 +1,207 @@
+"""Battery 2: the quota under concurrency, as many Lambda environments are many processes.
+
+One DynamoDB stand-in serving one request at a time; eight worker processes, each running
+the real handler (botocore to the stand-in, a fake OpenAI that counts its mints), fire 50
+simultaneous mints for one user whose limit is 5: exactly 5 secrets, 45 refusals with an
+exact Retry-After, exactly 5 upstream mints. Repeated for many rounds in one run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+
+from tests.conftest import BASE_ENV, ROOT, SECRET_ID, TABLE
+from tests.fakes import OPENAI_KEY, Issuer
+
+pytestmark = pytest.mark.stack
+
+WORKERS = 8
+REQUESTS = 50
+LIMIT = 5
+ROUNDS = 8
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dynamodb_url() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.security.serial_dynamodb", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout and process.stdout.readline().strip() == "ready"
+        url = f"http://127.0.0.1:{port}"
+        session = botocore.session.get_session()
+        kwargs = {
+            "region_name": "us-east-1",
+            "endpoint_url": url,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+        from tests.devstack.template import load_template, quota_table_definition
+
+        definition = quota_table_definition(load_template())
+        definition.pop("ttl_attribute", None)
+        session.create_client("dynamodb", **kwargs).create_table(TableName=TABLE, **definition)
+        session.create_client("secretsmanager", **kwargs).create_secret(
+            Name=SECRET_ID, SecretString=OPENAI_KEY
+        )
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# --- the worker side: runs in spawned processes -------------------------------------------
+
+_handler: Any = None
+_minted: list[str] = []
+
+
+def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
+    global _handler
+    import httpx
+
+    sys.path.insert(0, str(ROOT / "functions" / "token_vendor"))
+    os.environ.update(env)
+    import app
+    import deps
+
+    app.logger.registered_handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("jwks.json"):
+            return httpx.Response(200, json=jwks)
+        from tests.fakes import openai_secret_response
+
+        reply = openai_secret_response(json.loads(request.content))
+        _minted.append(reply["value"])
+        return httpx.Response(200, json=reply)
+
+    http = httpx.Client(transport=httpx.MockTransport(upstream))
+    _handler = app.create_handler(lambda: deps.build_container(env, http=http))
+
+
+def _fire(token: str, count: int, start_at: float) -> dict[str, Any]:
+    from tests.conftest import LambdaContext, http_event
+
+    _minted.clear()
+    event = http_event(headers={"authorization": f"Bearer {token}"})
+    time.sleep(max(start_at - time.time(), 0))  # a barrier across processes
+    results = []
+    for _ in range(count):
+        result = _handler(event, LambdaContext())
+        body = json.loads(result["body"])
+        results.append(
+            {
+                "status": result["statusCode"],
+                "retry_after": result["headers"].get("Retry-After"),
+                "value": body.get("value"),
+                "at": time.time(),
+            }
+        )
+    return {"results": results, "minted": list(_minted)}
+
+
+# --- the tests ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pool(dynamodb_url: str) -> Iterator[Any]:
+    issuer = Issuer()
+    env = BASE_ENV | {
+        "AWS_ENDPOINT_URL": dynamodb_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "QUOTAS": f"{LIMIT}/minute",
+    }
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(WORKERS, initializer=_init_worker, initargs=(env, issuer.jwks())) as workers:
+        workers.issuer = issuer  # type: ignore[attr-defined]
+        yield workers
+
+
+def wait_clear_of_a_minute_boundary(margin: float = 6.0) -> None:
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.2)
+
+
+def test_fifty_simultaneous_mints_for_one_user_grant_exactly_five(pool: Any) -> None:
+    shares = [REQUESTS // WORKERS + (1 if i < REQUESTS % WORKERS else 0) for i in range(WORKERS)]
+    for round_ in range(ROUNDS):
+        wait_clear_of_a_minute_boundary()
+        token = pool.issuer.token(f"hot-user-{round_}-{time.time_ns()}")
+        start_at = time.time() + 1.0
+
+        outcomes = pool.starmap(_fire, [(token, share, start_at) for share in shares])
+
+        results = [r for o in outcomes for r in o["results"]]
+        minted = [v for o in outcomes for v in o["minted"]]
+        granted = [r for r in results if r["status"] == 200]
+        refused = [r for r in results if r["status"] == 429]
+        assert len(results) == REQUESTS
+        assert len(granted) == LIMIT and len({r["value"] for r in granted}) == LIMIT, (
+            f"round {round_}"
+        )
+        assert len(refused) == REQUESTS - LIMIT, f"round {round_}: {[r['status'] for r in results]}"
+        assert len(minted) == LIMIT, f"round {round_}: {len(minted)} upstream mints"
+        for r in refused:
+            left = math.ceil(60 - r["at"] % 60)
+            assert abs(int(r["retry_after"]) - left) <= 1, (r, left)
+
+
+def test_two_issuers_with_the_same_subject_are_counted_apart(
+    make_handler: Any, issuer: Issuer
+) -> None:
+    from tests.conftest import http_event, invoke
+
+    other = Issuer(issuer="https://other-issuer.test/", keys=issuer.keys)
+    first = make_handler()
+    second = make_handler(AUTH_ISSUER=other.issuer)
+
+    a = [
+        invoke(
+            first, http_event(headers={"authorization": f"Bearer {issuer.token('alice')}"})
+        ).status
+        for _ in range(4)
+    ]
+    b = [
+        invoke(
+            second, http_event(headers={"authorization": f"Bearer {other.token('alice')}"})
+        ).status
+        for _ in range(4)
+    ]
+
+    assert a == [200, 200, 200, 429] and b == [200, 200, 200, 429]  # QUOTAS is 3/minute here
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_failed_upstream_mint_gives_the_unit_back(mint: Any, internet: Any, status: int) -> None:
+    from tests.fakes import openai_error
+
+    internet.openai_script = [lambda r: openai_error(status, None, "boom")] * 2
+    assert mint().status == 503
+
+    assert [mint().status for _ in range(4)] == [200, 200, 200, 429]  # all 3 units still there
