@@ -38,10 +38,10 @@ def unsigned(header: Any, payload: Any, signature: str = "") -> str:
     return f"{segment(header)}.{segment(payload)}.{signature}"
 
 
-def rs256(key: SigningKey, header: dict[str, Any], payload: Any, hash_=hashes.SHA256()) -> str:
+def rs256(key: SigningKey, header: dict[str, Any], payload: Any, hash_: Any = None) -> str:
     signing_input = f"{segment(header)}.{segment(payload)}".encode()
     assert isinstance(key.private, rsa.RSAPrivateKey)
-    signature = key.private.sign(signing_input, padding.PKCS1v15(), hash_)
+    signature = key.private.sign(signing_input, padding.PKCS1v15(), hash_ or hashes.SHA256())
     return f"{signing_input.decode()}.{b64url(signature)}"
 
 

@@ -29,7 +29,7 @@ class Secrets:
         self.reads = 0
         self.down = False
 
-    def get_secret_value(self, SecretId: str) -> dict[str, str]:  # noqa: N803 - botocore's name
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:
         from botocore.exceptions import EndpointConnectionError
 
         if self.down:
