@@ -35,8 +35,9 @@ def assert_clean(text: str, tokens: list[str], internet: FakeInternet) -> None:
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_jwt_attacks_leave_no_secret_in_the_logs(case: Any, handler: Any, issuer: Issuer,
-                                                  internet: FakeInternet, everything_at_debug: Any) -> None:
+def test_jwt_attacks_leave_no_secret_in_the_logs(
+    case: Any, handler: Any, issuer: Issuer, internet: FakeInternet, everything_at_debug: Any
+) -> None:
     headers = {k: v for k, v in (case(issuer) | {"origin": ORIGIN}).items() if v is not None}
     valid = issuer.token()
     invoke(handler, http_event(headers=headers, body="{}"))
@@ -47,10 +48,21 @@ def test_jwt_attacks_leave_no_secret_in_the_logs(case: Any, handler: Any, issuer
     assert_clean(everything_at_debug.text, tokens, internet)
 
 
-@pytest.mark.parametrize(("script", "status", "retry_after", "attempts"), OPENAI_FAULTS.values(), ids=OPENAI_FAULTS.keys())
-def test_upstream_faults_leave_no_secret_in_the_logs(script: Any, status: int, retry_after: bool, attempts: int,
-                                                     mint: Any, issuer: Issuer, internet: FakeInternet,
-                                                     everything_at_debug: Any) -> None:
+@pytest.mark.parametrize(
+    ("script", "status", "retry_after", "attempts"),
+    OPENAI_FAULTS.values(),
+    ids=OPENAI_FAULTS.keys(),
+)
+def test_upstream_faults_leave_no_secret_in_the_logs(
+    script: Any,
+    status: int,
+    retry_after: bool,
+    attempts: int,
+    mint: Any,
+    issuer: Issuer,
+    internet: FakeInternet,
+    everything_at_debug: Any,
+) -> None:
     internet.openai_script = list(script)
     token = issuer.token()
 
@@ -64,14 +76,22 @@ SCENARIOS = {
     "quota_exhausted": lambda mint, aws: [mint() for _ in range(5)],
     "disallowed_field": lambda mint, aws: mint({"session": {"instructions": "x"}}),
     "bad_json": lambda mint, aws: mint(raw="{"),
-    "secret_missing": lambda mint, aws: (aws.secretsmanager.delete_secret(
-        SecretId="openai-key", ForceDeleteWithoutRecovery=True), mint()),
+    "secret_missing": lambda mint, aws: (
+        aws.secretsmanager.delete_secret(SecretId="openai-key", ForceDeleteWithoutRecovery=True),
+        mint(),
+    ),
 }
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
-def test_requests_leave_no_secret_in_the_logs(scenario: Any, mint: Any, aws: Any, issuer: Issuer,
-                                              internet: FakeInternet, everything_at_debug: Any) -> None:
+def test_requests_leave_no_secret_in_the_logs(
+    scenario: Any,
+    mint: Any,
+    aws: Any,
+    issuer: Issuer,
+    internet: FakeInternet,
+    everything_at_debug: Any,
+) -> None:
     scenario(mint, aws)
 
     assert_clean(everything_at_debug.text, [], internet)

@@ -1,0 +1,95 @@
+"""Battery 6: CORS (security checklist, section E). CORS is not access control: the JWT
+check stands alone, and a request with no Origin (a mobile app, curl) works."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import ORIGIN, http_event, invoke
+from tests.devstack.template import cors_configuration, load_template
+from tests.fakes import Issuer
+
+PREFLIGHT = {
+    "access-control-request-method": "POST",
+    "access-control-request-headers": "authorization,content-type",
+}
+
+
+def test_the_function_and_the_template_apply_the_same_rules(app_module: Any) -> None:
+    cors = cors_configuration(load_template())
+
+    assert cors["AllowMethods"] == list(app_module.CORS_ALLOW_METHODS)
+    assert cors["AllowHeaders"] == list(app_module.CORS_ALLOW_HEADERS)
+    assert cors["ExposeHeaders"] == list(app_module.CORS_EXPOSE_HEADERS)
+    assert cors["MaxAge"] == app_module.CORS_MAX_AGE and cors["AllowCredentials"] is False
+    assert {"retry-after", "ratelimit", "ratelimit-policy"} <= set(cors["ExposeHeaders"])
+
+
+def test_an_allowed_origin_is_granted_and_sees_the_rate_limit_headers(mint: Any) -> None:
+    reply = mint(headers={"origin": ORIGIN})
+
+    assert reply.status == 200
+    assert reply.header("access-control-allow-origin") == ORIGIN
+    assert reply.header("access-control-allow-credentials") is None
+    assert set(reply.header("access-control-expose-headers").split(", ")) == {
+        "retry-after",
+        "ratelimit",
+        "ratelimit-policy",
+    }
+    assert "Origin" in reply.header("vary")
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example.com",
+        "null",
+        "https://app.example.com.evil.test",
+        "http://app.example.com",
+        "https://sub.app.example.com",
+        "*",
+    ],
+)
+def test_a_disallowed_origin_gets_no_grant_on_any_answer(
+    mint: Any, handler: Any, origin: str
+) -> None:
+    for reply in (
+        mint(headers={"origin": origin}),
+        mint(headers={"origin": origin, "authorization": None}),
+        invoke(handler, http_event("OPTIONS", headers={"origin": origin} | PREFLIGHT)),
+    ):
+        assert reply.header("access-control-allow-origin") is None
+        assert reply.header("access-control-allow-methods") is None
+
+
+def test_the_preflight_grants_exactly_the_configured_rules(handler: Any) -> None:
+    reply = invoke(handler, http_event("OPTIONS", headers={"origin": ORIGIN} | PREFLIGHT))
+
+    assert reply.status == 204 and reply.body == ""
+    assert reply.header("access-control-allow-origin") == ORIGIN
+    assert reply.header("access-control-allow-methods") == "POST"
+    assert reply.header("access-control-allow-headers") == "authorization, content-type"
+    assert reply.header("access-control-max-age") == "600"
+
+
+def test_no_origin_at_all_works_like_a_mobile_app_or_curl(mint: Any) -> None:
+    reply = mint(headers={"origin": None})
+
+    assert reply.status == 200 and reply.header("access-control-allow-origin") is None
+
+
+def test_cors_is_not_access_control(mint: Any, issuer: Issuer) -> None:
+    """An allowed origin without a valid token is still refused; errors still carry CORS so
+    the page can read them."""
+    reply = mint(headers={"origin": ORIGIN, "authorization": "Bearer not-a-token"})
+
+    assert reply.status == 401 and reply.header("access-control-allow-origin") == ORIGIN
+
+
+def test_errors_expose_retry_after_to_the_page(mint: Any) -> None:
+    replies = [mint() for _ in range(4)]
+
+    assert replies[-1].status == 429
+    assert "retry-after" in replies[-1].header("access-control-expose-headers")
