@@ -18,7 +18,7 @@ import httpx
 from budget import Deadline
 from errors import DependencyUnavailable, InvalidToken
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 _KTY_FOR_ALG = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
@@ -60,15 +60,17 @@ class JwksKeySource:
         with self._lock:
             if self._keys is None or self._clock() - self._fetched_at > self._cache_seconds:
                 self._refresh(deadline)
-            key = self._lookup(kid)
-            if key is None and self._clock() - self._refetched_at >= self._cooldown:
+            found = self._lookup(kid)
+            if found is None and self._clock() - self._refetched_at >= self._cooldown:
                 # Perhaps a rotation: refetch, but once per cooldown however many kids come.
                 self._refetched_at = self._clock()
                 self._refresh(deadline, backoff=False)
-                key = self._lookup(kid)
-        if key is None:
+                found = self._lookup(kid)
+        if found is None:
             raise InvalidToken("unknown_kid", "the token was not signed by a key of the issuer")
-        if key.key_type != key_type_for(algorithm):
+        key, declared_alg = found
+        # A key whose JWK names its algorithm is used with that one only (RFC 8725, 3.1).
+        if key.key_type != key_type_for(algorithm) or declared_alg not in (None, algorithm):
             raise InvalidToken("alg_key_mismatch", "the token's algorithm does not fit its key")
         return key.key
 
@@ -96,7 +98,7 @@ class JwksKeySource:
         try:
             self._keys = self._fetch(deadline)
             self._fetched_at = self._clock()
-        except (httpx.HTTPError, ValueError, PyJWKError) as exc:
+        except (httpx.HTTPError, ValueError, PyJWTError) as exc:
             self._failed_at = self._clock()
             if self._keys is None:
                 raise DependencyUnavailable(
@@ -119,10 +121,10 @@ class JwksKeySource:
                 continue  # a key of a family we do not accept
             try:
                 parsed = PyJWK(jwk, algorithm=algorithm)
-            except PyJWKError:
+            except PyJWTError:  # PyJWKError, and InvalidKeyError for a malformed key
                 continue  # one odd key must not take the others down
             kid = jwk.get("kid") if isinstance(jwk.get("kid"), str) else None
-            keys[kid] = parsed
+            keys[kid] = (parsed, jwk.get("alg"))
         if not keys:
             raise ValueError("the key set holds no usable signing key")
         return keys
@@ -155,7 +157,10 @@ class JwksKeySource:
                 body += chunk
                 if len(body) > MAX_DOCUMENT_BYTES:
                     raise ValueError("document too large")
-        document = json.loads(body)
+        try:
+            document = json.loads(body)
+        except RecursionError:  # 64 KB of brackets: not a key set, and not our crash
+            raise ValueError("document nested too deeply") from None
         if not isinstance(document, dict):
             raise ValueError("not a JSON object")
         return document

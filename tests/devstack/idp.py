@@ -399,11 +399,11 @@ def _sign_in_form(params: Mapping[str, str], error: str = "", status: int = 200)
     )
     alert = f'<p role="alert" id="error">{html.escape(error)}</p>' if error else ""
     described = ' aria-describedby="error" aria-invalid="true"' if error else ""
-    body = f"""<p>Development identity provider: type any user name. There is no password.</p>
+    body = rf"""<p>Development identity provider: type any user name. There is no password.</p>
 {alert}<form method="post" action="/authorize">{hidden}
 <label for="username">User name</label>
 <input id="username" name="username" autocomplete="username" required autofocus
- maxlength="64" pattern="[A-Za-z0-9][A-Za-z0-9._@-]*" spellcheck="false"{described}>
+ maxlength="64" pattern="[A-Za-z0-9][A-Za-z0-9._@\-]*" spellcheck="false"{described}>
 <button type="submit">Sign in</button></form>"""
     return _page("Sign in (development)", body, status)
 

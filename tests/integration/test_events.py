@@ -69,6 +69,7 @@ def test_the_openapi_event_serves_the_document(lambda_handler: Any) -> None:
 
 def test_the_sam_local_env_file_points_at_the_local_stack() -> None:
     from config import Settings
+
     from tests.devstack import stack
 
     env = json.loads((EVENTS / "env.json").read_text())["TokenFunction"]

@@ -93,3 +93,44 @@ def test_errors_expose_retry_after_to_the_page(mint: Any) -> None:
 
     assert replies[-1].status == 429
     assert "retry-after" in replies[-1].header("access-control-expose-headers")
+
+
+def test_the_function_and_the_template_take_their_origins_from_one_parameter() -> None:
+    template = load_template()
+    cors = template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    env = template["Resources"]["TokenFunction"]["Properties"]["Environment"]["Variables"]
+
+    assert cors["AllowOrigins"] == {"Ref": "AllowedOrigins"}
+    assert env["ALLOWED_ORIGINS"] == {"Fn::Join": [",", {"Ref": "AllowedOrigins"}]}
+    assert template["Parameters"]["AllowedOrigins"]["Type"] == "CommaDelimitedList"
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        {"access-control-request-method": "DELETE"},
+        {"access-control-request-method": "GET"},
+        {"access-control-request-method": "POST", "access-control-request-headers": "x-api-key"},
+        {
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization, cookie",
+        },
+        {},
+    ],
+    ids=["delete", "get", "unlisted_header", "cookie_among_listed", "no_method_asked"],
+)
+def test_a_preflight_asking_for_more_than_the_rules_is_granted_nothing(
+    handler: Any, asked: dict[str, str]
+) -> None:
+    reply = invoke(handler, http_event("OPTIONS", headers={"origin": ORIGIN} | asked))
+
+    assert reply.status == 204
+    for name in ("allow-origin", "allow-methods", "allow-headers", "max-age", "expose-headers"):
+        assert reply.header(f"access-control-{name}") is None
+
+
+def test_a_preflight_without_an_origin_is_granted_nothing(handler: Any) -> None:
+    reply = invoke(handler, http_event("OPTIONS", headers=PREFLIGHT))
+
+    assert reply.header("access-control-allow-origin") is None
+    assert reply.header("access-control-allow-methods") is None

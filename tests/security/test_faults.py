@@ -17,7 +17,7 @@ import botocore.session
 import httpx
 import pytest
 
-from tests.conftest import BASE_ENV, LambdaContext, Reply, http_event, invoke
+from tests.conftest import BASE_ENV, SECRET_ID, LambdaContext, Reply, http_event, invoke
 from tests.fakes import OPENAI_KEY, FakeInternet, Issuer, openai_error, openai_secret_response
 
 
@@ -166,6 +166,22 @@ def test_dynamodb_read_timeout_is_retried(
 
 
 @pytest.mark.stack
+def test_dynamodb_timing_out_on_every_attempt_is_503_inside_the_lambda_timeout(
+    app_module: Any, internet: FakeInternet, issuer: Issuer, faulty_dynamodb: Any
+) -> None:
+    faulty_dynamodb.script = ["hang"] * 5
+    handler = handler_with(app_module, internet, faulty_dynamodb.url, Secrets())
+    started = time.monotonic()
+
+    reply = call(handler, issuer)
+
+    assert_problem(reply, 503, retry_after=True)
+    assert faulty_dynamodb.attempts == 3  # total_max_attempts, each cut at the 2 s read timeout
+    assert time.monotonic() - started < 9.5  # inside the 10 s the context gave
+    assert internet.openai_requests() == []
+
+
+@pytest.mark.stack
 def test_dynamodb_unreachable_is_503(
     app_module: Any, internet: FakeInternet, issuer: Issuer
 ) -> None:
@@ -217,6 +233,32 @@ def test_openai_401_rereads_the_secret_and_retries_with_the_new_key(
         "Bearer sk-revoked",
         f"Bearer {OPENAI_KEY}",
     ]
+
+
+def test_openai_401_after_a_rotation_in_secrets_manager_uses_the_new_key(
+    mint: Any, aws: Any, internet: FakeInternet
+) -> None:
+    """The key is rotated in Secrets Manager (moto) between the two attempts of one mint."""
+    assert mint().status == 200  # the old key is now cached in the container
+    rotated = "sk-rotated-" + "r" * 40
+
+    def rotate_then_refuse(request: httpx.Request) -> httpx.Response:
+        aws.secretsmanager.put_secret_value(SecretId=SECRET_ID, SecretString=rotated)
+        internet.openai_key = rotated  # OpenAI no longer takes the old key
+        return openai_error(401, "invalid_api_key", "Incorrect API key provided.")
+
+    internet.openai_script = [rotate_then_refuse]
+
+    reply = mint()
+
+    assert reply.status == 200 and reply.json["value"] == internet.minted[-1]
+    assert [r.headers["authorization"] for r in internet.openai_requests()] == [
+        f"Bearer {OPENAI_KEY}",
+        f"Bearer {OPENAI_KEY}",
+        f"Bearer {rotated}",
+    ]
+    assert mint().status == 200  # the new key stays cached: no further 401
+    assert internet.openai_requests()[-1].headers["authorization"] == f"Bearer {rotated}"
 
 
 @pytest.mark.stack
@@ -385,3 +427,41 @@ def test_a_hanging_openai_is_cut_at_the_lambda_deadline(
     server.shutdown()
     assert_problem(reply, 504, retry_after=False)
     assert elapsed < 3.5, f"the function ran {elapsed:.1f}s of a 3.5 s budget"
+
+
+def test_with_too_little_time_left_nothing_is_started(
+    mint: Any, internet: FakeInternet, aws: Any
+) -> None:
+    reply = mint(context=LambdaContext(remaining_ms=2000))
+
+    assert_problem(reply, 503, retry_after=True)
+    assert internet.openai_requests() == [] and aws.quota_items() == []  # no unit, no call
+
+
+def test_no_retry_is_started_that_could_not_finish(
+    mint: Any, internet: FakeInternet, aws: Any
+) -> None:
+    internet.openai_script = [respond(503), good]
+
+    reply = mint(context=LambdaContext(remaining_ms=2600))
+
+    assert_problem(reply, 503, retry_after=True)
+    assert len(internet.openai_requests()) == 1  # a second attempt would not fit
+    units = sum(
+        int(v["N"]) for i in aws.quota_items() for k, v in i.items() if k.startswith("c_minute")
+    )
+    assert units == 0
+
+
+@pytest.mark.parametrize("status", [400, 403, 404])
+def test_an_openai_refusal_is_logged_with_its_request_id(
+    mint: Any, internet: FakeInternet, logs: Any, status: int
+) -> None:
+    internet.openai_script = [respond(status, "some_code")]
+
+    reply = mint()
+
+    assert_problem(reply, 502, retry_after=False)
+    assert reply.json["detail"] == "The Realtime API did not provide a usable client secret."
+    logged = [r for r in logs.records() if r.get("dependency") == "openai"]
+    assert logged and "req_err" in logged[0]["reason"] and f"HTTP {status}" in logged[0]["reason"]

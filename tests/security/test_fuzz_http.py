@@ -26,8 +26,17 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(Heal
 
 
 def documented(path: str, method: str) -> set[int]:
-    operation = OPENAPI["paths"].get(path, {}).get(method.lower(), {})
-    return {int(s) for s in operation.get("responses", {})}
+    """The statuses the OpenAPI document gives this method on this path. Only two answers
+    are outside it by nature: 404 for a path it does not name, and the CORS preflight's 204
+    (answered by API Gateway in production; the function answers it the same way locally)."""
+    operations = OPENAPI["paths"].get(path)
+    if operations is None:
+        return {404}
+    if method.lower() in operations:
+        return {int(s) for s in operations[method.lower()].get("responses", {})}
+    if method == "OPTIONS" and path == "/v1/realtime/client_secrets":
+        return {204}
+    return {int(s) for op in operations.values() for s in op.get("responses", {})} & {405}
 
 
 def wsgi(handler: Callable[..., dict[str, Any]]) -> Callable[..., Any]:
@@ -93,7 +102,7 @@ def test_schemathesis_finds_nothing(fuzz_handler: Any, issuer: Issuer) -> None:
 
 def check(reply: Reply, path: str = "/v1/realtime/client_secrets", method: str = "POST") -> None:
     assert reply.status < 500, reply.body
-    assert reply.status in documented(path, method) | {404, 204}, reply.status
+    assert reply.status in documented(path, method), (method, path, reply.status)
     if reply.status >= 400:
         assert reply.header("content-type") == "application/problem+json"
         body = reply.json
@@ -191,6 +200,4 @@ def test_any_bytes_on_any_route_get_an_answer(
 
     reply = invoke(fuzz_handler, event)
 
-    assert reply.status < 500 and "Traceback" not in reply.body
-    if reply.status >= 400:
-        assert reply.header("content-type") == "application/problem+json"
+    check(reply, path, method)

@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 
 from tests.conftest import ORIGIN, Aws, Reply, http_event, invoke
-from tests.fakes import AUDIENCE, ISSUER, FakeInternet, Issuer, SigningKey, b64url
+from tests.fakes import AUDIENCE, ISSUER, JWKS_URL, FakeInternet, Issuer, SigningKey, b64url
 from tests.security import forge
 
 ATTACKER_URL = "https://attacker.test/keys.json"
@@ -157,6 +158,8 @@ CASES: dict[str, Case] = {
     "alg_nOnE_with_signature": alg_none("nOnE", keep_signature=True),
     "alg_missing": signed({"alg": ...}),
     "alg_not_a_string": signed({"alg": ["RS256"]}),
+    "alg_lower_case": signed({"alg": "rs256"}),
+    "alg_with_a_space": signed({"alg": "RS256 "}),
     **{
         f"hs256_with_public_key_{enc}": hs_with_public_key(enc)
         for enc in ("pem_spki", "pem_pkcs1", "der", "jwk_json", "ssh")
@@ -223,6 +226,11 @@ CASES: dict[str, Case] = {
     "nbf_future": signed(nbf=NOW + 3600),
     "iat_future": signed(iat=NOW + 3600, exp=NOW + 4000),
     "iat_string": signed(iat=str(NOW)),
+    "iat_bool": signed(iat=True),
+    "iat_null": signed(iat=None),
+    "nbf_string": signed(nbf=str(NOW - 60)),
+    "nbf_absurd": signed(nbf=10**20),
+    "exp_float_string": signed(exp=f"{NOW + 600}.0"),
     "lifetime_too_long": signed(iat=NOW, exp=NOW + 2 * 86400),
     # issuer
     "iss_wrong": signed(iss="https://evil.test/"),
@@ -243,6 +251,8 @@ CASES: dict[str, Case] = {
     "sub_missing": signed(sub=...),
     "sub_empty": signed(sub=""),
     "sub_not_a_string": signed(sub=42),
+    "sub_blank": signed(sub="   "),
+    "sub_a_list": signed(sub=["alice"]),
 }
 
 
@@ -358,3 +368,132 @@ def test_a_valid_token_without_the_required_scope_is_403(
 
     assert reply.status == 403 and 'error="insufficient_scope"' in reply.header("www-authenticate")
     assert aws.quota_items() == []
+
+
+def test_a_failed_refetch_keeps_the_cached_keys(
+    mint: Any, issuer: Issuer, internet: FakeInternet
+) -> None:
+    assert mint().status == 200
+    internet.jwks_down = True
+    stranger = SigningKey.rsa("new-kid")
+
+    refused = mint(token=forge.rs256(stranger, {"alg": "RS256", "kid": "new-kid"}, forge.claims()))
+
+    assert refused.status in (401, 503) and len(internet.issuer_requests()) == 2  # it tried
+    assert mint().status == 200  # and still verifies with what it had
+
+
+def test_a_key_declared_for_rs256_does_not_verify_ps256(
+    make_handler: Any, issuer: Issuer, internet: FakeInternet, aws: Aws
+) -> None:
+    """Both algorithms are configured, but the key set says this key is for RS256 only
+    (RFC 8725 3.1: one key, one algorithm)."""
+    handler = make_handler(AUTH_ALGORITHMS="RS256,PS256")
+    key = issuer.keys[0]
+    assert key.jwk()["alg"] == "RS256"
+
+    reply = invoke(
+        handler,
+        http_event(
+            headers=bearer(forge.ps256(key, {"alg": "PS256", "kid": key.kid}, forge.claims()))
+        ),
+    )
+
+    assert_invalid_token(reply)
+    assert internet.openai_requests() == [] and aws.quota_items() == []
+    assert invoke(handler, http_event(headers=bearer(issuer.token()))).status == 200  # control
+
+
+def test_one_malformed_key_in_the_set_does_not_take_the_others_down(
+    mint: Any, issuer: Issuer
+) -> None:
+    published = issuer.jwks
+    odd = [
+        {"kty": "RSA", "kid": "odd-modulus", "n": "!!", "e": "AQAB"},
+        {"kty": "EC", "kid": "odd-type", "alg": "RS256", "crv": "P-256", "x": "AA", "y": "AA"},
+        {"kty": "RSA", "kid": "odd-fields", "n": 5},
+    ]
+    issuer.jwks = lambda: {"keys": [*odd, *published()["keys"]]}  # type: ignore[method-assign]
+
+    assert mint().status == 200
+
+
+def answer_key_set_with(internet: FakeInternet, respond: Callable[[httpx.Request], Any]) -> None:
+    real = internet.handle
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == JWKS_URL:
+            internet.requests.append(request)
+            return respond(request)
+        return real(request)
+
+    internet.handle = handle  # type: ignore[method-assign]
+
+
+def _timeout(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("key set too slow", request=request)
+
+
+BROKEN_KEY_SETS: dict[str, Callable[[httpx.Request], Any]] = {
+    "server_error": lambda r: httpx.Response(500),
+    "redirect_to_attacker": lambda r: httpx.Response(302, headers={"location": ATTACKER_URL}),
+    "not_json": lambda r: httpx.Response(200, content=b"<html>maintenance</html>"),
+    "not_an_object": lambda r: httpx.Response(200, json=[1, 2]),
+    "deeply_nested": lambda r: httpx.Response(
+        200, content=b'{"keys":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    ),
+    "oversized": lambda r: httpx.Response(200, content=b'{"keys":[' + b" " * 70_000 + b"]}"),
+    "only_a_symmetric_key": lambda r: httpx.Response(
+        200, json={"keys": [{"kty": "oct", "kid": "k", "k": b64url(b"secret")}]}
+    ),
+    "timeout": _timeout,
+}
+
+
+@pytest.mark.parametrize("respond", BROKEN_KEY_SETS.values(), ids=BROKEN_KEY_SETS.keys())
+def test_a_broken_key_set_is_503_never_401_or_500(
+    respond: Any, mint: Any, internet: FakeInternet, aws: Aws
+) -> None:
+    answer_key_set_with(internet, respond)
+
+    reply = mint()
+
+    assert reply.status == 503, reply.body
+    assert reply.header("content-type") == "application/problem+json"
+    assert reply.json["type"].endswith(":dependency-unavailable")
+    assert int(reply.header("retry-after")) >= 1 and reply.header("www-authenticate") is None
+    assert internet.openai_requests() == [] and aws.quota_items() == []
+    assert not any("attacker" in str(r.url) for r in internet.requests)  # no redirect followed
+
+
+def test_a_key_published_for_encryption_does_not_verify(
+    mint: Any, issuer: Issuer, internet: FakeInternet
+) -> None:
+    encryption_key = SigningKey.rsa("enc-key")
+    issuer.keys.append(encryption_key)
+    published = issuer.jwks
+    issuer.jwks = lambda: {  # type: ignore[method-assign]
+        "keys": [k | {"use": "enc"} if k["kid"] == "enc-key" else k for k in published()["keys"]]
+    }
+
+    assert_invalid_token(mint(token=issuer.token(key=encryption_key)))
+    assert internet.openai_requests() == []
+    assert mint().status == 200  # control: the signing key beside it still verifies
+
+
+def test_an_all_zero_ecdsa_signature_is_refused(
+    make_handler: Any, issuer: Issuer, internet: FakeInternet, aws: Aws
+) -> None:
+    """The "psychic signature" (r = s = 0) that some ECDSA verifiers once accepted."""
+    issuer.keys[:] = [SigningKey.ec("ec-key")]
+    handler = make_handler(AUTH_ALGORITHMS="ES256")
+    header = {"alg": "ES256", "kid": "ec-key"}
+
+    reply = invoke(
+        handler,
+        http_event(headers=bearer(forge.unsigned(header, forge.claims(), b64url(bytes(64))))),
+    )
+
+    assert_invalid_token(reply)
+    assert internet.openai_requests() == [] and aws.quota_items() == []
+    assert invoke(handler, http_event(headers=bearer(issuer.token()))).status == 200  # control

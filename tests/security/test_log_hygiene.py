@@ -8,10 +8,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ORIGIN, http_event, invoke
-from tests.fakes import OPENAI_KEY, FakeInternet, Issuer
-from tests.security.test_faults import OPENAI_FAULTS
-from tests.security.test_jwt_attacks import CASES
+from tests.conftest import ORIGIN, SECRET_ID, http_event, invoke
+from tests.fakes import OPENAI_KEY, FakeInternet, Issuer, openai_error
+from tests.security.test_faults import (
+    OPENAI_FAULTS,
+    Secrets,
+    faulty_dynamodb,  # noqa: F401  (a fixture, requested by name below)
+    handler_with,
+)
+from tests.security.test_jwt_attacks import BROKEN_KEY_SETS, CASES, answer_key_set_with
 
 
 @pytest.fixture
@@ -95,3 +100,62 @@ def test_requests_leave_no_secret_in_the_logs(
     scenario(mint, aws)
 
     assert_clean(everything_at_debug.text, [], internet)
+
+
+def test_a_rotated_openai_key_is_not_logged_either(
+    mint: Any, aws: Any, internet: FakeInternet, everything_at_debug: Any
+) -> None:
+    """botocore at DEBUG would log GetSecretValue's answer: the re-read key included."""
+    rotated = "sk-rotated-" + "r" * 40
+
+    def rotate_then_refuse(request: Any) -> Any:
+        aws.secretsmanager.put_secret_value(SecretId=SECRET_ID, SecretString=rotated)
+        internet.openai_key = rotated
+        return openai_error(401, "invalid_api_key", "Incorrect API key provided.")
+
+    internet.openai_script = [rotate_then_refuse]
+
+    assert mint().status == 200
+
+    assert_clean(everything_at_debug.text, [rotated], internet)
+
+
+@pytest.mark.parametrize("respond", BROKEN_KEY_SETS.values(), ids=BROKEN_KEY_SETS.keys())
+def test_key_set_faults_leave_no_secret_in_the_logs(
+    respond: Any, mint: Any, issuer: Issuer, internet: FakeInternet, everything_at_debug: Any
+) -> None:
+    answer_key_set_with(internet, respond)
+    token = issuer.token()
+
+    assert mint(token=token).status == 503
+
+    assert_clean(everything_at_debug.text, [token], internet)
+
+
+DEPENDENCY_FAULTS = ["dynamodb_throttled", "dynamodb_failing", "secrets_down_cold", "key_revoked"]
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("fault", DEPENDENCY_FAULTS)
+def test_dependency_faults_leave_no_secret_in_the_logs(
+    fault: str,
+    app_module: Any,
+    internet: FakeInternet,
+    issuer: Issuer,
+    everything_at_debug: Any,
+    request: pytest.FixtureRequest,
+) -> None:
+    dynamodb = request.getfixturevalue("faulty_dynamodb")
+    dynamodb.script = {
+        "dynamodb_throttled": ["throttle"] * 3,
+        "dynamodb_failing": ["error"] * 3,
+    }.get(fault, [])
+    secrets = Secrets("sk-revoked-" + "v" * 40) if fault == "key_revoked" else Secrets()
+    secrets.down = fault == "secrets_down_cold"
+    handler = handler_with(app_module, internet, dynamodb.url, secrets)
+    token = issuer.token()
+
+    reply = invoke(handler, http_event(headers={"authorization": f"Bearer {token}"}))
+
+    assert reply.status in (502, 503)
+    assert_clean(everything_at_debug.text, [token, *secrets.values], internet)

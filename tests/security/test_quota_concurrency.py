@@ -75,11 +75,13 @@ def dynamodb_url() -> Iterator[str]:
 # --- the worker side: runs in spawned processes -------------------------------------------
 
 _handler: Any = None
+_handlers: dict[str, Any] = {}  # by QUOTAS, for the tests that need other windows
+_build: Any = None
 _minted: list[str] = []
 
 
 def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
-    global _handler
+    global _handler, _build
     import httpx
 
     sys.path.insert(0, str(ROOT / "functions" / "token_vendor"))
@@ -99,18 +101,29 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
         return httpx.Response(200, json=reply)
 
     http = httpx.Client(transport=httpx.MockTransport(upstream))
-    _handler = app.create_handler(lambda: deps.build_container(env, http=http))
+
+    def _build(quotas: str) -> Any:
+        return app.create_handler(lambda: deps.build_container(env | {"QUOTAS": quotas}, http=http))
+
+    _handler = _build(env["QUOTAS"])
 
 
-def _fire(token: str, count: int, start_at: float) -> dict[str, Any]:
+def _fire(
+    token: str, count: int, start_at: float, quotas: str | None = None, pause: float = 0.0
+) -> dict[str, Any]:
     from tests.conftest import LambdaContext, http_event
 
+    handler = _handler
+    if quotas is not None:
+        handler = _handlers.get(quotas) or _handlers.setdefault(quotas, _build(quotas))
     _minted.clear()
     event = http_event(headers={"authorization": f"Bearer {token}"})
     time.sleep(max(start_at - time.time(), 0))  # a barrier across processes
     results = []
-    for _ in range(count):
-        result = _handler(event, LambdaContext())
+    for n in range(count):
+        if n:
+            time.sleep(pause)
+        result = handler(event, LambdaContext())
         body = json.loads(result["body"])
         results.append(
             {
@@ -169,6 +182,59 @@ def test_fifty_simultaneous_mints_for_one_user_grant_exactly_five(pool: Any) -> 
         for r in refused:
             left = math.ceil(60 - r["at"] % 60)
             assert abs(int(r["retry_after"]) - left) <= 1, (r, left)
+
+
+def test_a_per_second_window_holds_at_every_boundary_under_concurrency(
+    pool: Any, dynamodb_url: str
+) -> None:
+    """Eight processes keep minting for one user for about two seconds, so the requests
+    straddle second boundaries: each second's counter stops at its limit, a refusal names
+    the next second, and the counters add up to exactly the secrets handed out."""
+    per_second, each = 2, 12
+    subject = f"boundary-user-{time.time_ns()}"
+    token = pool.issuer.token(subject)
+    start_at = time.time() + 1.0
+
+    outcomes = pool.starmap(
+        _fire, [(token, each, start_at, f"{per_second}/second,1000/minute", 0.15)] * WORKERS
+    )
+
+    results = [r for o in outcomes for r in o["results"]]
+    granted = [r for r in results if r["status"] == 200]
+    refused = [r for r in results if r["status"] == 429]
+    minted = [v for o in outcomes for v in o["minted"]]
+    assert len(granted) + len(refused) == len(results) == each * WORKERS
+    assert len(granted) == len(minted) == len({r["value"] for r in granted})
+    assert refused and all(r["retry_after"] == "1" for r in refused)
+    seconds = counters(dynamodb_url, pool.issuer.issuer, subject, "c_second_")
+    assert len(seconds) >= 2, seconds  # the run crossed at least one boundary
+    assert max(seconds.values()) == per_second, seconds  # and was contended
+    assert sum(seconds.values()) == len(granted), seconds
+    assert sum(counters(dynamodb_url, pool.issuer.issuer, subject, "c_minute_").values()) == len(
+        granted
+    )
+
+
+def counters(url: str, issuer: str, subject: str, prefix: str) -> dict[str, int]:
+    """Every window counter of one user in the table, by attribute name."""
+    from auth import Caller
+
+    user = Caller(issuer=issuer, subject=subject, scopes=frozenset(), kid=None).user_hash
+    client = botocore.session.get_session().create_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    items = client.scan(TableName=TABLE)["Items"]
+    return {
+        name: int(value["N"])
+        for item in items
+        if item["pk"]["S"].startswith(f"quota#{user}#")
+        for name, value in item.items()
+        if name.startswith(prefix)
+    }
 
 
 def test_two_issuers_with_the_same_subject_are_counted_apart(

@@ -1,0 +1,180 @@
+// Sign-in with the authorization-code flow and PKCE (RFC 7636) against any OIDC issuer:
+// Cognito, Auth0, Okta, or the local stack's development issuer. Tokens live in session
+// storage (gone when the tab closes); nothing here ever sees an OpenAI credential.
+
+const TOKENS = "rtv.tokens";
+const PENDING = "rtv.pkce";
+const EXPIRY_MARGIN_MS = 30_000; // refresh a little before the issuer would refuse
+
+/** An error the user can fix by signing in (again). */
+export class SignInRequired extends Error {}
+
+/** @param {Uint8Array} bytes */
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function randomString(length = 32) {
+  return base64url(crypto.getRandomValues(new Uint8Array(length)));
+}
+
+/** @param {string} verifier */
+async function s256(verifier) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  return base64url(new Uint8Array(digest));
+}
+
+/** @param {string} jwt */
+function claimsOf(jwt) {
+  try {
+    const part = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
+  } catch {
+    return {};
+  }
+}
+
+export class Auth {
+  /**
+   * @param {{issuer: string, clientId: string, redirectUri: string, scopes: string}} config
+   * @param {Storage} [storage]
+   */
+  constructor(config, storage = sessionStorage) {
+    this.config = config;
+    this.storage = storage;
+    /** @type {Promise<any> | null} */
+    this._discovery = null;
+  }
+
+  /** The issuer's OpenID configuration, fetched once. */
+  discovery() {
+    this._discovery ??= fetch(`${this.config.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`)
+      .then((r) => {
+        if (!r.ok) throw new Error(`the sign-in service answered ${r.status}`);
+        return r.json();
+      });
+    return this._discovery;
+  }
+
+  /** Sends the browser to the issuer's sign-in page. */
+  async signIn() {
+    const { authorization_endpoint: endpoint } = await this.discovery();
+    const verifier = randomString(48);
+    const state = randomString(16);
+    this.storage.setItem(PENDING, JSON.stringify({ verifier, state }));
+    const url = new URL(endpoint);
+    url.search = new URLSearchParams({
+      response_type: "code",
+      client_id: this.config.clientId,
+      redirect_uri: this.config.redirectUri,
+      scope: this.config.scopes,
+      state,
+      code_challenge: await s256(verifier),
+      code_challenge_method: "S256",
+    }).toString();
+    location.assign(url.toString());
+  }
+
+  /**
+   * Finishes a sign-in when the issuer has sent the browser back with a code.
+   * @returns {Promise<boolean>} whether this page load was a sign-in redirect
+   */
+  async completeSignIn() {
+    const params = new URLSearchParams(location.search);
+    if (!params.has("code") && !params.has("error")) return false;
+    history.replaceState(null, "", location.pathname); // the code is single-use: drop it from the URL
+    const pending = JSON.parse(this.storage.getItem(PENDING) || "null");
+    this.storage.removeItem(PENDING);
+    if (params.has("error")) throw new SignInRequired(`Sign-in did not complete (${params.get("error")}).`);
+    if (!pending || pending.state !== params.get("state")) {
+      throw new SignInRequired("Sign-in could not be verified. Please sign in again.");
+    }
+    await this._token({
+      grant_type: "authorization_code",
+      code: /** @type {string} */ (params.get("code")),
+      redirect_uri: this.config.redirectUri,
+      code_verifier: pending.verifier,
+    });
+    return true;
+  }
+
+  /** @returns {boolean} */
+  get signedIn() {
+    return this._tokens() !== null;
+  }
+
+  /** A name to show: the issuer's preferred name, else the subject. */
+  get userName() {
+    const tokens = this._tokens();
+    if (!tokens) return "";
+    const claims = claimsOf(tokens.id_token || tokens.access_token);
+    return claims.preferred_username || claims.email || claims.name || claims.sub || "";
+  }
+
+  /**
+   * A valid access token, refreshed when needed.
+   * @returns {Promise<string>}
+   */
+  async accessToken() {
+    const tokens = this._tokens();
+    if (!tokens) throw new SignInRequired("Please sign in to start a conversation.");
+    if (Date.now() < tokens.expires_at - EXPIRY_MARGIN_MS) return tokens.access_token;
+    if (tokens.refresh_token) {
+      try {
+        await this._token({ grant_type: "refresh_token", refresh_token: tokens.refresh_token });
+        return /** @type {any} */ (this._tokens()).access_token;
+      } catch {
+        // fall through: the refresh token is spent or revoked
+      }
+    }
+    this.forget();
+    throw new SignInRequired("Your sign-in has expired. Please sign in again.");
+  }
+
+  /** Drops the tokens (after a 401, or on sign-out). */
+  forget() {
+    this.storage.removeItem(TOKENS);
+  }
+
+  async signOut() {
+    const idToken = this._tokens()?.id_token;
+    this.forget();
+    const { end_session_endpoint: endpoint } = await this.discovery().catch(() => ({}));
+    if (!endpoint) return location.assign(this.config.redirectUri);
+    const url = new URL(endpoint);
+    url.search = new URLSearchParams({
+      client_id: this.config.clientId,
+      post_logout_redirect_uri: this.config.redirectUri,
+      ...(idToken ? { id_token_hint: idToken } : {}),
+    }).toString();
+    location.assign(url.toString());
+  }
+
+  /** @param {Record<string, string>} form */
+  async _token(form) {
+    const { token_endpoint: endpoint } = await this.discovery();
+    const response = await fetch(endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ client_id: this.config.clientId, ...form }),
+    });
+    if (!response.ok) throw new SignInRequired("The sign-in service refused. Please sign in again.");
+    const body = await response.json();
+    const previous = this._tokens();
+    this.storage.setItem(TOKENS, JSON.stringify({
+      access_token: body.access_token,
+      id_token: body.id_token || previous?.id_token,
+      refresh_token: body.refresh_token || previous?.refresh_token,
+      expires_at: Date.now() + (body.expires_in || 300) * 1000,
+    }));
+  }
+
+  _tokens() {
+    try {
+      const tokens = JSON.parse(this.storage.getItem(TOKENS) || "null");
+      return tokens && tokens.access_token ? tokens : null;
+    } catch {
+      return null;
+    }
+  }
+}
