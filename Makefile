@@ -39,7 +39,7 @@ test: .venv/.synced
 lint: .venv/.synced
 	$(RUN) ruff check functions tests
 	$(RUN) ruff format --check functions tests
-	cd functions/token_vendor && ../../$(RUN) mypy .
+	cd functions/token_vendor && ../../$(RUN) mypy --cache-dir ../../.mypy_cache .
 
 template-check: .venv/.synced
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash tests/template_checks.sh
