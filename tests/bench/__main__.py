@@ -206,6 +206,41 @@ def import_profile(python: Path, fakes: Fakes) -> list[tuple[str, float]]:
     return sorted(top.items(), key=lambda item: -item[1])[:12]
 
 
+IMPORT_CHOICES = {
+    "import boto3 (the floor)": "import boto3",
+    "import botocore.session (what the function uses instead)": "import botocore.session",
+    "import boto3 + Powertools' event handler (not used)": "import boto3, aws_lambda_powertools.event_handler",
+}
+
+
+def import_choices(python: Path, runs: int) -> dict[str, float]:
+    """The import-time choices behind the design, each in a fresh process, interleaved."""
+    times: dict[str, list[float]] = {name: [] for name in IMPORT_CHOICES}
+    for _ in range(runs):
+        for name, statement in IMPORT_CHOICES.items():
+            code = f"import time; t = time.perf_counter(); {statement}; print((time.perf_counter() - t) * 1000)"
+            out = subprocess.run(
+                [str(python), "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+            times[name].append(float(out))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def own_modules_without_bytecode(python: Path, fakes: Fakes, runs: int) -> dict[str, float]:
+    """Importing the handler from the source tree (no .pyc, as Lambda's read-only /var/task
+    would do without precompiled files) versus the built package with unchecked-hash .pyc."""
+    results = {}
+    for name, directory in (
+        ("handler import, sources compiled at every start", FUNCTION_DIR),
+        ("handler import, built package with unchecked-hash .pyc", Path(fakes.env["FUNCTION_DIR"])),
+    ):
+        env = fakes.env | {"FUNCTION_DIR": str(directory), "PYTHONDONTWRITEBYTECODE": "1"}
+        results[name] = statistics.median(
+            probe(python, env, "handler")["import_ms"] for _ in range(runs)
+        )
+    return results
+
+
 def package_size() -> dict[str, object]:
     built = ROOT / ".aws-sam" / "build" / "TokenFunction"
     source = "sam build artifact (.aws-sam/build/TokenFunction)"
@@ -310,6 +345,8 @@ def main() -> None:
             imports = import_profile(python, fakes)
             print("warm overhead ...", flush=True)
             warm = warm_overhead(python, fakes, 5)
+            print("import choices ...", flush=True)
+            choices = import_choices(python, 15) | own_modules_without_bytecode(python, fakes, 10)
         finally:
             fakes.close()
     if not args.skip_load:
@@ -330,6 +367,7 @@ def main() -> None:
         "python": version,
         "cold": cold,
         "imports": imports,
+        "choices": choices,
         "warm": warm,
         "package": package,
         "browser": report.read_browser_measurement(ROOT / "artifacts"),

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import LambdaContext, Reply, http_event, invoke
 from tests.fakes import Issuer
+from tests.security import forge
 
 OPENAPI = json.loads(
     (Path(__file__).resolve().parents[2] / "functions/token_vendor/openapi.json").read_text()
@@ -201,3 +202,30 @@ def test_any_bytes_on_any_route_get_an_answer(
     reply = invoke(fuzz_handler, event)
 
     check(reply, path, method)
+
+
+CLAIM_NAMES = ["iss", "sub", "aud", "exp", "nbf", "iat", "scope", "scp", "client_id", "token_use"]
+
+
+@given(
+    header=st.dictionaries(st.sampled_from(["alg", "kid", "typ", "cty", "x"]), json_values),
+    claims=st.dictionaries(st.sampled_from(CLAIM_NAMES) | st.text(max_size=8), json_values),
+    start_valid=st.booleans(),
+)
+@FUZZ
+def test_any_claims_signed_by_the_real_key_get_a_documented_answer(
+    fuzz_handler: Any,
+    issuer: Issuer,
+    header: dict[str, Any],
+    claims: dict[str, Any],
+    start_valid: bool,
+) -> None:
+    """The signature verifies, so every claim check runs on whatever types arrive."""
+    key = issuer.keys[0]
+    payload = (forge.claims() if start_valid else {}) | claims
+    token = forge.rs256(key, {"alg": "RS256", "kid": key.kid} | header, payload)
+
+    reply = invoke(fuzz_handler, http_event(headers={"authorization": f"Bearer {token}"}))
+
+    check(reply)
+    assert reply.status in (200, 401, 403)
