@@ -65,9 +65,9 @@ class Request:
 
     @classmethod
     def from_event(cls, event: Any) -> Request:
-        event = event if isinstance(event, dict) else {}
-        http = (event.get("requestContext") or {}).get("http") or {}
-        headers = event.get("headers") or {}
+        event = _mapping(event)
+        http = _mapping(_mapping(event.get("requestContext")).get("http"))
+        headers = _mapping(event.get("headers"))
         return cls(
             method=str(http.get("method", "")).upper(),
             path=str(event.get("rawPath") or http.get("path") or ""),
@@ -128,9 +128,10 @@ class TokenApi:
         return self._container
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
-        request = Request.from_event(event)
+        request = Request(method="", path="", headers={}, body=None, base64=False)
         origins: tuple[str, ...] = ()
         try:
+            request = Request.from_event(event)
             origins = self.container.settings.allowed_origins
             response = self._route(request, context)
         except Exception as exc:  # the last line of defence: a problem document, never a trace
@@ -180,6 +181,11 @@ class TokenApi:
         })  # fmt: skip
         headers = {"Cache-Control": "no-store"} | ratelimit_headers(minted.windows)
         return Response.json(200, minted.response_body(), headers=headers)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """Direct invocations can send anything: whatever is not a mapping is treated as empty."""
+    return value if isinstance(value, dict) else {}
 
 
 def _json_body(request: Request) -> dict[str, Any]:

@@ -17,10 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from budget import Deadline
 from config import QuotaWindow
 from errors import DependencyUnavailable, QuotaExceeded, WindowUsage
 
 TTL_GRACE_SECONDS = 3600
+# One DynamoDB attempt at worst: connect and read timeouts of deps.DYNAMODB_CONFIG.
+ATTEMPT_SECONDS = 3.0
+
+
+class OutOfTime(BotoCoreError):  # type: ignore[misc]  # botocore ships no types
+    fmt = "no time left in the Lambda's budget for another DynamoDB attempt"
 
 
 @dataclass(frozen=True)
@@ -45,9 +52,31 @@ class QuotaStore:
         self._windows = windows
         self._client = client
         self._clock = clock
+        self._deadline: Deadline | None = None
+        self._attempts = 0
+        # botocore's retries cannot see the Lambda's deadline: this hook runs before every
+        # attempt and stops a retry that could not finish in time. (The first attempt is
+        # admitted by the service's own budget check.)
+        client.meta.events.register_first("before-send.dynamodb", self._check_time_left)
 
-    def consume(self, user: str) -> Grant:
+    def _check_time_left(self, **_: Any) -> None:
+        self._attempts += 1
+        if (
+            self._attempts > 1
+            and self._deadline is not None
+            and not self._deadline.allows(ATTEMPT_SECONDS)
+        ):
+            raise OutOfTime()
+
+    def consume(self, user: str, deadline: Deadline | None = None) -> Grant:
         """Take one unit from every window, atomically, or raise QuotaExceeded."""
+        self._deadline, self._attempts = deadline, 0
+        try:
+            return self._consume(user)
+        finally:
+            self._deadline = None
+
+    def _consume(self, user: str) -> Grant:
         now = self._clock()
         longest = self._windows[-1]
         period = int(now // longest.seconds)
@@ -83,8 +112,15 @@ class QuotaStore:
         counts = [_number(response.get("Attributes", {}).get(name)) for name in counters]
         return Grant(key, tuple(counters), self._usage(counts, now))
 
-    def give_back(self, grant: Grant) -> bool:
+    def give_back(self, grant: Grant, deadline: Deadline | None = None) -> bool:
         """Return the unit of a mint that failed for reasons not the caller's. Best effort."""
+        self._deadline, self._attempts = deadline, 0
+        try:
+            return self._give_back(grant)
+        finally:
+            self._deadline = None
+
+    def _give_back(self, grant: Grant) -> bool:
         names = {f"#c{i}": name for i, name in enumerate(grant.attributes)}
         try:
             self._client.update_item(

@@ -26,8 +26,8 @@ class Verifier(Protocol):
 
 
 class Quota(Protocol):
-    def consume(self, user: str) -> Grant: ...
-    def give_back(self, grant: Grant) -> bool: ...
+    def consume(self, user: str, deadline: Deadline) -> Grant: ...
+    def give_back(self, grant: Grant, deadline: Deadline) -> bool: ...
 
 
 class Minter(Protocol):
@@ -82,13 +82,13 @@ class TokenVendor:
         plan = resolve(self._profiles, request, caller.scopes)
         if not deadline.allows(MIN_SECONDS_FOR_QUOTA):
             raise DependencyUnavailable("budget", "too little time left to mint", retry_after=1)
-        grant = self._quota.consume(caller.user_hash)
+        grant = self._quota.consume(caller.user_hash, deadline)
         try:
             secret = self._minter.create_client_secret(
                 plan.upstream_body, caller.user_hash, deadline
             )
         except DependencyError:
-            returned = self._quota.give_back(grant)
+            returned = self._quota.give_back(grant, deadline)
             self._log.info("quota unit returned after failed mint", extra={"returned": returned})
             raise
         return Minted(caller, plan, secret, grant.windows, self._webrtc_url)

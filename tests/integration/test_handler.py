@@ -297,7 +297,20 @@ def test_unknown_paths_and_methods_are_problems(handler: Any) -> None:
     assert reply.header("allow") == "POST"
 
 
-@pytest.mark.parametrize("event", [{}, [], "junk", {"requestContext": None, "headers": "x"}, None])
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        [],
+        "junk",
+        None,
+        {"requestContext": None, "headers": "x"},
+        {"requestContext": "x"},
+        {"requestContext": {"http": "x"}},
+        {"headers": ["a"]},
+        {"rawPath": 5, "body": 7},
+    ],
+)
 def test_a_malformed_event_is_a_problem_not_a_crash(handler: Any, event: Any) -> None:
     assert invoke(handler, event).status == 404
 

@@ -95,14 +95,25 @@ def test_errors_expose_retry_after_to_the_page(mint: Any) -> None:
     assert "retry-after" in replies[-1].header("access-control-expose-headers")
 
 
-def test_the_function_and_the_template_take_their_origins_from_one_parameter() -> None:
+def test_the_function_and_the_template_take_their_origins_from_one_place() -> None:
+    """Both allow the stack's own page plus the AllowedOrigins parameter, built the same way."""
     template = load_template()
     cors = template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
     env = template["Resources"]["TokenFunction"]["Properties"]["Environment"]["Variables"]
 
-    assert cors["AllowOrigins"] == {"Ref": "AllowedOrigins"}
-    assert env["ALLOWED_ORIGINS"] == {"Fn::Join": [",", {"Ref": "AllowedOrigins"}]}
-    assert template["Parameters"]["AllowedOrigins"]["Type"] == "CommaDelimitedList"
+    api_with_extra = cors["AllowOrigins"]["Fn::If"][1]["Fn::Split"][1]["Fn::Sub"]
+    function_with_extra = env["ALLOWED_ORIGINS"]["Fn::If"][1]["Fn::Sub"]
+    assert (
+        api_with_extra
+        == function_with_extra
+        == "https://${WebDistribution.DomainName},${AllowedOrigins}"
+    )
+    assert cors["AllowOrigins"]["Fn::If"][2] == [
+        {"Fn::Sub": "https://${WebDistribution.DomainName}"}
+    ]
+    assert env["ALLOWED_ORIGINS"]["Fn::If"][2] == {
+        "Fn::Sub": "https://${WebDistribution.DomainName}"
+    }
 
 
 @pytest.mark.parametrize(

@@ -182,6 +182,25 @@ def test_dynamodb_timing_out_on_every_attempt_is_503_inside_the_lambda_timeout(
 
 
 @pytest.mark.stack
+def test_dynamodb_retries_stop_when_the_lambda_has_no_time_for_them(
+    app_module: Any, internet: FakeInternet, issuer: Issuer, faulty_dynamodb: Any
+) -> None:
+    """Found by this battery: botocore's retries cannot see the Lambda's deadline, and with
+    4 s left the function ran 6 s over three attempts (Lambda would have killed it mid-way,
+    the unit spent and no answer). Each attempt now needs the time one attempt can take."""
+    faulty_dynamodb.script = ["hang"] * 5
+    handler = handler_with(app_module, internet, faulty_dynamodb.url, Secrets())
+    started = time.monotonic()
+
+    reply = call(handler, issuer, remaining_ms=4000)
+
+    elapsed = time.monotonic() - started
+    assert_problem(reply, 503, retry_after=True)
+    assert faulty_dynamodb.attempts == 1 and elapsed < 3.5, (faulty_dynamodb.attempts, elapsed)
+    assert internet.openai_requests() == []
+
+
+@pytest.mark.stack
 def test_dynamodb_unreachable_is_503(
     app_module: Any, internet: FakeInternet, issuer: Issuer
 ) -> None:
