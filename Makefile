@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 RUN := $(UV) run --no-sync
 PYTEST_ARGS ?=
 
-.PHONY: help dev token test test-fast lint template-check build bench deploy destroy clean
+.PHONY: help dev token test lint template-check build bench deploy destroy clean
 
 help:
 	@echo "make dev             run the whole system locally (API, identity provider, AWS, OpenAI emulator, web page)"
@@ -17,6 +17,8 @@ help:
 	@echo "make lint            ruff and mypy"
 	@echo "make template-check  cfn-lint, sam validate --lint, sam build (python3.13)"
 	@echo "make bench           measure cold start, warm overhead, round trips -> docs/performance.md"
+	@echo "make deploy          sam build + sam deploy (guided the first time) + publish web/ (STACK_NAME=...)"
+	@echo "make destroy         empty the page's bucket and delete the stack"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,6 +51,12 @@ build: .venv/.synced
 
 bench: .venv/.synced
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(RUN) python -m tests.bench
+
+deploy: .venv/.synced
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash tests/deploy/deploy.sh
+
+destroy: .venv/.synced
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash tests/deploy/destroy.sh
 
 clean:
 	rm -rf .venv $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache artifacts
