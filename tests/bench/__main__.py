@@ -42,7 +42,7 @@ def function_env_python() -> Path:
     python = venv / "bin" / "python"
     if python.exists():
         return python
-    interpreter = shutil.which("python3.13") or _pyenv("3.13") or sys.executable
+    interpreter = python313() or sys.executable
     uv = _uv()
     subprocess.run([uv, "venv", "-q", "--python", interpreter, str(venv)], check=True)
     subprocess.run(
@@ -61,6 +61,21 @@ def function_env_python() -> Path:
         check=True,
     )
     return python
+
+
+def python313() -> str | None:
+    """The Lambda runtime's Python; a pyenv shim may exist without working, so try each."""
+    for candidate in (_pyenv("3.13"), shutil.which("python3.13")):
+        if (
+            candidate
+            and subprocess.run(
+                [candidate, "-c", "import sys; assert sys.version_info[:2] == (3, 13)"],
+                capture_output=True,
+            ).returncode
+            == 0
+        ):
+            return candidate
+    return None
 
 
 def _uv() -> str:
