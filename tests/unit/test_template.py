@@ -1,38 +1,78 @@
-"""The stack's security-relevant properties, read from template.yaml itself."""
+"""The stack's security-relevant properties, read from template.yaml itself, and the helpers
+(tests/devstack/template.py) through which the local stack and the tests reuse its definitions."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
+from moto import mock_aws
 
-from tests.devstack.template import load_template
+from tests.devstack.template import (
+    TEMPLATE,
+    cors_configuration,
+    load_template,
+    quota_table_definition,
+)
 
 T = load_template()
 R = T["Resources"]
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+EVENT_FILES = sorted(p for p in EVENTS.glob("*.json") if p.name != "env.json")
+PLACEHOLDER = "Bearer REPLACE_WITH_A_TOKEN_FROM_make_token"
+ORIGIN = "https://app.example.com"
+# The function's contract: every variable it reads, all set by the template.
+CONTRACT_VARIABLES = {
+    "OPENAI_SECRET_ID",
+    "OPENAI_BASE_URL",
+    "QUOTA_TABLE",
+    "QUOTAS",
+    "AUTH_ISSUER",
+    "AUTH_AUDIENCE",
+    "AUTH_JWKS_URL",
+    "AUTH_ALGORITHMS",
+    "AUTH_REQUIRED_SCOPES",
+    "AUTH_TOKEN_USE",
+    "ALLOWED_ORIGINS",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+}
+NO_VALUE = {"Ref": "AWS::NoValue"}
 
 
 def props(name: str) -> dict[str, Any]:
     return R[name]["Properties"]
 
 
+def function_setting(name: str) -> Any:
+    return props("TokenFunction").get(name) or T["Globals"]["Function"][name]
+
+
+# --- The function ----------------------------------------------------------------------------
+
+
 def test_the_function_runs_python313_on_arm64_within_10_seconds_with_snapstart() -> None:
     function = props("TokenFunction")
-    runtime = function.get("Runtime") or T["Globals"]["Function"]["Runtime"]
-    architectures = function.get("Architectures") or T["Globals"]["Function"]["Architectures"]
 
-    assert runtime == "python3.13" and architectures == ["arm64"]
+    assert function_setting("Runtime") == "python3.13"
+    assert function_setting("Architectures") == ["arm64"]
     assert function["Timeout"] <= 10 and function["Handler"] == "app.handler"
+    assert function["CodeUri"].rstrip("/") == "functions/token_vendor"
     assert (
         function["SnapStart"] == {"ApplyOn": "PublishedVersions"} and function["AutoPublishAlias"]
     )
 
 
 def test_the_function_may_touch_exactly_its_table_and_its_secret() -> None:
-    statements = [s for policy in props("TokenFunction")["Policies"] for s in policy["Statement"]]
+    policies = props("TokenFunction")["Policies"]
+    # No managed policy names or SAM policy templates: only statements we can read here.
+    assert all(isinstance(p, dict) and set(p) == {"Statement"} for p in policies)
+    statements = [s for policy in policies for s in policy["Statement"]]
 
     grants = {(s["Action"], json.dumps(s["Resource"], sort_keys=True)) for s in statements}
     assert grants == {
@@ -40,6 +80,74 @@ def test_the_function_may_touch_exactly_its_table_and_its_secret() -> None:
         ("secretsmanager:GetSecretValue", json.dumps({"Ref": "OpenAIKeySecret"})),
     }
     assert all(s["Effect"] == "Allow" and "*" not in json.dumps(s["Resource"]) for s in statements)
+    assert all(set(s) == {"Effect", "Action", "Resource"} for s in statements)
+
+
+def test_no_other_iam_is_declared_so_the_function_role_is_all_sam_generates() -> None:
+    assert not [name for name, r in R.items() if r["Type"].startswith("AWS::IAM::")]
+    assert "Role" not in props("TokenFunction")
+
+
+def test_the_function_gets_every_contract_variable() -> None:
+    env = props("TokenFunction")["Environment"]["Variables"]
+
+    assert set(env) >= CONTRACT_VARIABLES
+    assert env["OPENAI_SECRET_ID"] == {"Ref": "OpenAIKeySecret"}
+    assert env["QUOTA_TABLE"] == {"Ref": "QuotaTable"}
+    assert env["QUOTAS"] == {"Ref": "Quotas"}
+    assert env["OPENAI_BASE_URL"] == {"Ref": "OpenAIBaseUrl"}
+    assert env["AUTH_ALGORITHMS"] == {"Ref": "AuthAlgorithms"}
+    assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+
+
+def test_the_endpoint_override_is_empty_in_aws_and_only_there_for_sam_local() -> None:
+    # SAM CLI drops every --env-vars entry the template does not declare, so the local stack's
+    # endpoint needs a declared, empty variable (botocore ignores an empty AWS_ENDPOINT_URL).
+    assert props("TokenFunction")["Environment"]["Variables"]["AWS_ENDPOINT_URL"] == ""
+
+
+def test_concurrency_is_reserved_only_when_a_cap_is_given() -> None:
+    assert props("TokenFunction")["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasReservedConcurrency", {"Ref": "ReservedConcurrency"}, NO_VALUE]
+    }
+    assert T["Conditions"]["HasReservedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ReservedConcurrency"}, 0]}]
+    }
+    assert T["Parameters"]["ReservedConcurrency"]["Default"] == 0
+
+
+def test_the_function_logs_json_to_its_own_log_group_with_retention() -> None:
+    assert props("TokenFunction")["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": {"Ref": "TokenFunctionLogGroup"},
+    }
+    assert props("TokenFunctionLogGroup")["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_the_parameters_have_safe_defaults() -> None:
+    parameters = T["Parameters"]
+
+    assert parameters["AuthAlgorithms"]["Default"] == "RS256"
+    assert parameters["Quotas"]["Default"] == "10/minute,100/day"
+    assert parameters["OpenAIBaseUrl"]["Default"] == "https://api.openai.com/v1"
+    assert 128 <= parameters["MemorySize"]["Default"] <= 3008
+    assert parameters["LogLevel"]["Default"] == "INFO"
+    assert "" in parameters["AuthTokenUse"]["AllowedValues"]
+
+
+# --- The HTTP API ------------------------------------------------------------------------------
+
+
+def test_the_function_is_reached_by_its_two_routes_only_and_checks_the_jwt_itself() -> None:
+    events = props("TokenFunction")["Events"].values()
+    routes = {(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events}
+
+    assert routes == {("POST", "/v1/realtime/client_secrets"), ("GET", "/openapi.json")}
+    assert all(e["Type"] == "HttpApi" for e in events)
+    assert all(e["Properties"]["ApiId"] == {"Ref": "HttpApi"} for e in events)
+    # No API Gateway authorizer: the function answers 401/403 as problem documents itself.
+    assert all("Auth" not in e["Properties"] for e in events)
+    assert "Auth" not in props("HttpApi")
 
 
 def test_cors_allows_no_wildcard_no_credentials_and_exposes_the_rate_limit_headers() -> None:
@@ -47,15 +155,87 @@ def test_cors_allows_no_wildcard_no_credentials_and_exposes_the_rate_limit_heade
 
     assert "*" not in json.dumps(cors["AllowOrigins"])
     assert cors["AllowCredentials"] is False and cors["AllowMethods"] == ["POST"]
+    assert cors["AllowHeaders"] == ["authorization", "content-type"]
     assert set(cors["ExposeHeaders"]) == {"retry-after", "ratelimit", "ratelimit-policy"}
+    assert 60 <= cors["MaxAge"] <= 86400  # minutes to hours
 
 
-def test_the_quota_table_is_keyed_by_pk_with_ttl_on_demand() -> None:
+@pytest.mark.parametrize(
+    ("origins", "accepted"),
+    [
+        ("", True),
+        ("https://app.example.com", True),
+        ("https://app.example.com,https://admin.example.com:8443", True),
+        ("https://app.example.com,http://localhost:5173,http://127.0.0.1:3000", True),
+        ("*", False),
+        ("null", False),
+        ("https://*.example.com", False),
+        ("http://app.example.com", False),
+        ("https://app.example.com/", False),
+        ("https://app.example.com/path", False),
+        ("https://app.example.com, https://admin.example.com", False),
+        ("https://app.example.com,", False),
+        ("app.example.com", False),
+    ],
+)
+def test_the_allowed_origins_parameter_takes_exact_origins_only(
+    origins: str, accepted: bool
+) -> None:
+    pattern = T["Parameters"]["AllowedOrigins"]["AllowedPattern"]
+
+    assert bool(re.fullmatch(pattern, origins)) is accepted
+
+
+def test_the_api_is_throttled_by_parameters() -> None:
+    assert props("HttpApi")["DefaultRouteSettings"] == {
+        "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"},
+        "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"},
+    }
+
+
+def test_the_function_cors_constants_match_the_template(app_module: Any) -> None:
+    cors = props("HttpApi")["CorsConfiguration"]
+
+    assert tuple(cors["AllowMethods"]) == app_module.CORS_ALLOW_METHODS
+    assert tuple(cors["AllowHeaders"]) == app_module.CORS_ALLOW_HEADERS
+    assert tuple(cors["ExposeHeaders"]) == app_module.CORS_EXPOSE_HEADERS
+    assert cors["MaxAge"] == app_module.CORS_MAX_AGE
+
+
+# --- Data and secrets --------------------------------------------------------------------------
+
+
+def test_the_quota_table_is_keyed_by_pk_with_ttl_on_demand_and_encrypted() -> None:
     table = props("QuotaTable")
 
     assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    assert "GlobalSecondaryIndexes" not in table and "StreamSpecification" not in table
+
+
+def test_the_secret_is_created_without_a_key_anyone_could_know() -> None:
+    secret = props("OpenAIKeySecret")
+
+    assert "GenerateSecretString" not in secret
+    assert "sk-" not in secret.get("SecretString", "")
+    assert json.loads(secret["SecretString"]) == {"api_key": ""}
+
+
+def test_the_outputs_name_the_api_the_table_the_secret_and_the_function() -> None:
+    outputs = T["Outputs"]
+
+    assert {"ApiUrl", "ClientSecretsUrl", "QuotaTableName", "OpenAIKeySecretArn"} <= set(outputs)
+    assert "FunctionName" in outputs
+    api_url = outputs["ApiUrl"]["Value"]["Fn::Sub"]
+    assert api_url.startswith("https://${HttpApi}.execute-api.")
+    assert outputs["ClientSecretsUrl"]["Value"]["Fn::Sub"] == api_url + "/v1/realtime/client_secrets"
+    assert outputs["OpenAIKeySecretArn"]["Value"] == {"Ref": "OpenAIKeySecret"}
+
+
+# --- The rest of the stack ---------------------------------------------------------------------
 
 
 def test_the_page_bucket_is_private_encrypted_and_tls_only() -> None:
@@ -102,24 +282,227 @@ def test_alarms_cover_errors_throttles_upstream_failures_and_the_mint_rate() -> 
 
     assert alarms == {"MintErrorsAlarm", "ThrottlesAlarm", "UpstreamFailuresAlarm", "MintRateAlarm"}
     assert R["Dashboard"]["Type"] == "AWS::CloudWatch::Dashboard"
-    assert props("TokenFunctionLogGroup")["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
-def test_the_function_cors_constants_match_the_template(app_module: Any) -> None:
+# --- events/ for `sam local invoke` ------------------------------------------------------------
+
+
+def event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.mark.parametrize("path", EVENT_FILES, ids=lambda p: p.name)
+def test_the_events_are_complete_payload_2_0(path: Path) -> None:
+    e = json.loads(path.read_text())
+    context = e["requestContext"]
+    http = context["http"]
+
+    assert e["version"] == "2.0" and e["rawQueryString"] == ""
+    assert e["routeKey"] == context["routeKey"] == f"{http['method']} {e['rawPath']}"
+    assert e["rawPath"] == http["path"] and e["rawPath"].startswith("/")
+    assert {"accountId", "apiId", "domainName", "requestId", "stage", "time"} <= context.keys()
+    assert context["stage"] == "$default" and isinstance(context["timeEpoch"], int)
+    assert context["domainName"] == e["headers"]["host"]
+    assert context["domainName"].startswith(context["apiId"] + ".execute-api.")
+    assert {"protocol", "sourceIp", "userAgent"} <= http.keys()
+    assert http["userAgent"] == e["headers"]["user-agent"]
+    assert all(k == k.lower() and isinstance(v, str) for k, v in e["headers"].items())
+    assert e["isBase64Encoded"] is False
+    assert e["body"] is None or isinstance(e["body"], str)
+
+
+def test_the_events_hit_the_template_routes_or_the_preflight() -> None:
+    declared = {
+        f"{e['Properties']['Method'].upper()} {e['Properties']['Path']}"
+        for e in props("TokenFunction")["Events"].values()
+    }
+    keys = {p.name: event(p.name)["routeKey"] for p in EVENT_FILES}
+
+    assert keys == {
+        "mint.json": "POST /v1/realtime/client_secrets",
+        "missing-token.json": "POST /v1/realtime/client_secrets",
+        "disallowed-field.json": "POST /v1/realtime/client_secrets",
+        "preflight.json": "OPTIONS /v1/realtime/client_secrets",
+        "openapi.json": "GET /openapi.json",
+    }
+    assert {k for k in keys.values() if not k.startswith("OPTIONS ")} <= declared
+
+
+def test_the_post_events_carry_the_origin_and_a_token_placeholder_where_due() -> None:
+    for name in ("mint.json", "disallowed-field.json", "missing-token.json"):
+        headers = event(name)["headers"]
+        assert headers["origin"] == ORIGIN and headers["content-type"] == "application/json"
+    assert event("mint.json")["headers"]["authorization"] == PLACEHOLDER
+    assert event("disallowed-field.json")["headers"]["authorization"] == PLACEHOLDER
+    assert "authorization" not in event("missing-token.json")["headers"]
+
+
+def test_the_event_bodies_ask_what_their_names_say() -> None:
+    mint = json.loads(event("mint.json")["body"])
+    refused = json.loads(event("disallowed-field.json")["body"])
+
+    assert mint["session"]["type"] == "realtime" and "instructions" not in mint["session"]
+    assert refused["session"]["instructions"]
+
+
+def test_the_preflight_event_asks_for_what_cors_allows() -> None:
+    headers = event("preflight.json")["headers"]
     cors = props("HttpApi")["CorsConfiguration"]
 
-    assert tuple(cors["AllowMethods"]) == app_module.CORS_ALLOW_METHODS
-    assert tuple(cors["AllowHeaders"]) == app_module.CORS_ALLOW_HEADERS
-    assert tuple(cors["ExposeHeaders"]) == app_module.CORS_EXPOSE_HEADERS
-    assert cors["MaxAge"] == app_module.CORS_MAX_AGE
+    assert headers["origin"] == ORIGIN and "authorization" not in headers
+    assert headers["access-control-request-method"] in cors["AllowMethods"]
+    requested = {h.strip() for h in headers["access-control-request-headers"].split(",")}
+    assert requested == set(cors["AllowHeaders"])
 
 
-@pytest.mark.parametrize("path", sorted(EVENTS.glob("*.json")), ids=lambda p: p.name)
-def test_the_events_are_payload_2_0(path: Path) -> None:
-    event = json.loads(path.read_text())
-    if path.name == "env.json":
-        assert "TokenFunction" in event
-        return
-    assert event["version"] == "2.0" and event["rawPath"].startswith("/")
-    assert {"http", "requestId", "stage"} <= event["requestContext"].keys()
-    assert all(k == k.lower() for k in event["headers"])
+def test_the_env_file_sets_only_variables_the_template_declares() -> None:
+    # `sam local --env-vars` silently drops any variable the template does not declare.
+    env = event("env.json")
+    declared = set(props("TokenFunction")["Environment"]["Variables"])
+
+    assert set(env) == {"TokenFunction"}
+    assert set(env["TokenFunction"]) <= declared
+    assert all(isinstance(v, str) for v in env["TokenFunction"].values())
+    assert env["TokenFunction"]["AWS_ENDPOINT_URL"].startswith("http://")
+
+
+# --- tests/devstack/template.py ----------------------------------------------------------------
+
+
+def test_the_loader_reads_the_template_as_cfn_lint_does() -> None:
+    from cfnlint.decode import decode
+
+    decoded, problems = decode(str(TEMPLATE))
+
+    assert problems == []
+    assert json.loads(json.dumps(decoded)) == T
+
+
+def test_the_loader_turns_short_tags_into_intrinsics(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "A: !Ref X\n"
+        "B: !GetAtt Table.Arn\n"
+        "C: !Sub 'https://${Api}.example.com'\n"
+        "D: !If [Cond, !Ref Y, !Ref AWS::NoValue]\n"
+        "E: !Split [',', !Ref Z]\n"
+        "F: !GetAtt [Table, StreamArn]\n"
+    )
+
+    assert load_template(path) == {
+        "A": {"Ref": "X"},
+        "B": {"Fn::GetAtt": ["Table", "Arn"]},
+        "C": {"Fn::Sub": "https://${Api}.example.com"},
+        "D": {"Fn::If": ["Cond", {"Ref": "Y"}, NO_VALUE]},
+        "E": {"Fn::Split": [",", {"Ref": "Z"}]},
+        "F": {"Fn::GetAtt": ["Table", "StreamArn"]},
+    }
+
+
+def test_the_loader_says_which_file_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_template(tmp_path / "nope.yaml")
+
+
+def test_the_quota_table_definition_is_the_template_table() -> None:
+    assert quota_table_definition(T) == {
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+        "ttl_attribute": "ttl",
+    }
+
+
+def test_the_quota_table_definition_creates_a_working_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    definition = quota_table_definition(T)
+    ttl_attribute = definition.pop("ttl_attribute")
+
+    with mock_aws():
+        dynamodb = botocore.session.get_session().create_client("dynamodb", "us-east-1")
+        dynamodb.create_table(TableName="quota", **definition)
+        dynamodb.update_time_to_live(
+            TableName="quota",
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
+        )
+        # The function's kind of write: a conditional counter in one UpdateItem.
+        dynamodb.update_item(
+            TableName="quota",
+            Key={"pk": {"S": "user#minute#1"}},
+            UpdateExpression="ADD n :one SET #ttl = :ttl",
+            ConditionExpression="attribute_not_exists(n) OR n < :limit",
+            ExpressionAttributeNames={"#ttl": ttl_attribute},
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":limit": {"N": "10"},
+                ":ttl": {"N": "1800000000"},
+            },
+        )
+        ttl = dynamodb.describe_time_to_live(TableName="quota")["TimeToLiveDescription"]
+        described = dynamodb.describe_table(TableName="quota")["Table"]
+
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"}
+    assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_the_quota_table_definition_omits_ttl_when_the_template_has_none() -> None:
+    template = {
+        "Resources": {
+            "QuotaTable": {
+                "Properties": {
+                    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                    "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": False},
+                }
+            }
+        }
+    }
+
+    definition = quota_table_definition(template)
+
+    assert "ttl_attribute" not in definition
+    assert definition["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_the_cors_configuration_is_the_template_rules() -> None:
+    assert cors_configuration(T) == {
+        "AllowHeaders": ["authorization", "content-type"],
+        "ExposeHeaders": ["retry-after", "ratelimit", "ratelimit-policy"],
+        "AllowMethods": ["POST"],
+        "MaxAge": 600,
+        "AllowCredentials": False,
+    }
+
+
+def test_the_cors_configuration_normalises_names_and_defaults() -> None:
+    template = {
+        "Resources": {
+            "HttpApi": {
+                "Properties": {
+                    "CorsConfiguration": {
+                        "AllowOrigins": ["https://app.example.com"],
+                        "AllowHeaders": ["Authorization", "Content-Type"],
+                        "ExposeHeaders": ["Retry-After", "RateLimit", "RateLimit-Policy"],
+                        "AllowMethods": ["post"],
+                        "MaxAge": 60,
+                    }
+                }
+            }
+        }
+    }
+
+    assert cors_configuration(template) == {
+        "AllowHeaders": ["authorization", "content-type"],
+        "ExposeHeaders": ["retry-after", "ratelimit", "ratelimit-policy"],
+        "AllowMethods": ["POST"],
+        "MaxAge": 60,
+        "AllowCredentials": False,
+    }
