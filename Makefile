@@ -30,33 +30,33 @@ $(UV):
 	@touch $@
 
 dev: .venv/.synced
-	$(RUN) python -m tests.devstack
+	$(RUN) python -m devstack
 
 token: .venv/.synced
-	@$(RUN) python -m tests.devstack.token $(or $(USER_NAME),$(USER),developer)
+	@$(RUN) python -m devstack.token $(or $(USER_NAME),$(USER),developer)
 
 test: .venv/.synced
 	$(RUN) pytest $(PYTEST_ARGS)
 
 lint: .venv/.synced
-	$(RUN) ruff check functions tests
-	$(RUN) ruff format --check functions tests
-	cd functions/token_vendor && ../../$(RUN) mypy --cache-dir ../../.mypy_cache .
+	$(RUN) ruff check functions tests devstack deploy bench
+	$(RUN) ruff format --check functions tests devstack deploy bench
+	$(RUN) mypy functions
 
 template-check: .venv/.synced
-	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash tests/template_checks.sh
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash scripts/template_checks.sh
 
 build: .venv/.synced
-	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash tests/template_checks.sh --build-only
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash scripts/template_checks.sh --build-only
 
 bench: .venv/.synced
-	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(RUN) python -m tests.bench
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(RUN) python -m bench
 
 deploy: .venv/.synced
-	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash tests/deploy/deploy.sh
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash deploy/deploy.sh
 
 destroy: .venv/.synced
-	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash tests/deploy/destroy.sh
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash deploy/destroy.sh
 
 clean:
 	rm -rf .venv $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -21,7 +21,7 @@ from moto import mock_aws
 from tests.fakes import AUDIENCE, ISSUER, JWKS_URL, OPENAI_BASE, OPENAI_KEY, FakeInternet, Issuer
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNCTION_DIR = ROOT / "functions" / "token_vendor"
+FUNCTION_DIR = ROOT / "functions"
 sys.path.insert(0, str(FUNCTION_DIR))  # CodeUri on the path, as in Lambda
 
 TABLE = "quota-table"
@@ -113,7 +113,7 @@ def invoke(
 
 @pytest.fixture
 def app_module() -> Any:
-    return importlib.import_module("app")
+    return importlib.import_module("token_vendor.app")
 
 
 @dataclass
@@ -139,7 +139,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     with mock_aws():
         session = botocore.session.get_session()
         dynamodb = session.create_client("dynamodb", region_name="us-east-1")
-        from tests.devstack.template import load_template, quota_table_definition
+        from devstack.template import load_template, quota_table_definition
 
         definition = quota_table_definition(load_template(ROOT / "template.yaml"))
         ttl_attribute = definition.pop("ttl_attribute", None)
@@ -169,7 +169,7 @@ def make_handler(
     app_module: Any, aws: Aws, internet: FakeInternet
 ) -> Callable[..., Callable[..., dict[str, Any]]]:
     """A real handler (app.create_handler) wired to moto and the fake internet."""
-    deps = importlib.import_module("deps")
+    deps = importlib.import_module("token_vendor.deps")
 
     def make(**env: str) -> Callable[..., dict[str, Any]]:
         settings_env = BASE_ENV | env

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from auth import bearer_token
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from budget import Deadline
-from deps import Container, build_container
-from errors import (
+
+from .auth import bearer_token
+from .deadline import Deadline
+from .deps import Container, build_container
+from .errors import (
     AuthError,
     BodyTooLarge,
     DependencyError,
@@ -34,7 +35,7 @@ from errors import (
     TokenVendorError,
     UnsupportedMediaType,
 )
-from problems import Problem, method_not_allowed, not_found, problem_for, ratelimit_headers
+from .problems import Problem, method_not_allowed, not_found, problem_for, ratelimit_headers
 
 CLIENT_SECRETS_PATH = "/v1/realtime/client_secrets"
 OPENAPI_PATH = "/openapi.json"

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import jwt
-from budget import Deadline
-from errors import InsufficientScope, InvalidToken
 from jwt.exceptions import PyJWTError
+
+from .deadline import Deadline
+from .errors import InsufficientScope, InvalidToken
 
 MAX_TOKEN_BYTES = 8192
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")

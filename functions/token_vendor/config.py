@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from errors import ConfigError
-from policy import Profiles, load_profiles
+from .errors import ConfigError
+from .policy import Profiles, load_profiles
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_PROFILES_FILE = Path(__file__).with_name("profiles.json")

@@ -14,14 +14,15 @@ from typing import Any
 
 import botocore.session
 import httpx
-from auth import JwtVerifier
 from botocore.config import Config
-from config import Settings
-from keys import JwksKeySource
-from openai_client import RealtimeApi
-from openai_key import OpenAIKeyStore
-from quota import QuotaStore
-from service import TokenVendor
+
+from .auth import JwtVerifier
+from .config import Settings
+from .jwks import JwksKeySource
+from .openai_client import RealtimeApi
+from .openai_key import OpenAIKeyStore
+from .quota import QuotaStore
+from .service import TokenVendor
 
 # botocore at DEBUG logs response bodies, the secret string among them; httpx logs URLs.
 QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "httpx", "httpcore", "s3transfer")

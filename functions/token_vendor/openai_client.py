@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from budget import Deadline
-from errors import DependencyUnavailable, UpstreamBadResponse, UpstreamRejected, UpstreamTimeout
-from openai_key import OpenAIKeyStore
+
+from .deadline import Deadline
+from .errors import DependencyUnavailable, UpstreamBadResponse, UpstreamRejected, UpstreamTimeout
+from .openai_key import OpenAIKeyStore
 
 MAX_RESPONSE_BYTES = 64 * 1024
 CONNECT_TIMEOUT = 2.0

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from errors import DependencyUnavailable
+
+from .errors import DependencyUnavailable
 
 
 @dataclass(frozen=True)

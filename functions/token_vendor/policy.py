@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from errors import InvalidRequest, ProfileNotPermitted
+from .errors import InvalidRequest, ProfileNotPermitted
 
 MIN_LIFETIME = 10
 MAX_LIFETIME = 600  # a secret can open several sessions until it expires: keep it short

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from budget import Deadline
-from config import QuotaWindow
-from errors import DependencyUnavailable, QuotaExceeded, WindowUsage
+
+from .config import QuotaWindow
+from .deadline import Deadline
+from .errors import DependencyUnavailable, QuotaExceeded, WindowUsage
 
 TTL_GRACE_SECONDS = 3600
 # One DynamoDB attempt at worst: connect and read timeouts of deps.DYNAMODB_CONFIG.

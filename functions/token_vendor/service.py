@@ -11,12 +11,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from auth import Caller
-from budget import Deadline
-from errors import DependencyError, DependencyUnavailable, WindowUsage
-from openai_client import ClientSecret
-from policy import MintPlan, Profiles, resolve
-from quota import Grant
+from .auth import Caller
+from .deadline import Deadline
+from .errors import DependencyError, DependencyUnavailable, WindowUsage
+from .openai_client import ClientSecret
+from .policy import MintPlan, Profiles, resolve
+from .quota import Grant
 
 MIN_SECONDS_FOR_QUOTA = 2.0  # below this, stop before spending: the mint would not fit
 

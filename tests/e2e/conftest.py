@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.devstack.stack import start_stack
+from devstack.stack import start_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"

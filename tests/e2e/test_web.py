@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.devstack.stack import start_stack
+from devstack.stack import start_stack
 from tests.e2e.conftest import ROOT, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]

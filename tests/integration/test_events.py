@@ -29,7 +29,7 @@ def lambda_handler(monkeypatch: pytest.MonkeyPatch, aws: Any) -> Any:
     """`app.handler` exactly as Lambda loads it: environment set, module imported afresh."""
     for name, value in BASE_ENV.items():
         monkeypatch.setenv(name, value)
-    return importlib.reload(importlib.import_module("app")).handler
+    return importlib.reload(importlib.import_module("token_vendor.app")).handler
 
 
 def test_the_mint_event_mints(handler: Any, issuer: Issuer) -> None:
@@ -68,9 +68,9 @@ def test_the_openapi_event_serves_the_document(lambda_handler: Any) -> None:
 
 
 def test_the_sam_local_env_file_points_at_the_local_stack() -> None:
-    from config import Settings
+    from token_vendor.config import Settings
 
-    from tests.devstack import stack
+    from devstack import stack
 
     env = json.loads((EVENTS / "env.json").read_text())["TokenFunction"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from devstack.template import cors_configuration, load_template
 from tests.conftest import ORIGIN, http_event, invoke
-from tests.devstack.template import cors_configuration, load_template
 from tests.fakes import Issuer
 
 PREFLIGHT = {

@@ -97,7 +97,7 @@ def handler_with(
     secrets: Secrets,
     http: httpx.Client | None = None,
 ) -> Callable[..., dict[str, Any]]:
-    import deps
+    from token_vendor import deps
 
     client = botocore.session.get_session().create_client(
         "dynamodb",
@@ -422,7 +422,7 @@ def test_a_hanging_openai_is_cut_at_the_lambda_deadline(
                 return self.real.handle_request(request)
             return internet.handle(request)
 
-    import deps
+    from token_vendor import deps
 
     client = botocore.session.get_session().create_client(
         "dynamodb",

@@ -58,7 +58,7 @@ def dynamodb_url() -> Iterator[str]:
             "aws_access_key_id": "testing",
             "aws_secret_access_key": "testing",
         }
-        from tests.devstack.template import load_template, quota_table_definition
+        from devstack.template import load_template, quota_table_definition
 
         definition = quota_table_definition(load_template())
         definition.pop("ttl_attribute", None)
@@ -84,10 +84,9 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
     global _handler, _build
     import httpx
 
-    sys.path.insert(0, str(ROOT / "functions" / "token_vendor"))
+    sys.path.insert(0, str(ROOT / "functions"))
     os.environ.update(env)
-    import app
-    import deps
+    from token_vendor import app, deps
 
     app.logger.registered_handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
 
@@ -217,7 +216,7 @@ def test_a_per_second_window_holds_at_every_boundary_under_concurrency(
 
 def counters(url: str, issuer: str, subject: str, prefix: str) -> dict[str, int]:
     """Every window counter of one user in the table, by attribute name."""
-    from auth import Caller
+    from token_vendor.auth import Caller
 
     user = Caller(issuer=issuer, subject=subject, scopes=frozenset(), kid=None).user_hash
     client = botocore.session.get_session().create_client(

@@ -6,10 +6,10 @@ from typing import Any
 
 import httpx
 import pytest
-from auth import JwtVerifier, bearer_token
-from budget import Deadline
-from errors import DependencyUnavailable, InsufficientScope, InvalidToken
-from keys import JwksKeySource
+from token_vendor.auth import JwtVerifier, bearer_token
+from token_vendor.deadline import Deadline
+from token_vendor.errors import DependencyUnavailable, InsufficientScope, InvalidToken
+from token_vendor.jwks import JwksKeySource
 
 from tests.fakes import AUDIENCE, ISSUER, JWKS_URL, FakeInternet, Issuer, SigningKey
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from config import Settings
-from errors import ConfigError
+from token_vendor.config import Settings
+from token_vendor.errors import ConfigError
 
 from tests.conftest import BASE_ENV
 

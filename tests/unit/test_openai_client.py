@@ -8,10 +8,15 @@ from typing import Any
 
 import httpx
 import pytest
-from budget import Deadline
-from errors import DependencyUnavailable, UpstreamBadResponse, UpstreamRejected, UpstreamTimeout
-from openai_client import RealtimeApi
-from openai_key import OpenAICredentials
+from token_vendor.deadline import Deadline
+from token_vendor.errors import (
+    DependencyUnavailable,
+    UpstreamBadResponse,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
+from token_vendor.openai_client import RealtimeApi
+from token_vendor.openai_key import OpenAICredentials
 
 from tests.fakes import (
     OPENAI_BASE,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from botocore.stub import Stubber
-from errors import DependencyUnavailable
-from openai_key import OpenAIKeyStore, parse_secret
+from token_vendor.errors import DependencyUnavailable
+from token_vendor.openai_key import OpenAIKeyStore, parse_secret
 
 from tests.conftest import SECRET_ID, Aws
 from tests.fakes import OPENAI_KEY

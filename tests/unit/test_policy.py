@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from config import Settings
-from errors import InvalidRequest, ProfileNotPermitted
-from policy import resolve
+from token_vendor.config import Settings
+from token_vendor.errors import InvalidRequest, ProfileNotPermitted
+from token_vendor.policy import resolve
 
 from tests.conftest import BASE_ENV
 

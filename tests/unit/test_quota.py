@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
-from config import QuotaWindow
-from errors import DependencyUnavailable, QuotaExceeded
-from quota import QuotaStore
+from token_vendor.config import QuotaWindow
+from token_vendor.errors import DependencyUnavailable, QuotaExceeded
+from token_vendor.quota import QuotaStore
 
 from tests.conftest import TABLE, Aws
 

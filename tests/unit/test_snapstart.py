@@ -25,7 +25,7 @@ def test_hooks_build_before_the_snapshot_and_forget_secrets_after(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    app = importlib.reload(importlib.import_module("app"))
+    app = importlib.reload(importlib.import_module("token_vendor.app"))
 
     container = hooks["before"]()  # sockets are blocked here: building touches no network
     container.openai_key._cached = object()  # as if a key had been read before the snapshot

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import jwt
 
-from tests.bench import report
+from bench import report
 from tests.fakes import SigningKey
 
-ROOT = Path(__file__).resolve().parents[2]
-FUNCTION_DIR = ROOT / "functions" / "token_vendor"
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = ROOT / "functions"  # the CodeUri: requirements.txt and the token_vendor package
 BENCH_DIR = ROOT / ".bench"
 HERE = Path(__file__).resolve().parent
 
@@ -213,7 +213,9 @@ def import_profile(python: Path, fakes: Fakes) -> list[tuple[str, float]]:
         return times
 
     floor = modules("import boto3")
-    ours = modules(f"import sys; sys.path.insert(0, {fakes.env['FUNCTION_DIR']!r}); import app")
+    ours = modules(
+        f"import sys; sys.path.insert(0, {fakes.env['FUNCTION_DIR']!r}); from token_vendor import app"
+    )
     extra = {name: ms for name, ms in ours.items() if name not in floor}
     top: dict[str, float] = {}
     for name, ms in extra.items():
@@ -280,9 +282,9 @@ def package_size() -> dict[str, object]:
             ],
             check=True,
         )
-        for path in FUNCTION_DIR.iterdir():
-            if path.is_file():
-                shutil.copy(path, built)
+        shutil.copytree(
+            FUNCTION_DIR, built, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
         source = (
             "pip install --target for arm64/3.13 + the function's files (no sam build artifact)"
         )
@@ -366,7 +368,7 @@ def main() -> None:
             fakes.close()
     if not args.skip_load:
         print("throughput through the local stack ...", flush=True)
-        from tests.bench import stack_load
+        from bench import stack_load
 
         stack_load.main()
     print("package size ...", flush=True)

@@ -25,7 +25,7 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from tests.devstack.openai_schema import ApiError, apply_session, check_session, new_id
+from devstack.openai_schema import ApiError, apply_session, check_session, new_id
 
 log = logging.getLogger("openai_emulator.rtc")
 

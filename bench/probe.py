@@ -48,7 +48,7 @@ def main() -> None:
         print(json.dumps({"ms": (time.perf_counter() - started) * 1000}))
         return
     sys.path.insert(0, os.environ["FUNCTION_DIR"])
-    import app
+    from token_vendor import app
 
     imported = time.perf_counter()
     first = app.handler(event(os.environ["BENCH_TOKEN"]), Context())

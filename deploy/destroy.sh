@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STACK="${STACK_NAME:-realtime-token-vendor}"
-.tools/bin/uv run --no-sync python -m tests.deploy.publish_web --stack-name "$STACK" --empty
+.tools/bin/uv run --no-sync python -m deploy.publish_web --stack-name "$STACK" --empty
 "$(pyenv which uvx 2>/dev/null || command -v uvx)" --quiet --from aws-sam-cli==1.170.0 sam delete --stack-name "$STACK"

@@ -15,10 +15,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from budget import Deadline
-from errors import DependencyUnavailable, InvalidToken
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
+
+from .deadline import Deadline
+from .errors import DependencyUnavailable, InvalidToken
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 _KTY_FOR_ALG = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}

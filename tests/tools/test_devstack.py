@@ -26,16 +26,16 @@ import jwt
 import pytest
 from aiohttp import web
 
-from tests.devstack import apigw, idp
-from tests.devstack.net import free_port
-from tests.devstack.stack import AUDIENCE, CLIENT_ID, StackError, start_stack
+from devstack import apigw, idp
+from devstack.net import free_port
+from devstack.stack import AUDIENCE, CLIENT_ID, StackError, start_stack
 
 pytestmark = pytest.mark.stack
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB_ORIGIN = "http://localhost:5173"
 REDIRECT_URI = WEB_ORIGIN + "/"
-# The HttpApi CorsConfiguration as tests.devstack.template.cors_configuration returns it.
+# The HttpApi CorsConfiguration as devstack.template.cors_configuration returns it.
 TEMPLATE_CORS = {
     "AllowMethods": ["POST"],
     "AllowHeaders": ["authorization", "content-type"],
@@ -324,7 +324,7 @@ def test_mint_token_is_stable_per_user_name() -> None:
 # -- the API Gateway stand-in -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
-    handler = apigw.load_handler(ROOT / "tests" / "devstack" / "fixtures", "echo_handler.handler")
+    handler = apigw.load_handler(ROOT / "tests" / "tools" / "fixtures", "echo_handler.handler")
     cors = apigw.Cors.from_configuration(TEMPLATE_CORS, [WEB_ORIGIN])
     app = apigw.create_app(handler, routes=["POST /echo", "GET /echo"], cors=cors)
     with serving(lambda _: app) as url:
@@ -594,7 +594,7 @@ def test_make_dev_prints_a_token_and_ctrl_c_stops_every_process(tmp_path: Path) 
     ports = [f"--{name}-port={free_port()}" for name in ("api", "issuer", "openai", "aws", "web")]
     env = dev_command_env(tmp_path)
     dev = subprocess.Popen(
-        [sys.executable, "-m", "tests.devstack", "--quiet", *ports],
+        [sys.executable, "-m", "devstack", "--quiet", *ports],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -611,7 +611,7 @@ def test_make_dev_prints_a_token_and_ctrl_c_stops_every_process(tmp_path: Path) 
         state = json.loads(state_file.read_text())
 
         token = subprocess.run(
-            [sys.executable, "-m", "tests.devstack.token", "alice"],
+            [sys.executable, "-m", "devstack.token", "alice"],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -640,7 +640,7 @@ def test_make_dev_prints_a_token_and_ctrl_c_stops_every_process(tmp_path: Path) 
 
 def test_the_token_command_says_when_no_stack_is_running(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tests.devstack.token", "alice"],
+        [sys.executable, "-m", "devstack.token", "alice"],
         cwd=ROOT,
         env=dev_command_env(tmp_path),
         capture_output=True,
@@ -666,7 +666,7 @@ def test_a_busy_port_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
     others = [f"--{name}-port={free_port()}" for name in ("issuer", "openai", "aws", "web")]
     with listening() as busy:
         result = subprocess.run(
-            [sys.executable, "-m", "tests.devstack", f"--api-port={busy}", *others],
+            [sys.executable, "-m", "devstack", f"--api-port={busy}", *others],
             cwd=ROOT,
             env=dev_command_env(tmp_path),
             capture_output=True,
@@ -691,7 +691,7 @@ def test_a_busy_port_stops_start_stack_before_anything_runs() -> None:
 def test_a_component_on_a_busy_port_exits_2_without_a_traceback() -> None:
     with listening() as busy:
         result = subprocess.run(
-            [sys.executable, "-m", "tests.devstack.idp", f"--port={busy}", "--redirect-uri=x"],
+            [sys.executable, "-m", "devstack.idp", f"--port={busy}", "--redirect-uri=x"],
             cwd=ROOT,
             capture_output=True,
             text=True,

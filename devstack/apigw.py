@@ -6,7 +6,7 @@ back to HTTP, and CORS answered by the gateway from the CorsConfiguration, overr
 CORS header the function sets. The function runs in-process, one call at a time, like one
 warm Lambda execution environment.
 
-`python -m tests.devstack.apigw --port 3001 --function-dir functions/token_vendor`
+`python -m devstack.apigw --port 3001 --function-dir functions`
 (the function's settings come from this process's environment, read when it is imported).
 """
 
@@ -33,11 +33,11 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.devstack.net import serve
+from devstack.net import serve
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ROUTES = ("POST /v1/realtime/client_secrets", "GET /openapi.json")
 ACCOUNT_ID = "123456789012"
 API_ID = "devstack01"
@@ -150,7 +150,7 @@ def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-def load_handler(function_dir: Path, spec: str = "app.handler") -> Handler:
+def load_handler(function_dir: Path, spec: str = "token_vendor.app.handler") -> Handler:
     """As Lambda does: the code directory on sys.path, then `module.attribute`."""
     module_name, _, attribute = spec.rpartition(".")
     sys.path.insert(0, str(function_dir.resolve()))
@@ -355,7 +355,7 @@ def from_template(
     template_path: Path, origins: Iterable[str]
 ) -> tuple[tuple[str, ...], Cors | None]:
     """Routes and CORS as the template declares them; origins as deployed (ALLOWED_ORIGINS)."""
-    from tests.devstack.template import cors_configuration, load_template
+    from devstack.template import cors_configuration, load_template
 
     template = load_template(template_path)
     config = cors_configuration(template)
@@ -367,8 +367,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3001)
-    parser.add_argument("--function-dir", type=Path, default=ROOT / "functions" / "token_vendor")
-    parser.add_argument("--handler", default="app.handler", help="module.attribute")
+    parser.add_argument("--function-dir", type=Path, default=ROOT / "functions")
+    parser.add_argument(
+        "--handler", default="token_vendor.app.handler", help="package.module.attribute"
+    )
     parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
     parser.add_argument("--timeout", type=float, default=10.0, help="the function's, seconds")
     args = parser.parse_args(argv)

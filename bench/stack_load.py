@@ -1,4 +1,4 @@
-"""Throughput and quota contention through the local stack (`python -m tests.bench.stack_load`).
+"""Throughput and quota contention through the local stack (`python -m bench.stack_load`).
 
 The stack runs the real handler in one API stand-in process: one Lambda environment, so the
 figures are per environment. Two loads, each for a fixed number of requests at rising
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.devstack.stack import start_stack
+from devstack.stack import start_stack
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 REQUESTS = 300
 CONCURRENCY = (1, 4, 16)
 

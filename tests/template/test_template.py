@@ -1,5 +1,5 @@
 """The stack's security-relevant properties, read from template.yaml itself, and the helpers
-(tests/devstack/template.py) through which the local stack and the tests reuse its definitions."""
+(devstack/template.py) through which the local stack and the tests reuse its definitions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import botocore.session
 import pytest
 from moto import mock_aws
 
-from tests.devstack.template import (
+from devstack.template import (
     TEMPLATE,
     cors_configuration,
     load_template,
@@ -61,8 +61,8 @@ def test_the_function_runs_python313_on_arm64_within_10_seconds_with_snapstart()
 
     assert function_setting("Runtime") == "python3.13"
     assert function_setting("Architectures") == ["arm64"]
-    assert function["Timeout"] <= 10 and function["Handler"] == "app.handler"
-    assert function["CodeUri"].rstrip("/") == "functions/token_vendor"
+    assert function["Timeout"] <= 10 and function["Handler"] == "token_vendor.app.handler"
+    assert function["CodeUri"].rstrip("/") == "functions"
     assert (
         function["SnapStart"] == {"ApplyOn": "PublishedVersions"} and function["AutoPublishAlias"]
     )
@@ -231,7 +231,9 @@ def test_the_outputs_name_the_api_the_table_the_secret_and_the_function() -> Non
     assert "FunctionName" in outputs
     api_url = outputs["ApiUrl"]["Value"]["Fn::Sub"]
     assert api_url.startswith("https://${HttpApi}.execute-api.")
-    assert outputs["ClientSecretsUrl"]["Value"]["Fn::Sub"] == api_url + "/v1/realtime/client_secrets"
+    assert (
+        outputs["ClientSecretsUrl"]["Value"]["Fn::Sub"] == api_url + "/v1/realtime/client_secrets"
+    )
     assert outputs["OpenAIKeySecretArn"]["Value"] == {"Ref": "OpenAIKeySecret"}
 
 
@@ -366,7 +368,7 @@ def test_the_env_file_sets_only_variables_the_template_declares() -> None:
     assert env["TokenFunction"]["AWS_ENDPOINT_URL"].startswith("http://")
 
 
-# --- tests/devstack/template.py ----------------------------------------------------------------
+# --- devstack/template.py ----------------------------------------------------------------
 
 
 def test_the_loader_reads_the_template_as_cfn_lint_does() -> None:

@@ -24,9 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 sys.path.insert(0, os.environ["FUNCTION_DIR"])
 sys.path.insert(0, os.path.dirname(__file__))
-import app
-import deps
 from probe import Context, event
+from token_vendor import app, deps
 
 ISSUER = "https://issuer.bench"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -105,7 +104,7 @@ def per_op(fn, n: int) -> float:
 
 def breakdown(container, token: str, n: int) -> dict[str, float]:
     """Where the time goes: each adapter alone, through the same clients (CPU us per call)."""
-    from budget import Deadline
+    from token_vendor.deadline import Deadline
 
     vendor = container.vendor
     caller = vendor.authenticate(token, Deadline(5))

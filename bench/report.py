@@ -99,7 +99,7 @@ def render(r: dict[str, Any]) -> str:
         "- botocore clients instead of boto3's: the function never imports boto3 (s3transfer and",
         "  the resource layer come with it).",
         "- a small router instead of Powertools' event handler (two routes).",
-        "- the build ships unchecked-hash bytecode (`tests/template_checks.sh`): Lambda's",
+        "- the build ships unchecked-hash bytecode (`scripts/template_checks.sh`): Lambda's",
         "  `/var/task` is read-only, so without it our modules compile from source at every start.",
         "  On wall time that saves only a few milliseconds (the two rows above); `-X importtime`'s",
         "  self times overstate it.",
@@ -203,7 +203,7 @@ def _load(load: dict[str, Any] | None) -> list[str]:
     lines = ["## 5. Throughput and quota contention", ""]
     if not load:
         return lines + [
-            "Not measured in this run (`python -m tests.bench.stack_load` writes it).",
+            "Not measured in this run (`python -m bench.stack_load` writes it).",
             "",
         ]
     lines += [

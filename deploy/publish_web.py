@@ -1,7 +1,7 @@
 """Publish `web/` to the stack's bucket, with a `config.json` made from the stack's outputs,
 and invalidate CloudFront. `--empty` empties the bucket (for `make destroy`).
 
-    python -m tests.deploy.publish_web --stack-name realtime-token-vendor [--region eu-west-1]
+    python -m deploy.publish_web --stack-name realtime-token-vendor [--region eu-west-1]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TYPES = {
     ".js": "text/javascript",
     ".mjs": "text/javascript",

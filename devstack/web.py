@@ -1,6 +1,6 @@
 """The web page as S3 would serve it, plus the `config.json` a deploy writes beside it.
 
-`python -m tests.devstack.web --port 5173 --root web --config '{"apiBaseUrl": ...}'`
+`python -m devstack.web --port 5173 --root web --config '{"apiBaseUrl": ...}'`
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.devstack.net import serve
+from devstack.net import serve
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Realtime token vendor (local)</title></head><body><main>
 <h1>The web page is not written yet</h1>

@@ -1,7 +1,7 @@
 """A local stand-in for OpenAI's Realtime API (the GA shape of openai-realtime.md):
 client secrets, WebRTC calls answered by a real aiortc peer, hangup, and fault switches.
 
-    python -m tests.devstack.openai_emulator --host 127.0.0.1 --port 8090 --server-key sk-local
+    python -m devstack.openai_emulator --host 127.0.0.1 --port 8090 --server-key sk-local
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from tests.devstack.openai_rtc import Call
-from tests.devstack.openai_schema import (
+from devstack.openai_rtc import Call
+from devstack.openai_schema import (
     ApiError,
     apply_session,
     build_session,
@@ -623,7 +623,7 @@ def create_app(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.devstack.openai_emulator", description=__doc__.split("\n")[0]
+        prog="python -m devstack.openai_emulator", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")

@@ -1,4 +1,4 @@
-"""`python -m tests.devstack.token alice`: an access token from the running local stack.
+"""`python -m devstack.token alice`: an access token from the running local stack.
 
 Only the token is printed, so it drops into curl: -H "Authorization: Bearer $(...)".
 """
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import httpx
 
-from tests.devstack.stack import STATE_FILE, request_token, running_state
+from devstack.stack import STATE_FILE, request_token, running_state
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.devstack.token", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.token", description=__doc__)
     parser.add_argument("user", help="any user name; the token's sub is user-<name>")
     parser.add_argument("--scopes", help="space separated (default: openid realtime:mint)")
     parser.add_argument("--lifetime", type=int, help="seconds (default: the issuer's)")

@@ -33,10 +33,10 @@ from typing import IO, Any, Literal
 
 import httpx
 
-from tests.devstack import aws
-from tests.devstack.net import PortBusy, free_port, port_is_free, wait_for_port
+from devstack import aws
+from devstack.net import PortBusy, free_port, port_is_free, wait_for_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 STATE_FILE = ROOT / ".devstack" / "state.json"
 COMPONENTS = ("aws", "openai", "issuer", "web", "api")
 DEFAULT_PORTS = {"api": 3001, "issuer": 3002, "openai": 3003, "aws": 3004, "web": 5173}
@@ -372,25 +372,25 @@ def _spawn_all(
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
         "aws": (aws.moto_command(host, ports["aws"]), _base_env()),
         "issuer": (
-            [py, "-m", "tests.devstack.idp", "--host", host, "--port", str(ports["issuer"]),
+            [py, "-m", "devstack.idp", "--host", host, "--port", str(ports["issuer"]),
              "--issuer-url", urls["issuer"], "--audience", AUDIENCE, "--client-id", CLIENT_ID,
              "--redirect-uri", redirect_uri],
             _base_env(),
         ),
         "web": (
-            [py, "-m", "tests.devstack.web", "--host", web_host, "--port", str(ports["web"]),
+            [py, "-m", "devstack.web", "--host", web_host, "--port", str(ports["web"]),
              "--root", str(web_root), "--config", json.dumps(web_config)],
             _base_env(),
         ),
         "api": (
-            [py, "-m", "tests.devstack.apigw", "--host", host, "--port", str(ports["api"]),
+            [py, "-m", "devstack.apigw", "--host", host, "--port", str(ports["api"]),
              "--template", str(template)],
             _api_env(urls, quotas, extra_env),
         ),
     }  # fmt: skip
     if emulate:
         commands["openai"] = (
-            [py, "-m", "tests.devstack.openai_emulator", "--host", host, "--port",
+            [py, "-m", "devstack.openai_emulator", "--host", host, "--port",
              str(ports["openai"])],
             _base_env() | {"OPENAI_EMULATOR_SERVER_KEY": stack.openai_key},
         )  # fmt: skip

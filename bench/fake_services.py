@@ -2,7 +2,7 @@
 OpenAI, instantly. The benchmarks point the real function at it: real clients, real sockets,
 no service latency, so what is measured is our process.
 
-Run as `python -m tests.bench.fake_services PORT JWKS_FILE`; it prints "ready" when serving.
+Run as `python -m bench.fake_services PORT JWKS_FILE`; it prints "ready" when serving.
 It depends on the standard library only, so it runs in the function-only environment too.
 """
 

@@ -1,4 +1,4 @@
-"""`python -m tests.devstack` (`make dev`): the whole system locally until Ctrl-C.
+"""`python -m devstack` (`make dev`): the whole system locally until Ctrl-C.
 
 Ports come from flags or DEVSTACK_<NAME>_PORT; a busy one is a one-line error (exit 2).
 With OPENAI_API_KEY set, the real OpenAI is used instead of the emulator.
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.devstack.stack import (
+from devstack.stack import (
     DEFAULT_PORTS,
     DEFAULT_QUOTAS,
     ROOT,
@@ -28,7 +28,7 @@ EXIT_PORT_BUSY = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.devstack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     for name, port in DEFAULT_PORTS.items():
         env = f"DEVSTACK_{name.upper()}_PORT"
         parser.add_argument(
@@ -53,7 +53,7 @@ Local stack ready in {stack.startup_seconds:.1f} s (logs: {stack.log_dir})
   OpenAI     {urls["openai"]}  ({openai})
   AWS        {urls["aws"]}  (moto: table devstack-quota, secret devstack/openai-api-key)
 
-A token for curl:  make token USER=alice   (or: python -m tests.devstack.token alice)
+A token for curl:  make token USER=alice   (or: python -m devstack.token alice)
 Mint a client secret:
   curl -sS -X POST {urls["api"]}/v1/realtime/client_secrets \\
     -H "Authorization: Bearer $(make -s token USER=alice)" \\

@@ -38,7 +38,7 @@ def client(service: str, endpoint_url: str, region: str = REGION) -> Any:
 
 def create_quota_table(endpoint_url: str, table: str, template_path: Path) -> None:
     """The table exactly as the template defines it (keys, billing, TTL)."""
-    from tests.devstack.template import load_template, quota_table_definition
+    from devstack.template import load_template, quota_table_definition
 
     definition = dict(quota_table_definition(load_template(template_path)))
     ttl_attribute = definition.pop("ttl_attribute", None)

@@ -5,7 +5,7 @@ tokens with rotation) so the web page runs the same flow it runs against Cognito
 There are no passwords and no sessions: every /authorize shows the form. The signing key is
 made at start and lives only in memory, so tokens die with the process.
 
-`python -m tests.devstack.idp --port 3002 --issuer-url http://127.0.0.1:3002 ...`
+`python -m devstack.idp --port 3002 --issuer-url http://127.0.0.1:3002 ...`
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.devstack.net import LOOPBACK_HOSTS, serve
+from devstack.net import LOOPBACK_HOSTS, serve
 
 DEFAULT_SCOPES = ("openid", "realtime:mint")
 SUPPORTED_SCOPES = ("openid", "profile", "realtime:mint", "realtime:support")
@@ -443,7 +443,7 @@ async def _logout(request: web.Request) -> web.Response:
 
 
 async def _dev_token(request: web.Request) -> web.Response:
-    """Mints for a user name without the browser flow: `python -m tests.devstack.token`.
+    """Mints for a user name without the browser flow: `python -m devstack.token`.
 
     Loopback only, by peer and by Host (a DNS-rebinding page would send its own host name),
     and JSON only, so a cross-site form cannot post here without a preflight it would fail.

@@ -31,8 +31,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from openai.types.realtime import ClientSecretCreateResponse, RealtimeServerEvent
 from openai.types.shared import ErrorObject
 
-from tests.devstack.openai_emulator import EMULATOR, create_app
-from tests.devstack.openai_rtc import ToneTrack, rtc_configuration
+from devstack.openai_emulator import EMULATOR, create_app
+from devstack.openai_rtc import ToneTrack, rtc_configuration
 
 pytestmark = pytest.mark.stack
 
@@ -1014,7 +1014,7 @@ def test_faults_count_down_and_clear(http: httpx.Client) -> None:
 
 
 def emulator_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tests.devstack.openai_emulator", "--server-key", KEY, *args]
+    return [sys.executable, "-m", "devstack.openai_emulator", "--server-key", KEY, *args]
 
 
 def test_a_busy_port_is_one_clear_line_and_exit_2() -> None:
