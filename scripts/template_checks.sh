@@ -49,7 +49,7 @@ if [ -n "$forbidden" ]; then
   echo "the package holds what it must not: $forbidden" >&2
   exit 1
 fi
-for needed in app.py profiles.json openapi.json aws_lambda_powertools httpx jwt cryptography; do
+for needed in token_vendor/app.py token_vendor/profiles.json token_vendor/openapi.json aws_lambda_powertools httpx jwt cryptography; do
   [ -e "$artifact/$needed" ] || { echo "the package lacks $needed" >&2; exit 1; }
 done
 echo "TokenFunction package: $(du -sh "$artifact" | cut -f1) unzipped"
