@@ -8,13 +8,14 @@ UV := $(TOOLS)/bin/uv
 RUN := $(UV) run --no-sync
 PYTEST_ARGS ?=
 
-.PHONY: help dev token test lint template-check build bench deploy destroy clean
+.PHONY: help dev token test lint lint-js template-check build bench deploy destroy clean
 
 help:
 	@echo "make dev             run the whole system locally (API, identity provider, AWS, OpenAI emulator, web page)"
 	@echo "make token USER=ann  print an access token from the running dev stack"
 	@echo "make test            run every test suite"
-	@echo "make lint            ruff and mypy"
+	@echo "make lint            ruff, mypy and lint-js"
+	@echo "make lint-js         type-check the page's JavaScript from its JSDoc (tsc --checkJs)"
 	@echo "make template-check  cfn-lint, sam validate --lint, sam build (python3.13)"
 	@echo "make bench           measure cold start, warm overhead, round trips -> docs/performance.md"
 	@echo "make deploy          sam build + sam deploy (guided the first time) + publish web/ (STACK_NAME=...)"
@@ -38,10 +39,18 @@ token: .venv/.synced
 test: .venv/.synced
 	$(RUN) pytest $(PYTEST_ARGS)
 
-lint: .venv/.synced
+lint: .venv/.synced lint-js
 	$(RUN) ruff check functions tests devstack deploy bench
 	$(RUN) ruff format --check functions tests devstack deploy bench
 	$(RUN) mypy functions
+
+# The page has no build step: TypeScript (pinned in package-lock.json) only reads web/js.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+lint-js: node_modules/.installed
+	node_modules/.bin/tsc --project jsconfig.json
 
 template-check: .venv/.synced
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash scripts/template_checks.sh
@@ -59,4 +68,4 @@ destroy: .venv/.synced
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash deploy/destroy.sh
 
 clean:
-	rm -rf .venv $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache artifacts
+	rm -rf .venv $(TOOLS) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache artifacts

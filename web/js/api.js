@@ -1,29 +1,34 @@
 // The token vending API: one call, and what its answers mean.
 
+import { AppError } from "./errors.js";
+
 /**
- * @typedef {{name: string, remaining: number, resetAfter: number}} Window
+ * @typedef {{name: string, remaining: number, resetAfter: number}} QuotaWindow
  * @typedef {{value: string, expires_at: number, session: any, webrtc_url: string}} ClientSecret
  */
 
 /** A refusal or failure, with the problem document (RFC 9457) the API sent. */
-export class ApiError extends Error {
+export class ApiError extends AppError {
   /**
-   * @param {number} status
+   * @param {number} status 0 when the request got no answer
    * @param {any} problem
    * @param {number | null} retryAfter seconds, from the Retry-After header
+   * @param {QuotaWindow[]} [quota] what the RateLimit header said is left
+   * @param {ErrorOptions} [options]
    */
-  constructor(status, problem, retryAfter) {
-    super(problem?.detail || `HTTP ${status}`);
+  constructor(status, problem, retryAfter, quota = [], options = undefined) {
+    super("api", problem?.detail || `the API answered ${status}`, options);
     this.status = status;
     this.problem = problem;
     this.retryAfter = retryAfter;
+    this.quota = quota;
   }
 }
 
 /**
  * Parses `RateLimit: "minute";r=4;t=42, "day";r=49;t=50000` (draft-ietf-httpapi-ratelimit-headers).
  * @param {string | null} header
- * @returns {Window[]}
+ * @returns {QuotaWindow[]}
  */
 export function parseRateLimit(header) {
   if (!header) return [];
@@ -39,24 +44,26 @@ export function parseRateLimit(header) {
  * @param {string} apiBaseUrl
  * @param {string} accessToken
  * @param {object} [request] OpenAI's request shape; the server's profile decides what is allowed
- * @returns {Promise<{secret: ClientSecret, quota: Window[]}>}
+ * @param {AbortSignal} [signal] aborts the request; the promise then rejects with its reason
+ * @returns {Promise<{secret: ClientSecret, quota: QuotaWindow[]}>}
  */
-export async function requestClientSecret(apiBaseUrl, accessToken, request = {}) {
+export async function requestClientSecret(apiBaseUrl, accessToken, request = {}, signal = undefined) {
   let response;
   try {
     response = await fetch(`${apiBaseUrl.replace(/\/$/, "")}/v1/realtime/client_secrets`, {
       method: "POST",
       headers: { Authorization: `Bearer ${accessToken}`, "Content-Type": "application/json" },
       body: JSON.stringify(request),
+      signal,
     });
-  } catch {
-    throw new ApiError(0, null, null); // offline, DNS, CORS: the request never got an answer
+  } catch (error) {
+    signal?.throwIfAborted();
+    // offline, DNS, CORS: the request never got an answer
+    throw new ApiError(0, null, null, [], { cause: error });
   }
   const quota = parseRateLimit(response.headers.get("RateLimit"));
   if (response.ok) return { secret: await response.json(), quota };
   const problem = await response.json().catch(() => null);
   const retryAfter = Number(response.headers.get("Retry-After")) || problem?.retry_after || null;
-  const error = new ApiError(response.status, problem, retryAfter);
-  error.quota = quota;
-  throw error;
+  throw new ApiError(response.status, problem, retryAfter, quota);
 }

@@ -2,12 +2,28 @@
 // Cognito, Auth0, Okta, or the local stack's development issuer. Tokens live in session
 // storage (gone when the tab closes); nothing here ever sees an OpenAI credential.
 
+import { AppError } from "./errors.js";
+
 const TOKENS = "rtv.tokens";
 const PENDING = "rtv.pkce";
 const EXPIRY_MARGIN_MS = 30_000; // refresh a little before the issuer would refuse
 
 /** An error the user can fix by signing in (again). */
-export class SignInRequired extends Error {}
+export class SignInRequired extends AppError {
+  /** @param {string} message a sentence for the user */
+  constructor(message) {
+    super("sign-in-required", message);
+  }
+}
+
+/** The sign-in service (the OIDC issuer) could not be reached or refused to describe itself. */
+export class SignInUnavailable extends AppError {
+  /** @param {number} status 0 when the request got no answer @param {ErrorOptions} [options] */
+  constructor(status, options) {
+    super("sign-in-unavailable", `the sign-in service answered ${status}`, options);
+    this.status = status;
+  }
+}
 
 /** @param {Uint8Array} bytes */
 function base64url(bytes) {
@@ -49,10 +65,17 @@ export class Auth {
   /** The issuer's OpenID configuration, fetched once. */
   discovery() {
     this._discovery ??= fetch(`${this.config.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`)
+      .catch((error) => {
+        throw new SignInUnavailable(0, { cause: error });
+      })
       .then((r) => {
-        if (!r.ok) throw new Error(`the sign-in service answered ${r.status}`);
+        if (!r.ok) throw new SignInUnavailable(r.status);
         return r.json();
       });
+    // A failure is not remembered: the next attempt asks again.
+    this._discovery.catch(() => {
+      this._discovery = null;
+    });
     return this._discovery;
   }
 

@@ -1,40 +1,69 @@
 // Wiring: sign-in, the "Start talking" flow, and one place that turns failures into sentences.
+// The call's life is in call.js, the page's DOM in ui.js; this module connects the two.
 
 import { ApiError, requestClientSecret } from "./api.js";
-import { Auth, SignInRequired } from "./auth.js";
-import { HandshakeError, connect } from "./negotiation.js";
+import { Auth, SignInRequired, SignInUnavailable } from "./auth.js";
+import { Call } from "./call.js";
+import { ConfigError, ConnectionLost, MicrophoneError, SessionLimitReached } from "./errors.js";
+import { HandshakeError, clientSecretExchange } from "./negotiation.js";
 import { Transcript, userMessage } from "./session.js";
 import * as ui from "./ui.js";
 
-const SESSION_LIMIT_S = 60 * 60; // OpenAI ends a Realtime session after 60 minutes
+/** @typedef {{apiBaseUrl: string, issuer: string, clientId: string, redirectUri: string, scopes: string}} Config */
+/** @typedef {{label: string, run: () => void}} Action */
 
 /** @type {Auth} */
 let auth;
-/** @type {{apiBaseUrl: string, issuer: string, clientId: string, redirectUri: string, scopes: string}} */
+/** @type {Config} */
 let config;
-/** The call in progress: everything `hangUp` must release. @type {any} */
+/** The current call, or the last one (then `ended`). @type {Call | null} */
 let call = null;
+/** @type {Transcript | null} */
+let transcript = null;
 
 // Test hook (and handy in the console): how long connecting took, step by step. No secrets.
-const metrics = /** @type {any} */ (window).__rtvMetrics = {};
+/** @type {import("./negotiation.js").Timing} */
+const metrics = {};
+/** @type {any} */ (window).__rtvMetrics = metrics;
 
-const signInAction = { label: "Sign in", run: () => auth.signIn() };
+/** @type {Action} */
+const signInAction = { label: "Sign in", run: signIn };
 
 async function boot() {
-  config = await fetch("config.json", { cache: "no-store" }).then((r) => r.json());
+  config = await loadConfig();
   auth = new Auth(config);
   try {
     await auth.completeSignIn();
   } catch (error) {
-    ui.showError(/** @type {Error} */ (error).message, signInAction);
+    ui.showError(describe(error).message, signInAction);
   }
   showAccount();
-  ui.elements.signIn.addEventListener("click", () => auth.signIn());
-  ui.elements.signOut.addEventListener("click", () => { hangUp(); auth.signOut(); });
-  ui.elements.start.addEventListener("click", start);
-  ui.elements.hangUp.addEventListener("click", () => hangUp("Conversation ended."));
-  ui.elements.mute.addEventListener("click", toggleMute);
-  ui.elements.say.addEventListener("submit", say);
+  ui.bind({
+    signIn,
+    signOut: () => {
+      call?.end();
+      auth.signOut().catch(fail);
+    },
+    start,
+    hangUp: () => call?.end(),
+    toggleMute,
+    say,
+  });
+}
+
+/** @returns {Promise<Config>} */
+async function loadConfig() {
+  try {
+    const response = await fetch("config.json", { cache: "no-store" });
+    if (!response.ok) throw new ConfigError(`config.json answered ${response.status}`);
+    return await response.json();
+  } catch (error) {
+    throw error instanceof ConfigError ? error : new ConfigError("config.json is unreadable", { cause: error });
+  }
+}
+
+function signIn() {
+  auth.signIn().catch(fail);
 }
 
 function showAccount() {
@@ -47,143 +76,86 @@ function showAccount() {
   }
 }
 
-async function start() {
+function start() {
+  if (call && call.state !== "ended") return; // one call at a time
   ui.clearError();
   ui.clearTranscript();
-  ui.showState("connecting", "Connecting…");
-  for (const key of Object.keys(metrics)) delete metrics[key];
-  const clicked = performance.now();
-  // Created and started inside the tap: iOS Safari only allows audio that a gesture began.
+  for (const key of /** @type {(keyof typeof metrics)[]} */ (Object.keys(metrics))) delete metrics[key];
+  // Both created inside the tap: iOS Safari only allows audio that a gesture began.
   const audioContext = new AudioContext();
-  ui.elements.audio.play().catch(() => {});
-  call = { audioContext, closed: false };
-  const transcript = new Transcript(ui.showTranscript);
-
-  // The microphone prompt and the token request run at the same time, not one after the other.
-  const [microphone, minted] = await Promise.allSettled([
-    timed("microphoneMs", navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } })),
-    timed("tokenMs", auth.accessToken().then((token) => requestClientSecret(config.apiBaseUrl, token))),
-  ]);
-  if (microphone.status === "fulfilled") call.microphone = microphone.value;
-  if (minted.status === "fulfilled") ui.showQuota(minted.value.quota);
-  else if (minted.reason?.quota) ui.showQuota(minted.reason.quota);
-  if (microphone.status === "rejected" || minted.status === "rejected") {
-    return fail(microphone.status === "rejected" ? microphone.reason : /** @type {any} */ (minted).reason);
-  }
-  if (call.closed) return; // hung up while we waited
-
-  try {
-    call.connection = await connect({
-      secret: minted.value.secret, // kept in this closure only: never stored, never logged
-      microphone: microphone.value,
-      onRemoteStream: (stream) => {
-        ui.elements.audio.srcObject = stream;
-        ui.elements.audio.play().catch(() => {});
-      },
-      onStateChange: (state) => {
-        if (["failed", "closed", "channel-closed"].includes(state) && call && !call.closed) {
-          fail(new Error("dropped"));
+  ui.unlockAudio();
+  const lines = new Transcript(ui.showTranscript);
+  transcript = lines;
+  const attempt = new Call({
+    audioContext,
+    authorize,
+    hooks: {
+      onState: (state) => {
+        if (state === "connecting") ui.showState("connecting", "Connecting…");
+        else {
+          Object.assign(metrics, attempt.timing);
+          ui.showState("connected", "Connected. Say something, or type a message.");
         }
       },
       onEvent: (event) => {
-        const type = transcript.apply(event);
-        if (type === "session.created") connected(clicked);
-        if (type === "error") transcript.add("note", `The assistant reported a problem: ${event.error?.message || "unknown"}`);
+        if (lines.apply(event) === "error") {
+          lines.add("note", `The assistant reported a problem: ${event.error?.message || "unknown"}`);
+        }
       },
-    });
-    Object.assign(metrics, call.connection.timing);
-  } catch (error) {
-    fail(error);
-  }
-  meter(microphone.value, audioContext);
-}
-
-/** @param {number} clicked */
-function connected(clicked) {
-  metrics.connectMs = performance.now() - clicked;
-  Object.assign(metrics, call?.connection?.timing);
-  if (metrics.iceDtlsMs !== undefined && metrics.sdpMs !== undefined) {
-    // From the applied answer to session.created, less ICE and DTLS: SCTP and the first event.
-    metrics.channelMs = metrics.connectMs - (metrics.iceDtlsMs + metrics.sdpMs + metrics.offerMs +
-      Math.max(metrics.tokenMs ?? 0, metrics.microphoneMs ?? 0));
-  }
-  ui.showState("connected", "Connected. Say something, or type a message.");
-  const ends = Date.now() + SESSION_LIMIT_S * 1000;
-  ui.showTimeLeft(SESSION_LIMIT_S);
-  call.timer = setInterval(() => {
-    const left = Math.max(0, (ends - Date.now()) / 1000);
-    ui.showTimeLeft(left);
-    if (left === 0) hangUp("The conversation reached its 60-minute limit.");
-  }, 1000);
-}
-
-/** @template T @param {string} name @param {Promise<T>} promise @returns {Promise<T>} */
-function timed(name, promise) {
-  const started = performance.now();
-  return promise.then((value) => {
-    metrics[name] = performance.now() - started;
-    return value;
+      onRemoteStream: ui.playRemote,
+      onLevel: ui.showLevel,
+      onTimeLeft: ui.showTimeLeft,
+      onEnded: ended,
+    },
   });
+  call = attempt;
+  attempt.start();
 }
 
-/** The microphone level, for the meter: RMS of the input, eased. */
-function meter(/** @type {MediaStream} */ stream, /** @type {AudioContext} */ context) {
-  if (!call || call.closed) return;
-  const analyser = context.createAnalyser();
-  analyser.fftSize = 512;
-  context.createMediaStreamSource(stream).connect(analyser);
-  const samples = new Float32Array(analyser.fftSize);
-  let level = 0;
-  const tick = () => {
-    if (!call || call.closed) return;
-    analyser.getFloatTimeDomainData(samples);
-    const rms = Math.sqrt(samples.reduce((sum, x) => sum + x * x, 0) / samples.length);
-    level = Math.max(rms * 4, level * 0.85);
-    ui.showLevel(call.muted ? 0 : Math.min(level, 1));
-    call.frame = requestAnimationFrame(tick);
-  };
-  tick();
+/**
+ * What placing a call takes today: a client secret from the token vending API, and the
+ * browser posting its offer to OpenAI with it.
+ * @param {AbortSignal} signal
+ */
+async function authorize(signal) {
+  const token = await auth.accessToken();
+  const minted = await requestClientSecret(config.apiBaseUrl, token, {}, signal);
+  ui.showQuota(minted.quota);
+  return clientSecretExchange(minted.secret);
+}
+
+/** The call is over and has released everything; the page is ready again. @param {unknown} cause */
+function ended(cause) {
+  ui.showLevel(0);
+  ui.showTimeLeft(null);
+  if (cause instanceof SessionLimitReached) {
+    showAccount();
+    ui.showStatus("The conversation reached its 60-minute limit.");
+  } else if (cause) {
+    fail(cause);
+  } else {
+    showAccount();
+    ui.showStatus("Conversation ended.");
+  }
 }
 
 function toggleMute() {
-  if (!call?.connection) return;
-  call.muted = !call.muted;
-  call.connection.setMuted(call.muted);
+  if (call?.state !== "connected") return;
+  call.setMuted(!call.muted);
   ui.showMuted(call.muted);
-  ui.elements.status.textContent = call.muted ? "Microphone muted." : "Connected. Say something, or type a message.";
+  ui.showStatus(call.muted ? "Microphone muted." : "Connected. Say something, or type a message.");
 }
 
-/** @param {SubmitEvent} event */
-function say(event) {
-  event.preventDefault();
-  const text = ui.elements.sayText.value.trim();
-  if (!text || !call?.connection) return;
-  for (const clientEvent of userMessage(text)) call.connection.send(clientEvent);
-  ui.elements.sayText.value = "";
-  const lines = ui.elements.transcript.children.length;
-  ui.showTranscript([{ id: `typed-${lines}`, role: "user", text }]);
+/** @param {string} text */
+function say(text) {
+  if (call?.state !== "connected") return;
+  for (const clientEvent of userMessage(text)) call.send(clientEvent);
+  transcript?.add("user", text);
 }
 
-/** Releases everything the call holds. @param {string} [status] */
-function hangUp(status) {
-  if (!call) return;
-  call.closed = true;
-  cancelAnimationFrame(call.frame);
-  clearInterval(call.timer);
-  call.connection?.close();
-  call.microphone?.getTracks().forEach((/** @type {MediaStreamTrack} */ t) => t.stop());
-  call.audioContext?.close().catch(() => {});
-  ui.elements.audio.srcObject = null;
-  call = null;
-  ui.showLevel(0);
-  ui.showTimeLeft(null);
-  if (status !== undefined) showAccount();
-  if (status) ui.elements.status.textContent = status;
-}
-
-/** Every failure ends here: a sentence, and the next step. @param {any} error */
+/** Every failure ends here: a sentence, and the next step. @param {unknown} error */
 function fail(error) {
-  hangUp();
+  if (error instanceof ApiError) ui.showQuota(error.quota);
   const { message, action } = describe(error);
   showAccount();
   ui.showError(message, action);
@@ -194,15 +166,23 @@ function seconds(n) {
   return n === 1 ? "1 second" : `${n} seconds`;
 }
 
-/** @param {any} error @returns {{message: string, action: {label: string, run: () => void} | null}} */
+/** @param {unknown} error @returns {{message: string, action: Action | null}} */
 function describe(error) {
+  /** @type {Action} */
   const retry = { label: "Try again", run: start };
   if (error instanceof SignInRequired) return { message: error.message, action: signInAction };
-  if (error?.name === "NotAllowedError" || error?.name === "SecurityError") {
-    return { message: "Microphone access was denied. Allow the microphone for this site in your browser's settings, then press Start talking again.", action: null };
+  if (error instanceof SignInUnavailable) {
+    return { message: "The sign-in service could not be reached. Please try again in a moment.", action: signInAction };
   }
-  if (error?.name === "NotFoundError" || error?.name === "OverconstrainedError") {
-    return { message: "No microphone was found. Connect one and try again.", action: retry };
+  if (error instanceof MicrophoneError) {
+    switch (error.reason) {
+      case "denied":
+        return { message: "Microphone access was denied. Allow the microphone for this site in your browser's settings, then press Start talking again.", action: null };
+      case "not-found":
+        return { message: "No microphone was found. Connect one and try again.", action: retry };
+      default:
+        return { message: "The microphone could not be opened. Close other apps that use it and try again.", action: retry };
+    }
   }
   if (error instanceof ApiError) {
     const wait = error.retryAfter ? seconds(error.retryAfter) : "a few seconds";
@@ -228,7 +208,7 @@ function describe(error) {
     const detail = error.status ? ` (it answered ${error.status})` : "";
     return { message: `Could not connect to the voice service${detail}. Please try again.`, action: retry };
   }
-  if (error?.message === "dropped") {
+  if (error instanceof ConnectionLost) {
     return { message: "The connection was lost. Press Start talking to reconnect.", action: retry };
   }
   return { message: "Something went wrong while connecting. Please try again.", action: retry };

@@ -1,112 +1,189 @@
-// The WebRTC handshake with the Realtime API: offer, POST it with the client secret, apply
-// the answer. No DOM here: the caller passes the microphone and gets events and tracks back.
+// The WebRTC handshake with the Realtime API: offer, exchange it for an answer, apply the
+// answer. No DOM here: the caller passes the microphone and gets events and tracks back.
+// How the offer reaches the service is the caller's choice (an `Exchange`), so a call can be
+// placed straight with a client secret or through a server route without changing this file.
+
+import { AppError } from "./errors.js";
 
 const GATHERING_TIMEOUT_MS = 2000;
 
-/** The Realtime API refused the SDP offer, or answered something that is not SDP. */
-export class HandshakeError extends Error {
-  /** @param {number} status @param {any} problem */
-  constructor(status, problem) {
-    super(problem?.error?.message || `the Realtime API answered ${status}`);
+/** The voice service refused the SDP offer, or answered something that is not SDP. */
+export class HandshakeError extends AppError {
+  /**
+   * @param {number} status the HTTP status, 0 when the request got no answer
+   * @param {any} problem the error body, when it was JSON
+   * @param {ErrorOptions} [options]
+   */
+  constructor(status, problem, options) {
+    super("handshake", problem?.error?.message || `the voice service answered ${status}`, options);
     this.status = status;
     this.problem = problem;
   }
 }
 
 /**
- * @typedef {object} Connection
- * @property {RTCPeerConnection} pc
- * @property {(event: object) => void} send  a client event on the `oai-events` channel
- * @property {(muted: boolean) => void} setMuted
- * @property {() => void} close
- * @property {Record<string, number>} timing  ms spent in each step of the handshake
+ * Sends an SDP offer and resolves to the SDP answer. Must reject promptly once `signal` aborts.
+ * @typedef {(offer: string, signal: AbortSignal) => Promise<string>} Exchange
  */
 
 /**
- * Opens a Realtime session over WebRTC.
+ * Milliseconds spent in each step of connecting (a test hook and a console aid; no secrets).
+ * @typedef {object} Timing
+ * @property {number} [microphoneMs]
+ * @property {number} [tokenMs]
+ * @property {number} [offerMs]
+ * @property {number} [sdpMs]
+ * @property {number} [iceDtlsMs]
+ * @property {number} [connectMs]
+ * @property {number} [channelMs]
+ */
+
+/**
+ * @typedef {object} Connection
+ * @property {(event: object) => void} send  a client event on the `oai-events` channel
+ * @property {(muted: boolean) => void} setMuted
+ * @property {() => void} close  idempotent; also runs when the connect signal aborts
+ */
+
+/**
+ * Opens a Realtime session over WebRTC. When `signal` aborts, at any point, the peer
+ * connection is closed and the promise rejects with `signal.reason`.
  * @param {object} options
- * @param {{value: string, webrtc_url: string}} options.secret  the short-lived ek_ secret
- * @param {MediaStream} options.microphone
+ * @param {MediaStream} options.microphone  owned by the caller: never stopped here
+ * @param {Exchange} options.exchange
+ * @param {AbortSignal} options.signal
+ * @param {Timing} options.timing  filled in as the steps complete
  * @param {(event: any) => void} options.onEvent  every server event from the data channel
  * @param {(stream: MediaStream) => void} options.onRemoteStream
- * @param {(state: string) => void} options.onStateChange  RTCPeerConnection.connectionState
+ * @param {(state: string) => void} options.onStateChange  RTCPeerConnection.connectionState,
+ *   or "channel-closed"
  * @returns {Promise<Connection>}
  */
-export async function connect({ secret, microphone, onEvent, onRemoteStream, onStateChange }) {
-  const timing = {};
-  let answered = 0;
+export async function connect({ microphone, exchange, signal, timing, onEvent, onRemoteStream, onStateChange }) {
+  signal.throwIfAborted();
   const pc = new RTCPeerConnection();
+  // The channel must exist before the offer, so the offer carries an SCTP section.
+  const channel = pc.createDataChannel("oai-events");
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    signal.removeEventListener("abort", close);
+    pc.ontrack = null;
+    pc.onconnectionstatechange = null;
+    channel.onmessage = null;
+    channel.onclose = null;
+    channel.close();
+    pc.close();
+  };
+  signal.addEventListener("abort", close, { once: true });
+
   const [track] = microphone.getAudioTracks();
   pc.addTrack(track, microphone);
   pc.ontrack = (event) => onRemoteStream(event.streams[0] || new MediaStream([event.track]));
-  const started = performance.now();
+  let answered = 0;
   pc.onconnectionstatechange = () => {
     if (pc.connectionState === "connected") timing.iceDtlsMs = performance.now() - answered;
     onStateChange(pc.connectionState);
   };
-
-  // The channel must exist before the offer, so the offer carries an SCTP section.
-  const channel = pc.createDataChannel("oai-events");
   channel.onmessage = (message) => {
+    let event;
     try {
-      onEvent(JSON.parse(message.data));
+      event = JSON.parse(message.data);
     } catch {
-      onEvent({ type: "error", error: { message: "unreadable event from the server" } });
+      event = { type: "error", error: { message: "unreadable event from the server" } };
     }
+    onEvent(event);
   };
   channel.onclose = () => onStateChange("channel-closed");
 
   try {
-    await pc.setLocalDescription(await pc.createOffer());
-    await gatheringComplete(pc); // servers without trickle ICE need every candidate in the offer
+    const started = performance.now();
+    const offer = await pc.createOffer();
+    signal.throwIfAborted();
+    await pc.setLocalDescription(offer);
+    signal.throwIfAborted();
+    await gatheringComplete(pc, signal); // servers without trickle ICE need every candidate in the offer
+    signal.throwIfAborted();
     timing.offerMs = performance.now() - started;
     const sent = performance.now();
-    const response = await fetch(secret.webrtc_url, {
-      method: "POST",
-      body: pc.localDescription?.sdp,
-      headers: { Authorization: `Bearer ${secret.value}`, "Content-Type": "application/sdp" },
-    }).catch(() => {
-      throw new HandshakeError(0, null);
-    });
-    const text = await response.text();
-    if (response.status !== 201 || !text.startsWith("v=")) {
-      let problem = null;
-      try { problem = JSON.parse(text); } catch { /* not JSON either */ }
-      throw new HandshakeError(response.status, problem);
-    }
+    const answer = await exchange(/** @type {RTCSessionDescription} */ (pc.localDescription).sdp, signal);
+    signal.throwIfAborted();
     timing.sdpMs = performance.now() - sent;
     answered = performance.now();
-    await pc.setRemoteDescription({ type: "answer", sdp: text });
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
+    signal.throwIfAborted();
   } catch (error) {
-    pc.close();
-    throw error;
+    close();
+    throw signal.aborted ? signal.reason : error;
   }
 
   return {
-    pc,
-    timing,
-    send: (event) => channel.readyState === "open" && channel.send(JSON.stringify(event)),
-    setMuted: (muted) => { track.enabled = !muted; },
-    close: () => {
-      channel.onclose = null;
-      pc.onconnectionstatechange = null;
-      channel.close();
-      pc.getSenders().forEach((sender) => sender.track?.stop());
-      pc.close();
+    send: (event) => {
+      if (channel.readyState === "open") channel.send(JSON.stringify(event));
     },
+    setMuted: (muted) => {
+      track.enabled = !muted;
+    },
+    close,
   };
 }
 
-/** @param {RTCPeerConnection} pc */
-function gatheringComplete(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
+/**
+ * The exchange of OpenAI's WebRTC flow: the browser posts its offer to the Realtime API with
+ * the short-lived client secret, which stays in this closure (never stored, never logged).
+ * @param {{value: string, webrtc_url: string}} secret
+ * @returns {Exchange}
+ */
+export function clientSecretExchange(secret) {
+  return async (offer, signal) => {
+    let response;
+    try {
+      response = await fetch(secret.webrtc_url, {
+        method: "POST",
+        body: offer,
+        headers: { Authorization: `Bearer ${secret.value}`, "Content-Type": "application/sdp" },
+        signal,
+      });
+    } catch (error) {
+      signal.throwIfAborted();
+      throw new HandshakeError(0, null, { cause: error }); // offline, DNS, CORS: no answer at all
+    }
+    const text = await response.text();
+    if (response.status !== 201 || !text.startsWith("v=")) {
+      let problem = null;
+      try {
+        problem = JSON.parse(text);
+      } catch {
+        // not JSON either: the status says enough
+      }
+      throw new HandshakeError(response.status, problem);
+    }
+    return text;
+  };
+}
+
+/**
+ * Resolves when ICE gathering completes, after GATHERING_TIMEOUT_MS (go with what we have),
+ * or when `signal` aborts; leaves no listener or timer behind.
+ * @param {RTCPeerConnection} pc
+ * @param {AbortSignal} signal
+ * @returns {Promise<void>}
+ */
+function gatheringComplete(pc, signal) {
+  if (pc.iceGatheringState === "complete" || signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
-    const done = () => {
-      if (pc.iceGatheringState !== "complete") return;
-      pc.removeEventListener("icegatheringstatechange", done);
-      resolve(undefined);
+    const finish = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", changed);
+      signal.removeEventListener("abort", finish);
+      resolve();
     };
-    pc.addEventListener("icegatheringstatechange", done);
-    setTimeout(resolve, GATHERING_TIMEOUT_MS); // go with what we have
+    const changed = () => {
+      if (pc.iceGatheringState === "complete") finish();
+    };
+    const timer = setTimeout(finish, GATHERING_TIMEOUT_MS);
+    pc.addEventListener("icegatheringstatechange", changed);
+    signal.addEventListener("abort", finish, { once: true });
   });
 }

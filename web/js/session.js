@@ -48,6 +48,7 @@ export class Transcript {
     return event.type;
   }
 
+  /** @param {string} id @param {string} delta */
   _append(id, delta) {
     const line = this.lines.find((l) => l.id === id);
     if (line) line.text += delta;
@@ -55,6 +56,7 @@ export class Transcript {
     this.onChange(this.lines);
   }
 
+  /** @param {string} id @param {Line["role"]} role @param {string} text @param {boolean} final */
   _upsert(id, role, text, final) {
     const line = this.lines.find((l) => l.id === id);
     if (line) Object.assign(line, { text: text || line.text, final });

@@ -2,7 +2,7 @@
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
-export const elements = {
+const elements = {
   who: $("who"), signIn: $("sign-in"), signOut: $("sign-out"), status: $("status"),
   alert: $("alert"), alertText: $("alert-text"), alertAction: /** @type {HTMLButtonElement} */ ($("alert-action")),
   start: /** @type {HTMLButtonElement} */ ($("start")), mute: /** @type {HTMLButtonElement} */ ($("mute")),
@@ -12,6 +12,31 @@ export const elements = {
   saySend: /** @type {HTMLButtonElement} */ ($("say-send")),
   audio: /** @type {HTMLAudioElement} */ ($("remote-audio")),
 };
+
+/**
+ * What the page's controls do. The handlers get no DOM: they ask this module for what they need.
+ * @param {object} handlers
+ * @param {() => void} handlers.signIn
+ * @param {() => void} handlers.signOut
+ * @param {() => void} handlers.start
+ * @param {() => void} handlers.hangUp
+ * @param {() => void} handlers.toggleMute
+ * @param {(text: string) => void} handlers.say  a typed message, trimmed and not empty
+ */
+export function bind({ signIn, signOut, start, hangUp, toggleMute, say }) {
+  elements.signIn.addEventListener("click", signIn);
+  elements.signOut.addEventListener("click", signOut);
+  elements.start.addEventListener("click", start);
+  elements.hangUp.addEventListener("click", hangUp);
+  elements.mute.addEventListener("click", toggleMute);
+  elements.say.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = elements.sayText.value.trim();
+    if (!text) return;
+    elements.sayText.value = "";
+    say(text);
+  });
+}
 
 /**
  * The page's state: idle, signed-out, connecting, connected, error. Tests read it from
@@ -30,6 +55,11 @@ export function showState(state, status) {
   elements.sayText.disabled = !live;
   elements.saySend.disabled = !live;
   if (!live) showMuted(false);
+}
+
+/** @param {string} status the sentence shown (and announced), without changing the state */
+export function showStatus(status) {
+  elements.status.textContent = status;
 }
 
 /** @param {string | null} name */
@@ -58,6 +88,22 @@ export function clearError() {
   elements.alert.hidden = true;
 }
 
+/**
+ * Starts the (still empty) audio element inside the user's tap: iOS Safari only plays audio
+ * that a gesture began, and the remote stream arrives long after the gesture.
+ */
+export function unlockAudio() {
+  elements.audio.play().catch(() => {}); // no source yet: the rejection is expected
+}
+
+/** Plays the assistant's audio; `null` stops it and lets go of the stream. @param {MediaStream | null} stream */
+export function playRemote(stream) {
+  const audio = elements.audio;
+  audio.srcObject = stream;
+  if (stream) audio.play().catch(() => {}); // stopped again before it started: nothing to do
+  else audio.pause();
+}
+
 /** @param {boolean} muted */
 export function showMuted(muted) {
   elements.mute.setAttribute("aria-pressed", String(muted));
@@ -81,16 +127,17 @@ export function showTimeLeft(seconds) {
   elements.timeLeft.textContent = `${m}:${s}`;
 }
 
-/** @param {{name: string, remaining: number, resetAfter: number}[]} windows */
+/** @param {import("./api.js").QuotaWindow[]} windows */
 export function showQuota(windows) {
   if (!windows.length) return;
   const tightest = windows.reduce((a, b) => (b.remaining < a.remaining ? b : a));
   elements.quota.textContent = `${tightest.remaining} this ${tightest.name}`;
 }
 
+/** @type {Record<"user" | "assistant" | "note", string>} */
 const ROLE_NAMES = { user: "You", assistant: "Assistant", note: "" };
 
-/** @param {{id: string, role: "user" | "assistant" | "note", text: string}[]} lines */
+/** @param {import("./session.js").Line[]} lines */
 export function showTranscript(lines) {
   const list = elements.transcript;
   for (const line of lines) {

@@ -1,0 +1,77 @@
+// The page's own errors. Each is a class with a stable `code`: callers tell failures apart by
+// type (instanceof), never by matching message text.
+
+/** Base class: `name` is the class's name, `code` a stable identifier for tests and logs. */
+export class AppError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {ErrorOptions} [options]
+   */
+  constructor(code, message, options) {
+    super(message, options);
+    this.name = new.target.name;
+    /** @readonly */
+    this.code = code;
+  }
+}
+
+/**
+ * The call ended (hung up, or failed elsewhere) while a step of it was still waiting. The
+ * step stops quietly: this is never shown to the user.
+ */
+export class CallEnded extends AppError {
+  constructor() {
+    super("call-ended", "the call has ended");
+  }
+}
+
+/** The connection to the voice service dropped after it was set up. */
+export class ConnectionLost extends AppError {
+  /** @param {string} state the peer connection's or the data channel's state that ended it */
+  constructor(state) {
+    super("connection-lost", `the connection was lost (${state})`);
+    this.state = state;
+  }
+}
+
+/** The conversation reached the Realtime API's session limit. */
+export class SessionLimitReached extends AppError {
+  /** @param {number} seconds */
+  constructor(seconds) {
+    super("session-limit", `the conversation reached its ${seconds / 60}-minute limit`);
+  }
+}
+
+/**
+ * The microphone could not be opened. `reason` comes from the browser's DOMException name.
+ * @typedef {"denied" | "not-found" | "unavailable"} MicrophoneFailure
+ */
+export class MicrophoneError extends AppError {
+  /** @param {unknown} cause what getUserMedia rejected with */
+  constructor(cause) {
+    const name = cause instanceof DOMException ? cause.name : "";
+    /** @type {MicrophoneFailure} */
+    const reason = ["NotAllowedError", "SecurityError"].includes(name) ? "denied"
+      : ["NotFoundError", "OverconstrainedError"].includes(name) ? "not-found"
+      : "unavailable";
+    super(`microphone-${reason}`, `the microphone could not be opened (${name || "unknown"})`, { cause });
+    this.reason = reason;
+  }
+}
+
+/** A state change the call's state machine does not allow: a bug in the page, never the user's. */
+export class InvalidTransition extends AppError {
+  /** @param {string} from @param {string} to */
+  constructor(from, to) {
+    super("invalid-transition", `a call cannot go from ${from} to ${to}`);
+  }
+}
+
+/** config.json is missing or is not the object the page needs. */
+export class ConfigError extends AppError {
+  /** @param {string} message @param {ErrorOptions} [options] */
+  constructor(message, options) {
+    super("config", message, options);
+  }
+}
