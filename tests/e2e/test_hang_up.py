@@ -179,7 +179,7 @@ def assert_released_and_ready(page: Any) -> None:
     assert page.locator("#alert").is_hidden()
     assert page.get_by_role("button", name="Start talking").is_enabled()
     assert page.get_by_role("button", name="Hang up").is_disabled()
-    assert page.locator("#time-left").inner_text() == "–"
+    assert page.locator("#time-left").inner_text() == "\u2013"  # an en dash: no time
 
 
 # Each stage, and what must exist once it has been let go (so the test cannot pass by never
