@@ -93,8 +93,13 @@ def probed(browser: Any, stack: Any) -> Iterator[tuple[Any, list[str]]]:
     context.add_init_script(PROBE)
     page = context.new_page()
     errors: list[str] = []
+
+    def logged(message: Any) -> None:
+        if message.type == "error":
+            errors.append(f"console: {message.text}")
+
     page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
-    page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text}"))
+    page.on("console", logged)
     yield page, errors
     context.close()
 
