@@ -33,7 +33,7 @@ export class ApiError extends AppError {
 export function parseRateLimit(header) {
   if (!header) return [];
   return header.split(",").map((item) => {
-    const [name, ...params] = item.trim().split(";");
+    const [name = "", ...params] = item.trim().split(";");
     const values = Object.fromEntries(params.map((p) => p.trim().split("=")));
     return { name: name.replace(/"/g, ""), remaining: Number(values.r), resetAfter: Number(values.t) };
   }).filter((w) => Number.isFinite(w.remaining));
@@ -54,7 +54,7 @@ export async function requestClientSecret(apiBaseUrl, accessToken, request = {},
       method: "POST",
       headers: { Authorization: `Bearer ${accessToken}`, "Content-Type": "application/json" },
       body: JSON.stringify(request),
-      signal,
+      signal: signal ?? null,
     });
   } catch (error) {
     signal?.throwIfAborted();

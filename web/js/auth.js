@@ -43,7 +43,7 @@ async function s256(verifier) {
 /** @param {string} jwt */
 function claimsOf(jwt) {
   try {
-    const part = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const part = (jwt.split(".")[1] ?? "").replace(/-/g, "+").replace(/_/g, "/");
     return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
   } catch {
     return {};

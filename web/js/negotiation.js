@@ -3,7 +3,7 @@
 // How the offer reaches the service is the caller's choice (an `Exchange`), so a call can be
 // placed straight with a client secret or through a server route without changing this file.
 
-import { AppError } from "./errors.js";
+import { AppError, MicrophoneError } from "./errors.js";
 
 const GATHERING_TIMEOUT_MS = 2000;
 
@@ -61,6 +61,8 @@ export class HandshakeError extends AppError {
  */
 export async function connect({ microphone, exchange, signal, timing, onEvent, onRemoteStream, onStateChange }) {
   signal.throwIfAborted();
+  const [track] = microphone.getAudioTracks();
+  if (!track) throw new MicrophoneError(null); // a stream without audio: nothing to send
   const pc = new RTCPeerConnection();
   // The channel must exist before the offer, so the offer carries an SCTP section.
   const channel = pc.createDataChannel("oai-events");
@@ -78,7 +80,6 @@ export async function connect({ microphone, exchange, signal, timing, onEvent, o
   };
   signal.addEventListener("abort", close, { once: true });
 
-  const [track] = microphone.getAudioTracks();
   pc.addTrack(track, microphone);
   pc.ontrack = (event) => onRemoteStream(event.streams[0] || new MediaStream([event.track]));
   let answered = 0;
