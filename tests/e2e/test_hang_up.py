@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.e2e.test_web import TIMEOUT, sign_in, wait_state
+from tests.e2e.test_web import TIMEOUT, alert, sign_in, wait_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
@@ -227,3 +227,26 @@ def test_hang_up_while_connecting_releases_everything(
     assert_released_and_ready(page)
     assert errors == []
     assert_emulator_let_go(stack, calls_before)
+
+
+def test_a_call_the_service_ends_releases_everything_and_says_so(
+    probed: tuple[Any, list[str]], stack: Any
+) -> None:
+    page, errors = probed
+    sign_in(page, stack, "dropped")
+    before = open_calls(stack)
+    page.get_by_role("button", name="Start talking").click()
+    wait_state(page, "connected")
+    (call_id,) = open_calls(stack) - before
+
+    httpx.post(
+        f"{stack.urls['openai']}/realtime/calls/{call_id}/hangup",
+        headers={"Authorization": f"Bearer {stack.openai_key}"},
+    ).raise_for_status()
+
+    assert "The connection was lost" in alert(page)
+    assert page.get_by_role("button", name="Try again").is_visible()
+    page.wait_for_function(RELEASED, timeout=5_000)
+    assert not page.evaluate(AUDIO)["playing"]
+    assert page.evaluate("document.documentElement.dataset.state") == "idle"
+    assert errors == []
