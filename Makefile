@@ -25,15 +25,28 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
+# Two environments in one .venv: the full one (every dependency group, stamp .venv/.synced) and
+# the local stack's (the dev group only, stamp .venv/.synced-dev). `uv sync` makes .venv exactly
+# the one asked for, so each sync removes the other's stamp: switching re-syncs (from uv's cache).
+# `make dev` uses the full environment when it is already there, rather than shrinking it.
 # --compile-bytecode: PYTHONDONTWRITEBYTECODE is set on these machines, and timings would lie.
+SYNC := $(UV) sync --frozen --compile-bytecode --quiet
+DEV_ENV := $(if $(wildcard .venv/.synced),.venv/.synced,.venv/.synced-dev)
+
 .venv/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --compile-bytecode --quiet
+	$(SYNC) --all-groups
+	@rm -f .venv/.synced-dev
 	@touch $@
 
-dev: .venv/.synced
+.venv/.synced-dev: pyproject.toml uv.lock | $(UV)
+	$(SYNC) --no-default-groups --group dev
+	@rm -f .venv/.synced
+	@touch $@
+
+dev: $(DEV_ENV)
 	$(RUN) python -m devstack
 
-token: .venv/.synced
+token: $(DEV_ENV)
 	@$(RUN) python -m devstack.token $(or $(USER_NAME),$(USER),developer)
 
 test: .venv/.synced
@@ -42,7 +55,7 @@ test: .venv/.synced
 lint: .venv/.synced lint-js
 	$(RUN) ruff check functions tests devstack deploy bench
 	$(RUN) ruff format --check functions tests devstack deploy bench
-	$(RUN) mypy functions
+	$(RUN) mypy
 
 # The page has no build step: TypeScript (pinned in package-lock.json) only reads web/js.
 node_modules/.installed: package.json package-lock.json
@@ -58,7 +71,7 @@ template-check: .venv/.synced
 build: .venv/.synced
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash scripts/template_checks.sh --build-only
 
-bench: .venv/.synced
+bench: $(DEV_ENV)
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(RUN) python -m bench
 
 deploy: .venv/.synced

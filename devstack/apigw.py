@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import sys
-import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,14 +32,13 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import CIMultiDict
 
+from devstack.lambda_events import LambdaContext, http_event
 from devstack.net import serve
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ROUTES = ("POST /v1/realtime/client_secrets", "GET /openapi.json")
-ACCOUNT_ID = "123456789012"
-API_ID = "devstack01"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # HTTP API's payload limit
 MAX_EVENT_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation limit
 # Response headers the gateway owns (hop-by-hop, or set from the body it sends).
@@ -120,36 +118,6 @@ class Cors:
         return answer
 
 
-@dataclass
-class LambdaContext:
-    """The attributes Lambda's Python runtime gives a handler (Powertools reads them)."""
-
-    aws_request_id: str
-    deadline: float
-    function_name: str = "TokenFunction"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = ""
-    log_group_name: str = ""
-    log_stream_name: str = "devstack"
-    identity: Any = None
-    client_context: Any = None
-
-    def __post_init__(self) -> None:
-        self.invoked_function_arn = (
-            self.invoked_function_arn
-            or f"arn:aws:lambda:{_region()}:{ACCOUNT_ID}:function:{self.function_name}"
-        )
-        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
-
-
-def _region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-
-
 def load_handler(function_dir: Path, spec: str = "token_vendor.app.handler") -> Handler:
     """As Lambda does: the code directory on sys.path, then `module.attribute`."""
     module_name, _, attribute = spec.rpartition(".")
@@ -160,9 +128,7 @@ def load_handler(function_dir: Path, spec: str = "token_vendor.app.handler") -> 
     return handler  # type: ignore[no-any-return]
 
 
-def build_event(
-    request: web.Request, body: bytes, route_key: str, request_id: str
-) -> dict[str, Any]:
+def build_event(request: web.Request, body: bytes, request_id: str) -> dict[str, Any]:
     """A payload-format-2.0 event, shaped as the gateway shapes it."""
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
@@ -173,43 +139,23 @@ def build_event(
     raw_query = request.rel_url.raw_query_string
     for name, value in parse_qsl(raw_query, keep_blank_values=True):
         query[name] = f"{query[name]},{value}" if name in query else value
-    now = time.time()
-    host = headers.get("host", "")
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": request.rel_url.raw_path,
-        "rawQueryString": raw_query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": ACCOUNT_ID,
-            "apiId": API_ID,
-            "domainName": host,
-            "domainPrefix": host.split(".")[0],
-            "http": {
-                "method": request.method,
-                "path": request.path,
-                "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
-                "sourceIp": request.remote or "127.0.0.1",
-                "userAgent": headers.get("user-agent", ""),
-            },
-            "requestId": request_id,
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "timeEpoch": int(now * 1000),
-        },
-        "isBase64Encoded": False,
-    }
-    if cookie:
-        event["cookies"] = [c.strip() for c in cookie.split(";") if c.strip()]
-    if query:
-        event["queryStringParameters"] = query
-    if body:
-        text = _as_text(body, headers.get("content-type", ""))
-        event["body"] = text if text is not None else base64.b64encode(body).decode()
-        event["isBase64Encoded"] = text is None
-    return event
+    text = _as_text(body, headers.get("content-type", "")) if body else None
+    encoded = bool(body) and text is None  # an empty body is left out of the event
+    return http_event(
+        request.method,
+        request.path,
+        headers,
+        base64.b64encode(body).decode() if encoded else text,
+        base64=encoded,
+        raw_query=raw_query,
+        query=query,
+        cookies=[c.strip() for c in cookie.split(";") if c.strip()] if cookie else None,
+        domain=headers.get("host", ""),
+        source_ip=request.remote or "127.0.0.1",
+        protocol=f"HTTP/{request.version.major}.{request.version.minor}",
+        request_id=request_id,
+        raw_path=request.rel_url.raw_path,
+    )
 
 
 def _as_text(body: bytes, content_type: str) -> str | None:
@@ -282,7 +228,7 @@ class Gateway:
         if route_key not in self.routes:
             return _gateway_message(404, "Not Found", request_id)
         body = await request.read()
-        event = build_event(request, body, route_key, request_id)
+        event = build_event(request, body, request_id)
         if len(json.dumps(event)) > MAX_EVENT_BYTES:
             return _gateway_message(413, "Request Entity Too Large", request_id)
         try:
@@ -293,8 +239,8 @@ class Gateway:
 
     async def _invoke(self, event: dict[str, Any], request_id: str) -> Any:
         context = LambdaContext(
+            int(self.timeout * 1000),
             aws_request_id=request_id,
-            deadline=time.monotonic() + self.timeout,
             function_name=self.function_name,
             memory_limit_in_mb=self.memory_mb,
         )

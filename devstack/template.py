@@ -23,8 +23,10 @@ def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any
             value = value.split(".", 1)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        raise yaml.constructor.ConstructorError(None, None, f"unexpected node {node!r}")
     return {name: value}
 
 
@@ -34,7 +36,9 @@ _CfnLoader.add_multi_constructor("!", _tag)
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: the stack takes its table and routes from it")
-    return yaml.load(path.read_text(), Loader=_CfnLoader)
+    # _CfnLoader is a SafeLoader that also reads CloudFormation's tags: it builds no objects.
+    template: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506
+    return template
 
 
 def quota_table_definition(template: dict[str, Any]) -> dict[str, Any]:
