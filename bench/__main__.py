@@ -22,13 +22,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import jwt
+from typing import Any
 
 from bench import report
-from tests.fakes import SigningKey
+from bench.signing import BenchKey
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = ROOT / "functions"  # the CodeUri: requirements.txt and the token_vendor package
@@ -85,7 +83,11 @@ def _uv() -> str:
 def _pyenv(version: str) -> str | None:
     try:
         root = subprocess.run(
-            ["pyenv", "root"], capture_output=True, text=True, check=True
+            # pyenv is looked up on PATH on purpose; without it the bench uses another Python.
+            ["pyenv", "root"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -96,7 +98,7 @@ def _pyenv(version: str) -> str | None:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def compiled_package(python: Path) -> Path:
@@ -125,20 +127,15 @@ class Fakes:
 
     def __init__(self, python: Path, workdir: Path, package: Path) -> None:
         self.port = free_port()
-        key = SigningKey.rsa("bench")
+        key = BenchKey()
         jwks = workdir / "jwks.json"
         jwks.write_text(json.dumps({"keys": [key.jwk()]}))
         base = f"http://127.0.0.1:{self.port}"
-        now = int(time.time())
-        self.token = jwt.encode(
-            {"iss": base, "sub": "bench", "aud": "app", "iat": now, "exp": now + 3600},
-            key.private,
-            algorithm="RS256",
-            headers={"kid": "bench"},
-        )
+        self.token = key.token(base)
         self.env = os.environ | {
             "FUNCTION_DIR": str(package), "BENCH_TOKEN": self.token, "AWS_ENDPOINT_URL": base,
-            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_REGION": "us-east-1",
             "OPENAI_SECRET_ID": "k", "OPENAI_BASE_URL": f"{base}/v1", "QUOTA_TABLE": "t",
             "QUOTAS": "1000000/minute", "AUTH_ISSUER": base, "AUTH_AUDIENCE": "app",
             "AUTH_JWKS_URL": f"{base}/jwks.json", "POWERTOOLS_METRICS_NAMESPACE": "bench",
@@ -154,15 +151,17 @@ class Fakes:
     def counts(self) -> dict[str, int]:
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/__counts") as response:
-            return json.loads(response.read())
+        url = f"http://127.0.0.1:{self.port}/__counts"
+        with urllib.request.urlopen(url) as response:
+            counts: dict[str, int] = json.loads(response.read())
+            return counts
 
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(5)
 
 
-def probe(python: Path, env: dict[str, str], mode: str) -> dict[str, float]:
+def probe(python: Path, env: dict[str, str], mode: str) -> dict[str, Any]:
     out = subprocess.run(
         [str(python), str(HERE / "probe.py"), mode],
         env=env,
@@ -170,26 +169,36 @@ def probe(python: Path, env: dict[str, str], mode: str) -> dict[str, float]:
         text=True,
         check=True,
     ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
 def cold_start(python: Path, fakes: Fakes, runs: int) -> dict[str, object]:
     floor, handler, imports, warm = [], [], [], []
-    before = fakes.counts()
+    cold_trips: dict[str, int] = {}
+    warm_trips: dict[str, int] = {}
     for _ in range(runs):  # interleaved, so drift on the machine hits both alike
         floor.append(probe(python, fakes.env, "boto3")["ms"])
+        before = fakes.counts()
         result = probe(python, fakes.env, "handler")
+        after = fakes.counts()
         handler.append(result["ms"])
         imports.append(result["import_ms"])
         warm.append(result["warm_ms"])
-    after = fakes.counts()
-    per_process = {k: (after.get(k, 0) - before.get(k, 0)) / runs for k in after}
+        middle = result["counts_after_first"]
+        for name in after:
+            cold_trips[name] = cold_trips.get(name, 0) + middle.get(name, 0) - before.get(name, 0)
+            warm_trips[name] = warm_trips.get(name, 0) + after[name] - middle.get(name, 0)
     return {
         "floor": summary(floor),
         "handler": summary(handler),
         "import": summary(imports),
         "warm_wall": summary(warm),
-        "round_trips_per_process": per_process,
+        # Per request, averaged over the processes: the first (cold) and the second (warm).
+        "round_trips": {
+            "cold": {k: v / runs for k, v in cold_trips.items()},
+            "warm": {k: v / runs for k, v in warm_trips.items()},
+        },
         "ratio": statistics.median(handler) / statistics.median(floor),
     }
 
@@ -213,9 +222,8 @@ def import_profile(python: Path, fakes: Fakes) -> list[tuple[str, float]]:
         return times
 
     floor = modules("import boto3")
-    ours = modules(
-        f"import sys; sys.path.insert(0, {fakes.env['FUNCTION_DIR']!r}); from token_vendor import app"
-    )
+    function_dir = fakes.env["FUNCTION_DIR"]
+    ours = modules(f"import sys; sys.path.insert(0, {function_dir!r}); import token_vendor.app")
     extra = {name: ms for name, ms in ours.items() if name not in floor}
     top: dict[str, float] = {}
     for name, ms in extra.items():
@@ -226,7 +234,9 @@ def import_profile(python: Path, fakes: Fakes) -> list[tuple[str, float]]:
 IMPORT_CHOICES = {
     "import boto3 (the floor)": "import boto3",
     "import botocore.session (what the function uses instead)": "import botocore.session",
-    "import boto3 + Powertools' event handler (not used)": "import boto3, aws_lambda_powertools.event_handler",
+    "import boto3 + Powertools' event handler (not used)": (
+        "import boto3, aws_lambda_powertools.event_handler"
+    ),
 }
 
 
@@ -235,7 +245,10 @@ def import_choices(python: Path, runs: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in IMPORT_CHOICES}
     for _ in range(runs):
         for name, statement in IMPORT_CHOICES.items():
-            code = f"import time; t = time.perf_counter(); {statement}; print((time.perf_counter() - t) * 1000)"
+            code = (
+                f"import time; t = time.perf_counter(); {statement}; "
+                "print((time.perf_counter() - t) * 1000)"
+            )
             out = subprocess.run(
                 [str(python), "-c", code], capture_output=True, text=True, check=True
             ).stdout

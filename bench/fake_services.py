@@ -15,6 +15,7 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 OPENAI_KEY = "sk-bench-" + "b" * 40
 
@@ -22,7 +23,7 @@ OPENAI_KEY = "sk-bench-" + "b" * 40
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real services offer
     jwks: bytes = b"{}"
-    counts: dict[str, int] = {}
+    counts: ClassVar[dict[str, int]] = {}  # one server per process: the class holds its state
 
     def setup(self) -> None:
         super().setup()
@@ -63,7 +64,7 @@ class Handler(BaseHTTPRequestHandler):
             )
         elif target.endswith("GetSecretValue"):
             self._count("secretsmanager")
-            reply = {
+            reply: dict[str, Any] = {
                 "ARN": "arn:aws:secretsmanager:us-east-1:1:secret:k",
                 "Name": "k",
                 "SecretString": OPENAI_KEY,

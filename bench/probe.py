@@ -3,7 +3,9 @@
 `probe.py boto3`    time to `import boto3`: the floor every Python Lambda pays.
 `probe.py handler`  time to import the handler module and serve the first request, then a
                     second (warm) one, against the loopback fakes named in the environment.
-Only `time`, `json`, `os` and `sys` are imported before the clock starts.
+Before the clock starts only `time`, `json`, `os`, `sys` and `devstack.lambda_events` (which
+imports nothing more) are loaded. After each request, outside the timed spans, the probe reads
+the fakes' request counts, so cold and warm round trips are counted apart.
 """
 
 import json
@@ -11,32 +13,22 @@ import os
 import sys
 import time
 
-
-def event(token: str) -> dict:
-    return {
-        "version": "2.0",
-        "routeKey": "POST /v1/realtime/client_secrets",
-        "rawPath": "/v1/realtime/client_secrets",
-        "rawQueryString": "",
-        "headers": {"authorization": f"Bearer {token}", "content-type": "application/json"},
-        "requestContext": {
-            "http": {"method": "POST", "path": "/v1/realtime/client_secrets"},
-            "requestId": "bench",
-            "stage": "$default",
-        },
-        "body": "{}",
-        "isBase64Encoded": False,
-    }
+from devstack.lambda_events import LambdaContext, http_event
 
 
-class Context:
-    function_name = "TokenFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:TokenFunction"
-    aws_request_id = "bench"
+def mint_event(token: str) -> dict[str, object]:
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    return http_event("POST", "/v1/realtime/client_secrets", headers, "{}")
 
-    def get_remaining_time_in_millis(self) -> int:
-        return 9000
+
+def fake_counts() -> dict[str, int]:
+    """The fakes' request counts so far (bench.fake_services' /__counts)."""
+    import urllib.request
+
+    url = os.environ["AWS_ENDPOINT_URL"] + "/__counts"
+    with urllib.request.urlopen(url) as response:  # noqa: S310  a loopback URL we set
+        counts: dict[str, int] = json.loads(response.read())
+        return counts
 
 
 def main() -> None:
@@ -48,23 +40,23 @@ def main() -> None:
         print(json.dumps({"ms": (time.perf_counter() - started) * 1000}))
         return
     sys.path.insert(0, os.environ["FUNCTION_DIR"])
-    from token_vendor import app
+    from token_vendor.app import handler
 
     imported = time.perf_counter()
-    first = app.handler(event(os.environ["BENCH_TOKEN"]), Context())
+    first = handler(mint_event(os.environ["BENCH_TOKEN"]), LambdaContext(9000))
     served = time.perf_counter()
-    second = app.handler(event(os.environ["BENCH_TOKEN"]), Context())
+    after_first = fake_counts()
+    resumed = time.perf_counter()
+    second = handler(mint_event(os.environ["BENCH_TOKEN"]), LambdaContext(9000))
     warm = time.perf_counter()
     assert first["statusCode"] == 200 and second["statusCode"] == 200, (first, second)
-    print(
-        json.dumps(
-            {
-                "ms": (served - started) * 1000,
-                "import_ms": (imported - started) * 1000,
-                "warm_ms": (warm - served) * 1000,
-            }
-        )
-    )
+    result = {
+        "ms": (served - started) * 1000,
+        "import_ms": (imported - started) * 1000,
+        "warm_ms": (warm - resumed) * 1000,
+        "counts_after_first": after_first,
+    }
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ REQUESTS = 300
 CONCURRENCY = (1, 4, 16)
 
 
-async def run(url: str, tokens: list[str], concurrency: int) -> dict[str, float]:
+async def run(url: str, tokens: list[str], concurrency: int) -> dict[str, object]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     queue = iter(range(REQUESTS))

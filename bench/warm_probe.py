@@ -8,10 +8,13 @@ Runs in the function-only environment; prints one JSON line.
 import contextlib
 import io
 import json
+import logging
 import os
 import secrets
 import sys
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import botocore.session
 import httpx
@@ -20,19 +23,17 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.credentials import Credentials
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from bench.signing import BenchKey
+from devstack.lambda_events import LambdaContext, http_event
 
 sys.path.insert(0, os.environ["FUNCTION_DIR"])
-sys.path.insert(0, os.path.dirname(__file__))
-from probe import Context, event
 from token_vendor import app, deps
+from token_vendor.deps import Container
 
 ISSUER = "https://issuer.bench"
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-JWK = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key())) | {
-    "kid": "k",
-    "alg": "RS256",
-}
+KEY = BenchKey("k")
 ENV = {
     "OPENAI_SECRET_ID": "k", "OPENAI_BASE_URL": "https://api.openai.bench/v1", "QUOTA_TABLE": "t",
     "QUOTAS": "1000000/minute", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": "app",
@@ -41,16 +42,16 @@ ENV = {
 
 
 class _Raw(io.BytesIO):
-    def stream(self, **kwargs):  # botocore reads streaming bodies this way
+    def stream(self, **kwargs: Any) -> Iterator[bytes]:  # botocore reads streaming bodies so
         yield self.getvalue()
 
 
-def aws_answer(request, **kwargs):
+def aws_answer(request: AWSRequest, **kwargs: Any) -> AWSResponse:
     """A zero-latency AWS: the request was built and signed for real; only the wire is skipped."""
     target = request.headers.get("X-Amz-Target", b"").decode()
     if target.endswith("UpdateItem"):
         names = json.loads(request.body)["ExpressionAttributeNames"].values()
-        body = {"Attributes": {n: {"N": "1"} for n in names}}
+        body: dict[str, Any] = {"Attributes": {n: {"N": "1"} for n in names}}
     else:
         body = {"ARN": "arn", "Name": "k", "SecretString": "sk-bench-" + "b" * 40}
     return AWSResponse(
@@ -63,7 +64,7 @@ def aws_answer(request, **kwargs):
 
 def web_answer(request: httpx.Request) -> httpx.Response:
     if request.url.path == "/jwks.json":
-        return httpx.Response(200, json={"keys": [JWK]})
+        return httpx.Response(200, json={"keys": [KEY.jwk()]})
     body = json.loads(request.content)
     return httpx.Response(
         200,
@@ -81,19 +82,19 @@ def web_answer(request: httpx.Request) -> httpx.Response:
     )
 
 
-def client(session, service):
+def client(session: botocore.session.Session, service: str) -> Any:
     c = session.create_client(
         service,
         region_name="us-east-1",
         aws_access_key_id="AKIDBENCH",
-        aws_secret_access_key="bench",
+        aws_secret_access_key="bench",  # noqa: S106  a fake AWS that accepts any key
         config=deps.DYNAMODB_CONFIG,
     )
     c.meta.events.register_first("before-send", aws_answer)
     return c
 
 
-def per_op(fn, n: int) -> float:
+def per_op(fn: Callable[[], object], n: int) -> float:
     for _ in range(min(n, 50)):
         fn()
     started = time.process_time()
@@ -102,7 +103,7 @@ def per_op(fn, n: int) -> float:
     return (time.process_time() - started) / n * 1e6  # microseconds
 
 
-def breakdown(container, token: str, n: int) -> dict[str, float]:
+def breakdown(container: Container, token: str, n: int) -> dict[str, float]:
     """Where the time goes: each adapter alone, through the same clients (CPU us per call)."""
     from token_vendor.deadline import Deadline
 
@@ -117,7 +118,7 @@ def breakdown(container, token: str, n: int) -> dict[str, float]:
             lambda: vendor.authenticate(token, Deadline(5)), n
         ),
         "quota: one UpdateItem through botocore": per_op(
-            lambda: vendor._quota.consume(caller.user_hash), n
+            lambda: vendor._quota.consume(caller.user_hash, Deadline(5)), n
         ),
         "OpenAI mint through httpx (MockTransport)": per_op(
             lambda: vendor._minter.create_client_secret(body, "u", Deadline(5)), n
@@ -135,29 +136,25 @@ def main() -> None:
         secretsmanager=client(session, "secretsmanager"),
     )
     handler = app.create_handler(lambda: container)
-    now = int(time.time())
-    token = jwt.encode(
-        {"iss": ISSUER, "sub": "u", "aud": "app", "iat": now, "exp": now + 3600},
-        KEY,
-        algorithm="RS256",
-        headers={"kid": "k"},
-    )
-    ev, ctx = event(token), Context()
+    token = KEY.token(ISSUER, "u")
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    ev = http_event("POST", "/v1/realtime/client_secrets", headers, "{}")
+    ctx = LambdaContext(9000)
 
-    def request():
+    def request() -> None:
         assert handler(ev, ctx)["statusCode"] == 200
 
     signing, signature = token.rsplit(".", 1)
     raw_signature = jwt.utils.base64url_decode(signature)
-    public = KEY.public_key()
+    public = KEY.private.public_key()
 
-    def verify():
+    def verify() -> None:
         public.verify(raw_signature, signing.encode(), padding.PKCS1v15(), hashes.SHA256())
 
     signer = SigV4Auth(Credentials("AKIDBENCH", "bench"), "dynamodb", "us-east-1")
     body = json.dumps({"TableName": "t", "Key": {"pk": {"S": "quota#" + "a" * 32}}})
 
-    def sign():
+    def sign() -> None:
         req = AWSRequest(
             "POST",
             "https://dynamodb.us-east-1.amazonaws.com/",
@@ -167,7 +164,9 @@ def main() -> None:
         signer.add_auth(req)
 
     # The function's log lines go where Lambda sends them (a pipe it reads); here, nowhere.
-    app.logger.registered_handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
+    handler_stream = app.logger.registered_handler
+    assert isinstance(handler_stream, logging.StreamHandler)
+    handler_stream.setStream(open(os.devnull, "w"))  # noqa: SIM115
     with contextlib.redirect_stdout(open(os.devnull, "w")):
         ours = per_op(request, n)
     reference = per_op(verify, n) + per_op(sign, n)
@@ -178,7 +177,7 @@ def main() -> None:
 
         with contextlib.redirect_stdout(open(os.devnull, "w")):
             profile = cProfile.Profile()
-            profile.runcall(lambda: [request() for _ in range(300)])
+            profile.runcall(lambda: [handler(ev, ctx) for _ in range(300)])
         pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(60)
     print(
         json.dumps(

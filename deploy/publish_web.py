@@ -140,9 +140,8 @@ def main(argv: list[str] | None = None, session: Any = None) -> None:
     outputs = stack_outputs(session.client("cloudformation"), args.stack_name)
     s3 = session.client("s3")
     if args.empty:
-        print(
-            f"emptied {outputs['WebBucketName']}: {empty_bucket(outputs['WebBucketName'], s3)} objects"
-        )
+        bucket = outputs["WebBucketName"]
+        print(f"emptied {bucket}: {empty_bucket(bucket, s3)} objects")
         return
     report = publish(args.web_dir, outputs, s3, session.client("cloudfront"), args.scopes)
     print(
@@ -158,15 +157,17 @@ def next_steps(outputs: dict[str, str]) -> str:
         "",
         "Deployed. What to do next:",
         "  1. Put the OpenAI key in the secret (the function answers 503 until you do):",
-        f"       aws secretsmanager put-secret-value --secret-id '{outputs.get('OpenAIKeySecretArn', '<secret arn>')}' "
-        "--secret-string 'sk-...'",
+        "       aws secretsmanager put-secret-value"
+        f" --secret-id '{outputs.get('OpenAIKeySecretArn', '<secret arn>')}'"
+        " --secret-string 'sk-...'",
     ]
     if outputs.get("UserPoolId"):
         lines += [
             "  2. Create a user in the Cognito pool (a temporary password is e-mailed):",
             f"       aws cognito-idp admin-create-user --user-pool-id {outputs['UserPoolId']} "
             "--username person@example.com \\",
-            "         --user-attributes Name=email,Value=person@example.com Name=email_verified,Value=true",
+            "         --user-attributes Name=email,Value=person@example.com"
+            " Name=email_verified,Value=true",
         ]
     lines.append(f"  Then open {outputs['WebUrl']} and press Start talking.")
     return "\n".join(lines)

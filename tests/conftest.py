@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import pytest_socket
 from moto import mock_aws
 
+from devstack.lambda_events import LambdaContext, http_event
 from tests.fakes import AUDIENCE, ISSUER, JWKS_URL, OPENAI_BASE, OPENAI_KEY, FakeInternet, Issuer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,18 +41,6 @@ BASE_ENV = {
 
 
 @dataclass
-class LambdaContext:
-    remaining_ms: int = 10_000
-    function_name: str = "TokenFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:TokenFunction"
-    aws_request_id: str = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
-@dataclass
 class Reply:
     status: int
     headers: dict[str, str]
@@ -65,41 +53,11 @@ class Reply:
     def header(self, name: str) -> str | None:
         return {k.lower(): v for k, v in self.headers.items()}.get(name.lower())
 
-
-def http_event(
-    method: str = "POST",
-    path: str = "/v1/realtime/client_secrets",
-    headers: dict[str, str] | None = None,
-    body: str | None = None,
-    base64: bool = False,
-) -> dict[str, Any]:
-    """An API Gateway HTTP API payload-2.0 event."""
-    return {
-        "version": "2.0",
-        "routeKey": f"{method} {path}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {k.lower(): v for k, v in (headers or {}).items()},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "api",
-            "domainName": "api.example.com",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.9",
-                "userAgent": "pytest",
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": f"{method} {path}",
-            "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000",
-            "timeEpoch": 1767225600000,
-        },
-        "body": body,
-        "isBase64Encoded": base64,
-    }
+    def required_header(self, name: str) -> str:
+        """The header's value; a missing one fails the test here, naming the header."""
+        value = self.header(name)
+        assert value is not None, f"the reply has no {name} header"
+        return value
 
 
 def invoke(

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BASE_ENV, ORIGIN, LambdaContext
+from devstack.lambda_events import LambdaContext
+from tests.conftest import BASE_ENV, ORIGIN
 from tests.fakes import Issuer
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

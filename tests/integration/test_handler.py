@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ORIGIN, Aws, LambdaContext, Reply, http_event, invoke
+from devstack.lambda_events import LambdaContext, http_event
+from tests.conftest import ORIGIN, Aws, Reply, invoke
 from tests.fakes import OPENAI_BASE, FakeInternet, Issuer, openai_error
 
 Mint = Callable[..., Reply]
@@ -48,7 +49,7 @@ def test_a_signed_in_user_gets_a_client_secret(mint: Mint, internet: FakeInterne
     assert "instructions" not in body["session"]
     assert reply.header("cache-control") == "no-store"
     assert reply.header("ratelimit-policy") == '"minute";q=3;w=60, "day";q=10;w=86400'
-    assert reply.header("ratelimit").startswith('"minute";r=2;t=')
+    assert reply.required_header("ratelimit").startswith('"minute";r=2;t=')
 
 
 def test_the_response_validates_against_openais_own_model(mint: Mint) -> None:
@@ -64,6 +65,7 @@ def test_the_response_validates_against_openais_own_model(mint: Mint) -> None:
 def test_the_openai_sdk_can_call_this_endpoint_unchanged(handler: Any, issuer: Issuer) -> None:
     """Code written against OpenAI's samples works when pointed here: the SDK is the client."""
     from openai import OpenAI
+    from openai.types.realtime import RealtimeSessionCreateResponse
 
     def gateway(request: httpx.Request) -> httpx.Response:
         headers = {k: v for k, v in request.headers.items()}
@@ -78,7 +80,8 @@ def test_the_openai_sdk_can_call_this_endpoint_unchanged(handler: Any, issuer: I
     client = OpenAI(
         api_key=issuer.token(),
         base_url="https://vendor.example.com/v1",
-        http_client=httpx.Client(transport=httpx.MockTransport(gateway)),
+        # The SDK's annotation names its own httpx fork; an httpx.Client is what it accepts.
+        http_client=httpx.Client(transport=httpx.MockTransport(gateway)),  # type: ignore[arg-type]
         max_retries=0,
     )
 
@@ -86,6 +89,7 @@ def test_the_openai_sdk_can_call_this_endpoint_unchanged(handler: Any, issuer: I
         session={"type": "realtime", "model": "gpt-realtime-2.1-mini"}
     )
 
+    assert isinstance(secret.session, RealtimeSessionCreateResponse)
     assert secret.value.startswith("ek_") and secret.session.model == "gpt-realtime-2.1-mini"
 
 
@@ -129,7 +133,7 @@ def test_no_token_is_401_with_a_challenge(mint: Mint, aws: Aws, internet: FakeIn
     reply = mint(headers={"authorization": None})
 
     assert_problem(reply, 401, "invalid-token")
-    assert reply.header("www-authenticate").startswith(
+    assert reply.required_header("www-authenticate").startswith(
         'Bearer realm="realtime-token-vendor", error="invalid_token"'
     )
     assert internet.requests == [] and aws.quota_items() == []
@@ -194,7 +198,7 @@ def test_a_profile_without_its_scope_is_403(mint: Mint, aws: Aws) -> None:
     reply = mint({"profile": "support-agent"})
 
     assert_problem(reply, 403, "insufficient-scope")
-    assert 'error="insufficient_scope", scope="realtime:support"' in reply.header(
+    assert 'error="insufficient_scope", scope="realtime:support"' in reply.required_header(
         "www-authenticate"
     )
     assert aws.quota_items() == []
@@ -218,11 +222,11 @@ def test_the_quota_refuses_with_429_and_an_exact_retry_after(
     reply = mint()
 
     body = assert_problem(reply, 429, "quota-exceeded")
-    retry_after = int(reply.header("retry-after"))
+    retry_after = int(reply.required_header("retry-after"))
     assert (
         1 <= retry_after <= 60 and body["retry_after"] == retry_after and body["policy"] == "minute"
     )
-    assert reply.header("ratelimit").startswith(f'"minute";r=0;t={retry_after}')
+    assert reply.required_header("ratelimit").startswith(f'"minute";r=0;t={retry_after}')
     assert len(internet.openai_requests()) == 3
 
 

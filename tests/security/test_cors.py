@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from devstack.lambda_events import http_event
 from devstack.template import cors_configuration, load_template
-from tests.conftest import ORIGIN, http_event, invoke
+from tests.conftest import ORIGIN, invoke
 from tests.fakes import Issuer
 
 PREFLIGHT = {

@@ -17,7 +17,8 @@ import botocore.session
 import httpx
 import pytest
 
-from tests.conftest import BASE_ENV, SECRET_ID, LambdaContext, Reply, http_event, invoke
+from devstack.lambda_events import LambdaContext, http_event
+from tests.conftest import BASE_ENV, SECRET_ID, Reply, invoke
 from tests.fakes import OPENAI_KEY, FakeInternet, Issuer, openai_error, openai_secret_response
 
 

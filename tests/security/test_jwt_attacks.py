@@ -15,7 +15,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 
-from tests.conftest import ORIGIN, Aws, Reply, http_event, invoke
+from devstack.lambda_events import http_event
+from tests.conftest import ORIGIN, Aws, Reply, invoke
 from tests.fakes import AUDIENCE, ISSUER, JWKS_URL, FakeInternet, Issuer, SigningKey, b64url
 from tests.security import forge
 
@@ -294,7 +295,7 @@ def assert_invalid_token(reply: Reply) -> None:
     assert reply.status == 401, reply.body
     assert reply.header("content-type") == "application/problem+json"
     assert reply.json["type"].endswith(":invalid-token") and reply.json["status"] == 401
-    assert 'error="invalid_token"' in reply.header("www-authenticate")
+    assert 'error="invalid_token"' in reply.required_header("www-authenticate")
     assert "Traceback" not in reply.body
 
 
@@ -366,7 +367,9 @@ def test_a_valid_token_without_the_required_scope_is_403(
 
     reply = invoke(handler, http_event(headers=bearer(issuer.token(scope="openid"))))
 
-    assert reply.status == 403 and 'error="insufficient_scope"' in reply.header("www-authenticate")
+    assert reply.status == 403 and 'error="insufficient_scope"' in reply.required_header(
+        "www-authenticate"
+    )
     assert aws.quota_items() == []
 
 

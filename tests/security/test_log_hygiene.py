@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ORIGIN, SECRET_ID, http_event, invoke
+from devstack.lambda_events import http_event
+from tests.conftest import ORIGIN, SECRET_ID, invoke
 from tests.fakes import OPENAI_KEY, FakeInternet, Issuer, openai_error
 from tests.security.test_faults import (
     OPENAI_FAULTS,

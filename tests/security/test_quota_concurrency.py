@@ -9,6 +9,7 @@ exact Retry-After, exactly 5 upstream mints. Repeated for many rounds in one run
 from __future__ import annotations
 
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -88,7 +89,9 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
     os.environ.update(env)
     from token_vendor import app, deps
 
-    app.logger.registered_handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
+    log_handler = app.logger.registered_handler
+    assert isinstance(log_handler, logging.StreamHandler)
+    log_handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
 
     def upstream(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("jwks.json"):
@@ -110,7 +113,7 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
 def _fire(
     token: str, count: int, start_at: float, quotas: str | None = None, pause: float = 0.0
 ) -> dict[str, Any]:
-    from tests.conftest import LambdaContext, http_event
+    from devstack.lambda_events import LambdaContext, http_event
 
     handler = _handler
     if quotas is not None:
@@ -239,7 +242,8 @@ def counters(url: str, issuer: str, subject: str, prefix: str) -> dict[str, int]
 def test_two_issuers_with_the_same_subject_are_counted_apart(
     make_handler: Any, issuer: Issuer
 ) -> None:
-    from tests.conftest import http_event, invoke
+    from devstack.lambda_events import http_event
+    from tests.conftest import invoke
 
     other = Issuer(issuer="https://other-issuer.test/", keys=issuer.keys)
     first = make_handler()

@@ -402,7 +402,7 @@ def test_the_loader_turns_short_tags_into_intrinsics(tmp_path: Path) -> None:
 
 
 def test_the_loader_says_which_file_is_missing(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
         load_template(tmp_path / "nope.yaml")
 
 
