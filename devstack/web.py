@@ -17,11 +17,6 @@ from aiohttp import web
 from devstack.net import serve
 
 ROOT = Path(__file__).resolve().parents[1]
-PLACEHOLDER = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>Realtime token vendor (local)</title></head><body><main>
-<h1>The web page is not written yet</h1>
-<p>Put an <code>index.html</code> in <code>web/</code>; it is served from here as is, with a
-generated <a href="/config.json">config.json</a> beside it.</p></main></body></html>"""
 # ES modules are refused by browsers unless served as JavaScript.
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
@@ -52,8 +47,6 @@ async def _file(request: web.Request) -> web.StreamResponse:
     if target.is_file():
         # no-store: the developer edits web/ and reloads; a cached module would hide the edit.
         return web.FileResponse(target, headers={"Cache-Control": "no-store"})
-    if target == root / "index.html":
-        return web.Response(text=PLACEHOLDER, content_type="text/html")
     raise web.HTTPNotFound()
 
 

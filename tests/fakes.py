@@ -15,11 +15,23 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from devstack.openai_schema import build_session
+
 ISSUER = "https://issuer.test/"
 AUDIENCE = "app-client"
 JWKS_URL = "https://issuer.test/.well-known/jwks.json"
 OPENAI_BASE = "https://api.openai.test/v1"
 OPENAI_KEY = "sk-test-" + "k" * 40  # the fake OpenAI accepts only this (or what a test sets)
+
+
+class Clock:
+    """A clock the test moves by hand: `clock.now += 60`."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def b64url(data: bytes) -> str:
@@ -97,29 +109,12 @@ class Issuer:
 
 
 def openai_secret_response(body: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    """What OpenAI answers to a mint, shaped as in shared/openai-realtime.md."""
-    now = int(now or time.time())
-    session = body.get("session", {})
+    """What OpenAI answers to a mint: the session shaped by the emulator's own schema."""
+    now = int(time.time() if now is None else now)
     return {
         "value": "ek_" + secrets.token_hex(16),
         "expires_at": now + body.get("expires_after", {}).get("seconds", 600),
-        "session": {
-            "type": "realtime",
-            "object": "realtime.session",
-            "id": "sess_" + secrets.token_hex(8),
-            "model": session.get("model", "gpt-realtime-2.1"),
-            "output_modalities": ["audio"],
-            "instructions": session.get("instructions", ""),
-            "tools": [],
-            "tool_choice": "auto",
-            "max_output_tokens": "inf",
-            "tracing": None,
-            "truncation": "auto",
-            "prompt": None,
-            "expires_at": 0,
-            "include": None,
-            "audio": session.get("audio", {}),
-        },
+        "session": build_session(body.get("session") or {}),
     }
 
 

@@ -35,6 +35,7 @@ from .errors import (
     TokenVendorError,
     UnsupportedMediaType,
 )
+from .parsing import NotJson, json_object
 from .problems import Problem, method_not_allowed, not_found, problem_for, ratelimit_headers
 
 CLIENT_SECRETS_PATH = "/v1/realtime/client_secrets"
@@ -210,12 +211,11 @@ def _json_body(request: Request) -> dict[str, Any]:
     ):
         raise UnsupportedMediaType("the body must be application/json")
     try:
-        document = json.loads(data)
-    except (ValueError, RecursionError):
+        return json_object(data)
+    except NotJson:
         raise InvalidRequest("the body is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    return document
+    except ValueError:  # NotAnObject
+        raise InvalidRequest("the body must be a JSON object") from None
 
 
 def _observe_failure(exc: TokenVendorError) -> None:
@@ -244,7 +244,7 @@ def _observe_failure(exc: TokenVendorError) -> None:
         metrics.add_dimension(name="dependency", value=exc.dependency)
         metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
         # 401 from OpenAI after a re-read means the stored key is bad: alarm-worthy.
-        log = logger.error if "HTTP 401" in exc.reason else logger.warning
+        log = logger.error if exc.status == 401 else logger.warning
         log(
             "dependency failed",
             extra={

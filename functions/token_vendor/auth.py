@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import math
 import re
 import time
@@ -24,6 +23,7 @@ from jwt.exceptions import PyJWTError
 
 from .deadline import Deadline
 from .errors import InsufficientScope, InvalidToken
+from .parsing import is_number, json_object
 
 MAX_TOKEN_BYTES = 8192
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
@@ -170,12 +170,9 @@ def _b64decode(segment: str) -> bytes:
 
 def _json_object(raw: bytes, part: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise InvalidToken("malformed", f"the token's {part} is not JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidToken("malformed", f"the token's {part} is not a JSON object")
-    return value
+        return json_object(raw)
+    except ValueError as exc:  # NotJson or NotAnObject: the message says which
+        raise InvalidToken("malformed", f"the token's {part} is {exc}") from None
 
 
 def _time(claims: dict[str, Any], name: str, required: bool = False) -> float | None:
@@ -184,7 +181,7 @@ def _time(claims: dict[str, Any], name: str, required: bool = False) -> float | 
             raise InvalidToken(f"missing_{name}", f"the token has no '{name}' claim")
         return None
     value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise InvalidToken(f"bad_{name}", f"the token's '{name}' is not a number")
     if not math.isfinite(value) or not 0 < value < _LATEST_TIME:
         raise InvalidToken(f"bad_{name}", f"the token's '{name}' is out of range")

@@ -99,15 +99,19 @@ class QuotaExceeded(TokenVendorError):
 
 
 class DependencyError(TokenVendorError):
-    def __init__(self, dependency: str, reason: str) -> None:
+    def __init__(self, dependency: str, reason: str, status: int | None = None) -> None:
         self.dependency = dependency
         self.reason = reason
+        # The dependency's own HTTP status, when it answered with one (never shown to callers).
+        self.status = status
         super().__init__(f"{dependency}: {reason}")
 
 
 class DependencyUnavailable(DependencyError):
-    def __init__(self, dependency: str, reason: str, retry_after: int = 5) -> None:
-        super().__init__(dependency, reason)
+    def __init__(
+        self, dependency: str, reason: str, retry_after: int = 5, status: int | None = None
+    ) -> None:
+        super().__init__(dependency, reason, status)
         self.retry_after = retry_after
 
 

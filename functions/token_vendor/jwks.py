@@ -7,7 +7,6 @@ keeps the keys we have; with no keys at all and the key set unreachable, the cal
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +19,15 @@ from jwt.exceptions import PyJWTError
 
 from .deadline import Deadline
 from .errors import DependencyUnavailable, InvalidToken
+from .parsing import json_object, read_capped
 
 MAX_DOCUMENT_BYTES = 64 * 1024
+
+
+class FetchFailed(Exception):
+    """The key set or discovery document could not be fetched or used; says why, for logs."""
+
+
 _KTY_FOR_ALG = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
 
@@ -99,7 +105,7 @@ class JwksKeySource:
         try:
             self._keys = self._fetch(deadline)
             self._fetched_at = self._clock()
-        except (httpx.HTTPError, ValueError, PyJWTError) as exc:
+        except (httpx.HTTPError, FetchFailed, PyJWTError) as exc:
             self._failed_at = self._clock()
             if self._keys is None:
                 raise DependencyUnavailable(
@@ -127,21 +133,21 @@ class JwksKeySource:
             kid = jwk.get("kid") if isinstance(jwk.get("kid"), str) else None
             keys[kid] = (parsed, jwk.get("alg"))
         if not keys:
-            raise ValueError("the key set holds no usable signing key")
+            raise FetchFailed("the key set holds no usable signing key")
         return keys
 
     def _discover(self, deadline: Deadline) -> str:
         config = self._get_json(f"{self._issuer}/.well-known/openid-configuration", deadline)
         if str(config.get("issuer", "")).rstrip("/") != self._issuer:
-            raise ValueError("the discovery document names another issuer")
+            raise FetchFailed("the discovery document names another issuer")
         jwks_uri = config.get("jwks_uri")
         if not isinstance(jwks_uri, str) or urlsplit(jwks_uri).scheme not in {"https", "http"}:
-            raise ValueError("the discovery document has no usable jwks_uri")
+            raise FetchFailed("the discovery document has no usable jwks_uri")
         if (
             urlsplit(jwks_uri).scheme == "http"
             and urlsplit(jwks_uri).hostname != urlsplit(self._issuer).hostname
         ):
-            raise ValueError(
+            raise FetchFailed(
                 "plain-http jwks_uri is only accepted from a plain-http issuer's own host"
             )
         self._jwks_url = jwks_uri
@@ -152,19 +158,11 @@ class JwksKeySource:
         # No redirects: a key set that moves is a key set we do not trust.
         with self._http.stream("GET", url, timeout=timeout, follow_redirects=False) as response:
             if response.status_code != 200:
-                raise ValueError(f"HTTP {response.status_code}")
-            body = b""
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_DOCUMENT_BYTES:
-                    raise ValueError("document too large")
-        try:
-            document = json.loads(body)
-        except RecursionError:  # 64 KB of brackets: not a key set, and not our crash
-            raise ValueError("document nested too deeply") from None
-        if not isinstance(document, dict):
-            raise ValueError("not a JSON object")
-        return document
+                raise FetchFailed(f"HTTP {response.status_code}")
+            try:
+                return json_object(read_capped(response.iter_bytes(), MAX_DOCUMENT_BYTES))
+            except ValueError as exc:  # TooLarge, NotJson, NotAnObject
+                raise FetchFailed(f"the document is {exc}") from None
 
 
 def _default_alg(jwk: dict[str, Any], algorithms: tuple[str, ...]) -> str | None:

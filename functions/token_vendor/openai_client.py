@@ -8,7 +8,6 @@ failures to domain errors. Today it mints client secrets; relaying the SDP offer
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import time
@@ -21,6 +20,7 @@ import httpx
 from .deadline import Deadline
 from .errors import DependencyUnavailable, UpstreamBadResponse, UpstreamRejected, UpstreamTimeout
 from .openai_key import OpenAIKeyStore
+from .parsing import TooLarge, is_int, json_object, read_capped
 
 MAX_RESPONSE_BYTES = 64 * 1024
 CONNECT_TIMEOUT = 2.0
@@ -133,8 +133,10 @@ class RealtimeApi:
                 f"HTTP {status} ({_error_code(reply)}; request {reply.headers.get('x-request-id')})"
             )
             if status in _RETRYABLE:
-                raise DependencyUnavailable("openai", reason, retry_after=_retry_after(reply))
-            raise UpstreamRejected("openai", reason)
+                raise DependencyUnavailable(
+                    "openai", reason, retry_after=_retry_after(reply), status=status
+                )
+            raise UpstreamRejected("openai", reason, status)
 
     def _post(
         self, path: str, body: dict[str, Any], headers: dict[str, str], timeout: httpx.Timeout
@@ -143,11 +145,10 @@ class RealtimeApi:
         with self._http.stream(
             "POST", url, json=body, headers=headers, timeout=timeout, follow_redirects=False
         ) as response:
-            content = b""
-            for chunk in response.iter_bytes():
-                content += chunk
-                if len(content) > MAX_RESPONSE_BYTES:  # never buffer an unbounded answer
-                    raise UpstreamBadResponse("openai", "response body too large")
+            try:  # never buffer an unbounded answer
+                content = read_capped(response.iter_bytes(), MAX_RESPONSE_BYTES)
+            except TooLarge:
+                raise UpstreamBadResponse("openai", "response body too large") from None
             return Reply(response.status_code, response.headers, content)
 
     def _may_retry(self, attempt: int, deadline: Deadline, reply: Reply | None = None) -> bool:
@@ -164,7 +165,7 @@ class RealtimeApi:
     def _expiry(self, data: dict[str, Any], lifetime: int) -> int:
         expires_at = data.get("expires_at")
         now = self._clock()
-        if isinstance(expires_at, bool) or not isinstance(expires_at, int):
+        if not is_int(expires_at):
             raise UpstreamBadResponse("openai", "expires_at is not an integer")
         if not now < expires_at <= now + lifetime + 120:
             raise UpstreamBadResponse("openai", "expires_at is past or beyond the asked lifetime")
@@ -173,12 +174,9 @@ class RealtimeApi:
 
 def _json(content: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(content)
-    except (ValueError, RecursionError):
-        raise UpstreamBadResponse("openai", "response is not JSON") from None
-    if not isinstance(data, dict):
-        raise UpstreamBadResponse("openai", "response is not a JSON object")
-    return data
+        return json_object(content)
+    except ValueError as exc:  # NotJson or NotAnObject: the message says which
+        raise UpstreamBadResponse("openai", f"response is {exc}") from None
 
 
 def _secret_value(data: dict[str, Any]) -> str:
@@ -202,10 +200,12 @@ def _session(data: dict[str, Any], model: str | None) -> dict[str, Any]:
 
 def _error_code(reply: Reply) -> str:
     try:
-        error = json.loads(reply.content).get("error", {})
-        return str(error.get("code") or error.get("type") or "no code")[:64]
-    except (ValueError, AttributeError, RecursionError):
+        error = json_object(reply.content).get("error")
+    except ValueError:
         return "no error body"
+    if not isinstance(error, dict):
+        return "no error body"
+    return str(error.get("code") or error.get("type") or "no code")[:64]
 
 
 def _retry_after(reply: Reply) -> int:

@@ -6,7 +6,6 @@ logs and errors.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +15,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .errors import DependencyUnavailable
+from .parsing import NotJson, json_object
+
+
+class UnusableSecret(ValueError):
+    """The secret's value is not a key we can use; the message never quotes the value."""
 
 
 @dataclass(frozen=True)
@@ -38,12 +42,14 @@ def parse_secret(secret_string: str) -> OpenAICredentials:
     text = secret_string.strip()
     if text[:1] in ("{", "[", '"'):  # JSON: it must be the object form
         try:
-            data = json.loads(text)
-        except ValueError:
-            raise ValueError("the secret is neither a key nor valid JSON") from None
-        key = data.get("api_key") if isinstance(data, dict) else None
+            data = json_object(text)
+        except NotJson:
+            raise UnusableSecret("the secret is neither a key nor valid JSON") from None
+        except ValueError:  # NotAnObject
+            data = {}
+        key = data.get("api_key")
         if not isinstance(key, str) or not key.strip():
-            raise ValueError("the secret's JSON has no 'api_key'")
+            raise UnusableSecret("the secret's JSON has no 'api_key'")
         org, project = data.get("organization"), data.get("project")
         return OpenAICredentials(
             key.strip(),
@@ -51,7 +57,7 @@ def parse_secret(secret_string: str) -> OpenAICredentials:
             project if isinstance(project, str) else None,
         )
     if not text or any(c.isspace() for c in text):
-        raise ValueError("the secret is empty or not a single key")
+        raise UnusableSecret("the secret is empty or not a single key")
     return OpenAICredentials(text)
 
 
@@ -94,7 +100,7 @@ class OpenAIKeyStore:
         try:
             response = self._client.get_secret_value(SecretId=self._secret_id)
             credentials = parse_secret(response.get("SecretString") or "")
-        except (BotoCoreError, ClientError, ValueError) as exc:
+        except (BotoCoreError, ClientError, UnusableSecret) as exc:
             # A warm container keeps serving the key it has; only a cold one must give up.
             if self._cached is not None:
                 self._read_at = (
@@ -108,6 +114,6 @@ class OpenAIKeyStore:
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         return f"Secrets Manager: {exc.response.get('Error', {}).get('Code', 'error')}"
-    if isinstance(exc, ValueError):
+    if isinstance(exc, UnusableSecret):
         return f"unusable secret: {exc}"  # our own messages: they never quote the value
     return f"Secrets Manager: {type(exc).__name__}"

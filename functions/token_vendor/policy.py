@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidRequest, ProfileNotPermitted
+from .parsing import is_int
 
 MIN_LIFETIME = 10
 MAX_LIFETIME = 600  # a secret can open several sessions until it expires: keep it short
@@ -122,11 +123,7 @@ def _choice(value: Any, allowed: tuple[str, ...], field: str) -> str:
 
 
 def _lifetime(value: Any, maximum: int) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not MIN_LIFETIME <= value <= maximum
-    ):
+    if not is_int(value) or not MIN_LIFETIME <= value <= maximum:
         raise InvalidRequest(
             f"'expires_after.seconds' must be a whole number from {MIN_LIFETIME} to {maximum}",
             "expires_after.seconds",
@@ -192,11 +189,7 @@ def _load_profile(name: str, spec: Any, problems: list[str]) -> Profile | None:
         ("expires_after_seconds", lifetime),
         ("max_expires_after_seconds", maximum),
     ):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or not MIN_LIFETIME <= value <= MAX_LIFETIME
-        ):
+        if not is_int(value) or not MIN_LIFETIME <= value <= MAX_LIFETIME:
             bad(field, f"must be a whole number from {MIN_LIFETIME} to {MAX_LIFETIME}")
     if isinstance(lifetime, int) and isinstance(maximum, int) and lifetime > maximum:
         bad("expires_after_seconds", "must not exceed max_expires_after_seconds")

@@ -136,9 +136,6 @@ class QuotaStore:
             return False
         return True
 
-    def policy(self) -> tuple[QuotaWindow, ...]:
-        return self._windows
-
     def _usage(self, counts: list[int], now: float) -> tuple[WindowUsage, ...]:
         return tuple(
             WindowUsage(

@@ -11,15 +11,7 @@ from token_vendor.deadline import Deadline
 from token_vendor.errors import DependencyUnavailable, InsufficientScope, InvalidToken
 from token_vendor.jwks import JwksKeySource
 
-from tests.fakes import AUDIENCE, ISSUER, JWKS_URL, FakeInternet, Issuer, SigningKey
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import AUDIENCE, ISSUER, JWKS_URL, Clock, FakeInternet, Issuer, SigningKey
 
 
 def verifier(internet: FakeInternet, clock: Clock | None = None, **options: Any) -> JwtVerifier:

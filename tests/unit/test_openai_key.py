@@ -8,15 +8,7 @@ from token_vendor.errors import DependencyUnavailable
 from token_vendor.openai_key import OpenAIKeyStore, parse_secret
 
 from tests.conftest import SECRET_ID, Aws
-from tests.fakes import OPENAI_KEY
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import OPENAI_KEY, Clock
 
 
 def test_a_plain_key_and_a_json_secret_are_both_understood() -> None:

@@ -12,18 +12,11 @@ from token_vendor.errors import DependencyUnavailable, QuotaExceeded
 from token_vendor.quota import QuotaStore
 
 from tests.conftest import TABLE, Aws
+from tests.fakes import Clock
 
 MINUTE = QuotaWindow("minute", 60, 2)
 DAY = QuotaWindow("day", 86400, 3)
 START = 1_800_000_000.0  # a day boundary: 1_800_000_000 % 86400 == 57600; minute-aligned
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def store(aws: Aws, clock: Clock, windows: tuple[QuotaWindow, ...] = (MINUTE, DAY)) -> QuotaStore:
