@@ -59,6 +59,8 @@ metrics = Metrics(
 
 @dataclass(frozen=True)
 class Request:
+    """The parts of an API Gateway event the routes read, defaulted when the event lacks them."""
+
     method: str
     path: str
     headers: Mapping[str, str]
@@ -83,6 +85,8 @@ class Request:
 
 @dataclass
 class Response:
+    """An HTTP answer, turned into the Lambda proxy result by `to_lambda`."""
+
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)

@@ -34,11 +34,15 @@ _LATEST_TIME = 10_000_000_000  # the year 2286: anything later is not a real exp
 
 
 class KeySource(Protocol):
+    """Where the verifier gets the key for a token (port; `jwks.JwksKeySource` in production)."""
+
     def key_for(self, kid: str | None, algorithm: str, deadline: Deadline) -> Any: ...
 
 
 @dataclass(frozen=True)
 class Caller:
+    """Who a verified token says is calling, and with which scopes."""
+
     issuer: str
     subject: str
     scopes: frozenset[str]
@@ -62,6 +66,8 @@ def bearer_token(authorization: str | None) -> str:
 
 
 class JwtVerifier:
+    """Adapter for the app's identity provider: a bearer JWT in, a `Caller` or InvalidToken out."""
+
     def __init__(
         self,
         *,

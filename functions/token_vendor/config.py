@@ -32,6 +32,8 @@ _PLAIN_HTTP_HOSTS = {"localhost", "127.0.0.1", "::1", "host.docker.internal"}
 
 @dataclass(frozen=True)
 class QuotaWindow:
+    """One fixed quota window: at most `limit` mints per `seconds`, aligned on the epoch."""
+
     name: str
     seconds: int
     limit: int
@@ -39,6 +41,8 @@ class QuotaWindow:
 
 @dataclass(frozen=True)
 class Settings:
+    """The function's whole configuration, read from the environment once per container."""
+
     openai_secret_id: str
     openai_base_url: str
     quota_table: str

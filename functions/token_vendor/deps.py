@@ -39,14 +39,16 @@ SECRETS_CONFIG = Config(
 
 @dataclass(frozen=True)
 class Container:
+    """Everything built once per container: the settings, the use case and its caches."""
+
     settings: Settings
     vendor: TokenVendor
-    keys: JwksKeySource
+    jwks: JwksKeySource
     openai_key: OpenAIKeyStore
 
     def forget_cached_secrets(self) -> None:
         """After a SnapStart restore: the snapshot's keys and secret may be stale."""
-        self.keys.invalidate()
+        self.jwks.invalidate()
         self.openai_key.invalidate()
 
 
@@ -82,7 +84,7 @@ def build_container(
         limits=httpx.Limits(max_connections=4, max_keepalive_connections=4, keepalive_expiry=60),
         follow_redirects=False,
     )
-    keys = JwksKeySource(
+    jwks = JwksKeySource(
         http=http,
         issuer=settings.auth_issuer,
         algorithms=settings.auth_algorithms,
@@ -92,7 +94,7 @@ def build_container(
         issuer=settings.auth_issuer,
         audiences=settings.auth_audiences,
         algorithms=settings.auth_algorithms,
-        keys=keys,
+        keys=jwks,
         required_scopes=settings.auth_required_scopes,
         token_use=settings.auth_token_use,
         leeway=settings.auth_leeway_seconds,
@@ -107,4 +109,4 @@ def build_container(
         webrtc_url=settings.webrtc_url,
         log=log,
     )
-    return Container(settings=settings, vendor=vendor, keys=keys, openai_key=openai_key)
+    return Container(settings=settings, vendor=vendor, jwks=jwks, openai_key=openai_key)

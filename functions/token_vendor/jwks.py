@@ -36,6 +36,8 @@ def key_type_for(algorithm: str) -> str:
 
 
 class JwksKeySource:
+    """Adapter for the issuer's published signing keys (JWKS): fetched, cached, rotated."""
+
     def __init__(
         self,
         *,

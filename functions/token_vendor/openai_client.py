@@ -13,13 +13,13 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from .deadline import Deadline
 from .errors import DependencyUnavailable, UpstreamBadResponse, UpstreamRejected, UpstreamTimeout
-from .openai_key import OpenAIKeyStore
+from .openai_key import OpenAICredentials
 from .parsing import TooLarge, is_int, json_object, read_capped
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -28,6 +28,13 @@ READ_TIMEOUT = 8.0
 MIN_ATTEMPT_SECONDS = 1.0  # an attempt with less time than this left is not worth starting
 _RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 _SECRET_VALUE = re.compile(r"ek_[A-Za-z0-9_-]{8,256}")
+
+
+class ApiKeySource(Protocol):
+    """Port: the OpenAI key, cached, and re-read on demand (`openai_key.OpenAIKeyStore`)."""
+
+    def get(self) -> OpenAICredentials: ...
+    def refresh(self) -> OpenAICredentials: ...
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class Upstream:
 
 @dataclass(frozen=True)
 class Reply:
+    """OpenAI's raw answer to one request, read within the size cap."""
+
     status: int
     headers: httpx.Headers
     content: bytes
@@ -49,6 +58,8 @@ class Reply:
 
 @dataclass(frozen=True)
 class ClientSecret:
+    """A minted `ek_` client secret, its expiry and the session OpenAI echoed."""
+
     value: str
     expires_at: int
     session: dict[str, Any]
@@ -56,11 +67,13 @@ class ClientSecret:
 
 
 class RealtimeApi:
+    """Adapter for OpenAI's Realtime REST API: retries, timeouts and the key's 401 re-read."""
+
     def __init__(
         self,
         base_url: str,
         http: httpx.Client,
-        keys: OpenAIKeyStore,
+        api_key: ApiKeySource,
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -68,7 +81,7 @@ class RealtimeApi:
     ) -> None:
         self._base = base_url.rstrip("/")
         self._http = http
-        self._keys = keys
+        self._api_key = api_key
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
@@ -98,7 +111,7 @@ class RealtimeApi:
     def _send(
         self, path: str, body: dict[str, Any], headers: dict[str, str], deadline: Deadline
     ) -> tuple[Reply, int]:
-        credentials = self._keys.get()
+        credentials = self._api_key.get()
         reread = False
         attempt = 0
         while True:
@@ -124,7 +137,7 @@ class RealtimeApi:
                 return reply, attempt
             if status == 401 and not reread:
                 reread = True  # the key may have been rotated: read it again, once
-                credentials = self._keys.refresh()
+                credentials = self._api_key.refresh()
                 if deadline.allows(MIN_ATTEMPT_SECONDS):
                     continue
             if status in _RETRYABLE and self._may_retry(attempt, deadline, reply):

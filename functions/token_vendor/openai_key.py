@@ -24,6 +24,8 @@ class UnusableSecret(ValueError):
 
 @dataclass(frozen=True)
 class OpenAICredentials:
+    """The OpenAI API key (never in a repr) and the optional organization and project."""
+
     api_key: str = field(repr=False)
     organization: str | None = None
     project: str | None = None
@@ -62,6 +64,8 @@ def parse_secret(secret_string: str) -> OpenAICredentials:
 
 
 class OpenAIKeyStore:
+    """Adapter for the OpenAI key in Secrets Manager: read lazily, cached, re-read on demand."""
+
     def __init__(
         self,
         secret_id: str,

@@ -35,6 +35,8 @@ PROFILE_FIELDS = {
 
 @dataclass(frozen=True)
 class Profile:
+    """One server-side profile: the models, voices, lifetime and instructions a mint may use."""
+
     name: str
     models: tuple[str, ...]  # the first is the default
     instructions: str
@@ -48,6 +50,8 @@ class Profile:
 
 @dataclass(frozen=True)
 class Profiles:
+    """Every profile by name, and the one used when a request names none."""
+
     default: str
     by_name: dict[str, Profile]
 

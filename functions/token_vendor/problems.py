@@ -31,6 +31,8 @@ REALM = "realtime-token-vendor"
 
 @dataclass(frozen=True)
 class Problem:
+    """An RFC 9457 problem document with its status and extra headers."""
+
     status: int
     slug: str
     title: str

@@ -28,6 +28,8 @@ ATTEMPT_SECONDS = 3.0
 
 
 class OutOfTime(BotoCoreError):  # type: ignore[misc]  # botocore ships no types
+    """Raised before a DynamoDB retry that would not finish inside the Lambda's deadline."""
+
     fmt = "no time left in the Lambda's budget for another DynamoDB attempt"
 
 
@@ -41,6 +43,8 @@ class Grant:
 
 
 class QuotaStore:
+    """Adapter for the per-user quotas in DynamoDB: take one unit atomically, give it back."""
+
     def __init__(
         self,
         table: str,

@@ -22,15 +22,21 @@ MIN_SECONDS_FOR_QUOTA = 2.0  # below this, stop before spending: the mint would 
 
 
 class Verifier(Protocol):
+    """Port: checks a bearer token (`auth.JwtVerifier`)."""
+
     def verify(self, token: str, deadline: Deadline) -> Caller: ...
 
 
 class Quota(Protocol):
+    """Port: takes and returns quota units (`quota.QuotaStore`)."""
+
     def consume(self, user: str, deadline: Deadline) -> Grant: ...
     def give_back(self, grant: Grant, deadline: Deadline) -> bool: ...
 
 
 class Minter(Protocol):
+    """Port: mints a client secret upstream (`openai_client.RealtimeApi`)."""
+
     def create_client_secret(
         self, body: dict[str, Any], safety_identifier: str, deadline: Deadline
     ) -> ClientSecret: ...
@@ -38,6 +44,8 @@ class Minter(Protocol):
 
 @dataclass(frozen=True)
 class Minted:
+    """A successful mint: the caller, the plan, the secret and the quota left."""
+
     caller: Caller
     plan: MintPlan
     secret: ClientSecret
@@ -58,6 +66,8 @@ class Minted:
 
 
 class TokenVendor:
+    """The use case: a verified caller asks for a client secret; policy, quota, then OpenAI."""
+
     def __init__(
         self,
         *,

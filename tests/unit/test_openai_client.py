@@ -61,7 +61,7 @@ def api(
     return RealtimeApi(
         OPENAI_BASE,
         internet.client(),
-        keys or Keys(),  # type: ignore[arg-type]
+        keys or Keys(),
         sleep=(sleeps if sleeps is not None else []).append,
         jitter=lambda: 0.5,
     )
