@@ -140,8 +140,8 @@ def _cold(r: dict[str, Any]) -> list[str]:
     if ratio > COLD_TARGET:
         lines += [
             f"{NOT_MEASURED} why the target is not met. The rest of the first response is the",
-            "libraries the function must use: a profile of the first request (taken when this",
-            "report was written, not in this run; `BENCH_PROFILE=1`) showed botocore creating its",
+            "libraries the function must use: a profile of the first request (taken by hand when",
+            "this text was written, not in this run) showed botocore creating its",
             "two clients (loading the JSON service models and endpoint rules), httpx building its",
             "client (httpcore, and certifi's CA bundle loaded into a TLS context), and",
             "cryptography's import (PyJWT's RSA). The remedy on AWS is SnapStart: the function",

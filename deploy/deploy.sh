@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make deploy`: build, deploy (guided the first time), publish the page, say what is next.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 STACK="${STACK_NAME:-realtime-token-vendor}"
 run() { .tools/bin/uv run --no-sync "$@"; }
 

@@ -1,4 +1,4 @@
-"""A local stand-in for OpenAI's Realtime API (the GA shape of openai-realtime.md):
+"""A local stand-in for OpenAI's Realtime API (its GA shape, as OpenAI documents it):
 client secrets, WebRTC calls answered by a real aiortc peer, hangup, and fault switches.
 
     python -m devstack.openai_emulator --host 127.0.0.1 --port 8090 --server-key sk-local

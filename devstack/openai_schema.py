@@ -1,4 +1,4 @@
-"""The GA request shapes of OpenAI's Realtime API (the contract in openai-realtime.md):
+"""The GA request shapes of OpenAI's Realtime API (the contract OpenAI documents):
 how the emulator rejects a request the way OpenAI does, and completes a session with defaults."""
 
 from __future__ import annotations

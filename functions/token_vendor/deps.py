@@ -27,7 +27,7 @@ from .service import TokenVendor
 # botocore at DEBUG logs response bodies, the secret string among them; httpx logs URLs.
 QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "httpx", "httpcore", "s3transfer")
 
-# Section D of the security checklist: every call fits in a ~10 s Lambda timeout.
+# Every call, retries included, fits in the ~10 s Lambda timeout (template.yaml).
 DYNAMODB_CONFIG = Config(
     connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 3},
     tcp_keepalive=True,

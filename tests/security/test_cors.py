@@ -1,4 +1,4 @@
-"""Battery 6: CORS (security checklist, section E). CORS is not access control: the JWT
+"""Battery 6: CORS. CORS is not access control: the JWT
 check stands alone, and a request with no Origin (a mobile app, curl) works."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Battery 3: faults (security checklist, section D), each with its status, headers and body.
+"""Battery 3: faults of every dependency, each with its status, headers and body.
 
 DynamoDB faults come from a real loopback server, so botocore's retry configuration in
 deps.py (standard mode, 3 attempts, 1 s connect, 2 s read) is what gets exercised.
@@ -295,7 +295,7 @@ def test_openai_401_after_the_reread_is_502_and_logged_as_an_error(
     )
 
 
-# --- OpenAI, every row of section D ------------------------------------------------------------
+# --- OpenAI, every failure it can answer with ------------------------------------------------------------
 
 
 def respond(status: int, code: str | None = None, headers: dict[str, str] | None = None) -> Any:

@@ -1,4 +1,4 @@
-"""Battery 1: JWT attacks (security checklist, section A), each through the real handler.
+"""Battery 1: JWT attacks, each through the real handler.
 
 Every case asserts the refusal (401 with a problem document and `WWW-Authenticate: Bearer
 error="invalid_token"`), that OpenAI was never called, that no quota was spent, and that no

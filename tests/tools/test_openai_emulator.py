@@ -1,4 +1,4 @@
-"""The local OpenAI Realtime emulator against the contract in openai-realtime.md.
+"""The local OpenAI Realtime emulator against the contract OpenAI documents.
 
 The conformance oracle is the `openai` package: every HTTP answer and every data-channel event
 is parsed with its typed models, and any field those models do not know is a failure too."""

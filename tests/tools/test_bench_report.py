@@ -1,0 +1,103 @@
+"""The bench's report says only what its run measured: conclusions follow the numbers."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bench import report
+
+SUMMARY = {"median": 100.0, "p99": 120.0, "min": 90.0, "n": 3}
+RESULTS: dict[str, Any] = {
+    "machine": "test machine",
+    "python": "3.13.0",
+    "cold": {
+        "floor": SUMMARY,
+        "import": SUMMARY,
+        "handler": SUMMARY,
+        "warm_wall": SUMMARY,
+        "ratio": 1.1,
+        "round_trips": {
+            "cold": {"dynamodb": 1.0, "jwks": 1.0, "openai": 1.0, "secretsmanager": 1.0},
+            "warm": {"dynamodb": 1.0, "jwks": 0.0, "openai": 1.0, "secretsmanager": 0.0},
+        },
+    },
+    "imports": [("botocore", 40.0)],
+    "choices": {},
+    "warm": {
+        "request_us": 100.0,
+        "reference_us": 50.0,
+        "ratio": 2.0,
+        "verify_us": 20.0,
+        "sign_us": 30.0,
+        "parts": {"quota": 40.0, "mint": 30.0},
+        "runs": 5,
+    },
+    "package": {"bytes": 1e6, "source": "test", "largest": [("x", 1e6)]},
+    "browser": None,
+    "load": None,
+}
+
+
+def results(**changes: Any) -> dict[str, Any]:
+    r = copy.deepcopy(RESULTS)
+    for path, value in changes.items():
+        target = r
+        *parents, last = path.split("__")
+        for name in parents:
+            target = target[name]
+        target[last] = value
+    return r
+
+
+def test_targets_met_print_no_explanation_of_a_miss() -> None:
+    text = report.render(results())
+
+    assert "target 1.3x: met" in text and "target 3.0x: met" in text
+    assert "not met" not in text and report.NOT_MEASURED not in text.split("## 3.")[0]
+
+
+def test_a_missed_cold_target_is_explained_and_the_explanation_is_marked() -> None:
+    text = report.render(results(cold__ratio=1.9))
+
+    cold = text.split("## 2.")[0]
+    assert "target 1.3x: **not met**" in cold
+    assert f"{report.NOT_MEASURED} why the target is not met" in cold
+
+
+def test_a_missed_warm_target_names_the_largest_part_and_its_measured_cost() -> None:
+    r = results(warm__ratio=8.0, warm__parts={"quota": 200.0, "mint": 30.0})
+
+    warm = report.render(r).split("## 2.")[1].split("## 3.")[0]
+
+    assert "The largest part, quota, costs 200 us alone: 4.0x the whole reference." in warm
+    # 200 us is above 3x the 50 us reference: only then is the target called unreachable.
+    assert "cannot be met while that client stays" in warm
+
+
+def test_the_round_trip_conclusion_follows_the_counts_of_the_run() -> None:
+    assert "So a cold request makes 4 and a warm one 2 in this run." in report.render(results())
+
+    uneven = results(
+        cold__round_trips={
+            "cold": {"dynamodb": 1.0, "jwks": 0.5, "openai": 1.0},
+            "warm": {"dynamodb": 1.0, "openai": 1.0},
+        }
+    )
+    text = report.render(uneven)
+    assert "So a cold request makes" not in text
+    assert "no single count is given" in text
+
+
+def test_throughput_is_called_limited_by_one_environment_only_when_it_did_not_grow() -> None:
+    def rows(rps_at_4: float) -> dict[str, Any]:
+        row = {"p50_ms": 1, "p99_ms": 2, "statuses": {"200": 300}}
+        return {
+            "many users": [
+                {"concurrency": 1, "rps": 100.0, **row},
+                {"concurrency": 4, "rps": rps_at_4, **row},
+            ]
+        }
+
+    assert "the one environment is the limit" in report.render(results(load=rows(105.0)))
+    assert "the one environment is the limit" not in report.render(results(load=rows(300.0)))
