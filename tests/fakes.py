@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import botocore.session
 import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -32,6 +33,18 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def aws_client(endpoint_url: str, config: Any = None, service: str = "dynamodb") -> Any:
+    """A real botocore client for a loopback server (moto's, or a faulty DynamoDB)."""
+    return botocore.session.get_session().create_client(
+        service,
+        region_name="us-east-1",
+        endpoint_url=endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=config,
+    )
 
 
 def b64url(data: bytes) -> str:

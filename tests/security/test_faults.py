@@ -13,13 +13,19 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import botocore.session
 import httpx
 import pytest
 
 from devstack.lambda_events import LambdaContext, http_event
 from tests.conftest import BASE_ENV, SECRET_ID, Reply, invoke
-from tests.fakes import OPENAI_KEY, FakeInternet, Issuer, openai_error, openai_secret_response
+from tests.fakes import (
+    OPENAI_KEY,
+    FakeInternet,
+    Issuer,
+    aws_client,
+    openai_error,
+    openai_secret_response,
+)
 
 
 class Secrets:
@@ -100,14 +106,7 @@ def handler_with(
 ) -> Callable[..., dict[str, Any]]:
     from token_vendor import deps
 
-    client = botocore.session.get_session().create_client(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=dynamodb_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=deps.DYNAMODB_CONFIG,
-    )
+    client = aws_client(dynamodb_url, deps.DYNAMODB_CONFIG)
     return app_module.create_handler(
         lambda: deps.build_container(
             BASE_ENV, http=http or internet.client(), dynamodb=client, secretsmanager=secrets
@@ -425,14 +424,7 @@ def test_a_hanging_openai_is_cut_at_the_lambda_deadline(
 
     from token_vendor import deps
 
-    client = botocore.session.get_session().create_client(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=faulty_dynamodb.url,
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-        config=deps.DYNAMODB_CONFIG,
-    )
+    client = aws_client(faulty_dynamodb.url, deps.DYNAMODB_CONFIG)
     env = BASE_ENV | {"OPENAI_BASE_URL": hanging_base}
     handler = app_module.create_handler(
         lambda: deps.build_container(

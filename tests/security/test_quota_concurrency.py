@@ -20,11 +20,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import botocore.session
 import pytest
 
 from tests.conftest import BASE_ENV, ROOT, SECRET_ID, TABLE
-from tests.fakes import OPENAI_KEY, Issuer
+from tests.fakes import OPENAI_KEY, Issuer, aws_client
 
 pytestmark = pytest.mark.stack
 
@@ -52,19 +51,12 @@ def dynamodb_url() -> Iterator[str]:
     try:
         assert process.stdout and process.stdout.readline().strip() == "ready"
         url = f"http://127.0.0.1:{port}"
-        session = botocore.session.get_session()
-        kwargs = {
-            "region_name": "us-east-1",
-            "endpoint_url": url,
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-        }
         from devstack.template import load_template, quota_table_definition
 
         definition = quota_table_definition(load_template())
         definition.pop("ttl_attribute", None)
-        session.create_client("dynamodb", **kwargs).create_table(TableName=TABLE, **definition)
-        session.create_client("secretsmanager", **kwargs).create_secret(
+        aws_client(url).create_table(TableName=TABLE, **definition)
+        aws_client(url, service="secretsmanager").create_secret(
             Name=SECRET_ID, SecretString=OPENAI_KEY
         )
         yield url
@@ -222,13 +214,7 @@ def counters(url: str, issuer: str, subject: str, prefix: str) -> dict[str, int]
     from token_vendor.auth import Caller
 
     user = Caller(issuer=issuer, subject=subject, scopes=frozenset(), kid=None).user_hash
-    client = botocore.session.get_session().create_client(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = aws_client(url)
     items = client.scan(TableName=TABLE)["Items"]
     return {
         name: int(value["N"])
