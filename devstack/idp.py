@@ -29,6 +29,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.net import LOOPBACK_HOSTS, serve
+from devstack.wire import json_value
 
 DEFAULT_SCOPES = ("openid", "realtime:mint")
 SUPPORTED_SCOPES = ("openid", "profile", "realtime:mint", "realtime:support")
@@ -454,7 +455,7 @@ async def _dev_token(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         return web.json_response({"error": "invalid_request"}, status=415)
     try:
-        data = await request.json()
+        data = json_value(await request.read())
         lifetime = int(data.get("lifetime") or request.app[ISSUER].access_lifetime)
         if not 1 <= lifetime <= MAX_DEV_LIFETIME:
             raise ValueError(f"lifetime must be 1 to {MAX_DEV_LIFETIME} seconds")

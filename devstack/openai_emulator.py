@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -30,6 +29,7 @@ from devstack.openai_schema import (
     check_client_secret_request,
     check_session,
 )
+from devstack.wire import NotJson, is_int, json_value
 
 log = logging.getLogger("openai_emulator")
 
@@ -299,8 +299,8 @@ async def peek_body(request: web.Request) -> Any:
     text = await request.text() if request.content_type != "multipart/form-data" else ""
     if not text.strip():
         return None
-    with contextlib.suppress(ValueError):
-        return json.loads(text)
+    with contextlib.suppress(NotJson):
+        return json_value(text)
     return {"content_type": request.content_type, "unparsed_bytes": len(text.encode())}
 
 
@@ -341,8 +341,8 @@ def parse_json_body(text: str) -> Any:
     if not text.strip():
         return None
     try:
-        return json.loads(text)
-    except ValueError as error:
+        return json_value(text)
+    except NotJson as error:
         raise ApiError(
             400,
             "We could not parse the JSON body of your request. (HINT: This likely means you "
@@ -508,7 +508,7 @@ def apply_fault_request(emulator: Emulator, body: Any) -> None:
         if key not in (*ENDPOINTS, "times"):
             raise ApiError(400, f"Unknown parameter: '{key}'.", code="unknown_parameter", param=key)
     times = body.get("times")
-    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
+    if times is not None and (not is_int(times) or times < 1):
         raise ApiError(
             400, "'times' must be a positive integer.", code="invalid_value", param="times"
         )

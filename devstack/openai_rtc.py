@@ -26,6 +26,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from devstack.openai_schema import ApiError, apply_session, check_session, new_id
+from devstack.wire import NotJson, json_value
 
 log = logging.getLogger("openai_emulator.rtc")
 
@@ -460,8 +461,8 @@ class Call:
 
 
 def _parse_event(message: str | bytes) -> dict[str, Any] | None:
-    with contextlib.suppress(ValueError):
-        event = json.loads(message)
+    with contextlib.suppress(NotJson):
+        event = json_value(message)
         if isinstance(event, dict):
             return event
     return None

@@ -10,6 +10,8 @@ import string
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from devstack.wire import is_int, is_number
+
 DEFAULT_MODEL = "gpt-realtime-2.1"  # the SDK default
 MODELS = (
     "gpt-realtime-2.1",
@@ -203,13 +205,13 @@ def _string(value: Any, path: str) -> str:
 
 
 def _integer(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise invalid_type(path, value, "an integer")
     return value
 
 
 def _number(value: Any, path: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise invalid_type(path, value, "a number")
     if not low <= value <= high:
         raise invalid_value(path, value, f"Expected a value between {low} and {high}.")
@@ -261,7 +263,7 @@ def _check_expires_after(value: Any) -> int:
         return DEFAULT_TTL
     seconds = value["seconds"]
     low, high = TTL_RANGE
-    if isinstance(seconds, bool) or not isinstance(seconds, int) or not low <= seconds <= high:
+    if not is_int(seconds) or not low <= seconds <= high:
         raise invalid_value(
             "expires_after.seconds", seconds, f"Expected an integer between {low} and {high}."
         )

@@ -535,10 +535,11 @@ def test_bad_requests_get_openai_errors(
     assert state(http)["secrets_minted"] == before
 
 
-def test_a_body_that_is_not_json_is_refused(http: httpx.Client) -> None:
+@pytest.mark.parametrize("body", [b"{not json", b"[" * 100_000], ids=["garbled", "deep"])
+def test_a_body_that_is_not_json_is_refused(http: httpx.Client, body: bytes) -> None:
     response = http.post(
         "/v1/realtime/client_secrets",
-        content=b"{not json",
+        content=body,
         headers=server_headers(**{"Content-Type": "application/json"}),
     )
     assert_error(response, 400, None)
