@@ -14,12 +14,15 @@ help:
 	@echo "make dev             run the whole system locally (API, identity provider, AWS, OpenAI emulator, web page)"
 	@echo "make token USER=ann  print an access token from the running dev stack"
 	@echo "make test            run every test suite"
-	@echo "make lint            ruff, mypy and lint-js"
+	@echo "make lint            ruff and mypy (strict) over all the Python, and lint-js"
 	@echo "make lint-js         type-check the page's JavaScript from its JSDoc (tsc --checkJs)"
 	@echo "make template-check  cfn-lint, sam validate --lint, sam build (python3.13)"
+	@echo "make build           sam build only (the function's package, with bytecode)"
 	@echo "make bench           measure cold start, warm overhead, round trips -> docs/performance.md"
 	@echo "make deploy          sam build + sam deploy (guided the first time) + publish web/ (STACK_NAME=...)"
 	@echo "make destroy         empty the page's bucket and delete the stack"
+	@echo "make clean           remove the environments, build output and caches"
+	@echo "(dev, token and bench install only the local stack's dependencies; the rest, all)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)

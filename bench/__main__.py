@@ -143,6 +143,7 @@ class Fakes:
         }  # fmt: skip
         self.process = subprocess.Popen(
             [str(python), str(HERE / "fake_services.py"), str(self.port), str(jwks)],
+            env=self.env,
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -3,7 +3,8 @@ OpenAI, instantly. The benchmarks point the real function at it: real clients, r
 no service latency, so what is measured is our process.
 
 Run as `python -m bench.fake_services PORT JWKS_FILE`; it prints "ready" when serving.
-It depends on the standard library only, so it runs in the function-only environment too.
+It depends on the standard library only (and the emulator's schema, which does too), so it
+runs in the function-only environment.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
+
+from devstack.openai_schema import build_session
 
 OPENAI_KEY = "sk-bench-" + "b" * 40
 
@@ -73,17 +76,10 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/v1/realtime/client_secrets":
             self._count("openai")
             request = json.loads(body)
-            session = request["session"]
             reply = {
                 "value": "ek_" + secrets.token_hex(16),
                 "expires_at": int(time.time()) + request["expires_after"]["seconds"],
-                "session": {
-                    "type": "realtime",
-                    "object": "realtime.session",
-                    "id": "sess_" + secrets.token_hex(8),
-                    "model": session["model"],
-                    "instructions": session["instructions"],
-                },
+                "session": build_session(request["session"]),  # OpenAI's full shape
             }
             self._send(200, json.dumps(reply).encode())
         else:

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from bench.signing import BenchKey
 from devstack.lambda_events import LambdaContext, http_event
+from devstack.openai_schema import build_session
 
 sys.path.insert(0, os.environ["FUNCTION_DIR"])
 from token_vendor import app, deps
@@ -71,13 +72,7 @@ def web_answer(request: httpx.Request) -> httpx.Response:
         json={
             "value": "ek_" + secrets.token_hex(16),
             "expires_at": int(time.time()) + 60,
-            "session": {
-                "type": "realtime",
-                "object": "realtime.session",
-                "id": "sess_1",
-                "model": body["session"]["model"],
-                "instructions": "x",
-            },
+            "session": build_session(body["session"]),  # OpenAI's full shape
         },
     )
 
