@@ -143,17 +143,18 @@ class JwksKeySource:
         if str(config.get("issuer", "")).rstrip("/") != self._issuer:
             raise FetchFailed("the discovery document names another issuer")
         jwks_uri = config.get("jwks_uri")
-        if not isinstance(jwks_uri, str) or urlsplit(jwks_uri).scheme not in {"https", "http"}:
+        try:
+            uri = urlsplit(jwks_uri) if isinstance(jwks_uri, str) else None
+        except ValueError:  # not a URL at all, e.g. an unclosed IPv6 bracket
+            uri = None
+        if uri is None or uri.scheme not in {"https", "http"}:
             raise FetchFailed("the discovery document has no usable jwks_uri")
-        if (
-            urlsplit(jwks_uri).scheme == "http"
-            and urlsplit(jwks_uri).hostname != urlsplit(self._issuer).hostname
-        ):
+        if uri.scheme == "http" and uri.hostname != urlsplit(self._issuer).hostname:
             raise FetchFailed(
                 "plain-http jwks_uri is only accepted from a plain-http issuer's own host"
             )
-        self._jwks_url = jwks_uri
-        return jwks_uri
+        self._jwks_url = uri.geturl()
+        return self._jwks_url
 
     def _get_json(self, url: str, deadline: Deadline) -> dict[str, Any]:
         timeout = deadline.cap(self._timeout)

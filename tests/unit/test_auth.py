@@ -188,3 +188,23 @@ def test_a_redirecting_key_set_is_not_followed(internet: FakeInternet) -> None:
         keys.key_for("k", "RS256", deadline())
 
     assert [str(r.url) for r in internet.requests] == [JWKS_URL]
+
+
+@pytest.mark.parametrize(
+    "jwks_uri",
+    ["http://[::1", "https://[bad", 123, None, "ftp://issuer.test/keys", "http://elsewhere.test/k"],
+)
+def test_a_discovery_document_without_a_usable_key_set_url_is_unavailable_not_a_crash(
+    jwks_uri: object,
+) -> None:
+    def issuer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"issuer": ISSUER, "jwks_uri": jwks_uri})
+
+    keys = JwksKeySource(
+        http=httpx.Client(transport=httpx.MockTransport(issuer)),
+        issuer=ISSUER,
+        algorithms=("RS256",),
+    )
+
+    with pytest.raises(DependencyUnavailable):
+        keys.key_for("kid", "RS256", deadline())
