@@ -366,6 +366,7 @@ def main() -> None:
     parser.add_argument("--skip-load", action="store_true", help="skip the local-stack load")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]  # other work on the machine skews every figure
     python = function_env_python()
     with tempfile.TemporaryDirectory() as workdir:
         fakes = Fakes(python, Path(workdir), compiled_package(python))
@@ -395,6 +396,7 @@ def main() -> None:
     ).stdout.strip()
     results = {
         "machine": machine(),
+        "load_average": [load_before, os.getloadavg()[0]],
         "python": version,
         "cold": cold,
         "imports": imports,

@@ -81,6 +81,18 @@ def _intro(r: dict[str, Any]) -> list[str]:
         "printed only when this run's numbers support it; paragraphs marked as explanations are",
         "not measurements. How the figures are taken: `bench/README.md`.",
         "",
+        *_load_average(r.get("load_average")),
+    ]
+
+
+def _load_average(load: list[float] | None) -> list[str]:
+    if not load:
+        return []
+    before, after = load
+    return [
+        f"The machine's one-minute load average was {before:.1f} when the run started and"
+        f" {after:.1f} when it ended (measured).",
+        "",
     ]
 
 

@@ -101,3 +101,11 @@ def test_throughput_is_called_limited_by_one_environment_only_when_it_did_not_gr
 
     assert "the one environment is the limit" in report.render(results(load=rows(105.0)))
     assert "the one environment is the limit" not in report.render(results(load=rows(300.0)))
+
+
+def test_the_machine_load_of_the_run_is_reported_when_measured() -> None:
+    assert "load average" not in report.render(results())
+
+    text = report.render(results(load_average=[6.5, 7.25]))
+
+    assert "load average was 6.5 when the run started and 7.2 when it ended" in text
