@@ -144,11 +144,17 @@ def _cold(r: dict[str, Any]) -> list[str]:
     source = choices.get("handler import, sources compiled at every start")
     built = choices.get("handler import, built package with unchecked-hash .pyc")
     if source is not None and built is not None:
-        lines += [
-            f"Shipping bytecode saved {source - built:.0f} ms of handler import in this run "
-            f"({source:.0f} ms from source, {built:.0f} ms with .pyc).",
-            "",
-        ]
+        if source > built:
+            lines.append(
+                f"Shipping bytecode saved {source - built:.0f} ms of handler import in this run "
+                f"({source:.0f} ms from source, {built:.0f} ms with .pyc)."
+            )
+        else:
+            lines.append(
+                f"In this run the built package imported no faster than the sources "
+                f"({built:.0f} ms with .pyc, {source:.0f} ms from source): no saving measured."
+            )
+        lines.append("")
     if ratio > COLD_TARGET:
         lines += [
             f"{NOT_MEASURED} why the target is not met. The rest of the first response is the",
@@ -315,8 +321,10 @@ def _load(load: dict[str, Any] | None) -> list[str]:
         more = [r["rps"] for r in rows if r["concurrency"] > 1]
         if single and more and max(more) <= 1.25 * single[0]:
             lines += [
-                f"{name}: more concurrency did not raise throughput in this run ({single[0]} req/s"
-                f" at 1, at most {max(more)} above it): the one environment is the limit.",
+                f"{name}: more concurrency raised throughput by at most"
+                f" {max(max(more) / single[0] - 1, 0):.0%} in this run ({single[0]} req/s at 1,"
+                f" at most {max(more)} above it). {NOT_MEASURED} one environment serves one"
+                " request at a time, and so does the stand-in.",
                 "",
             ]
     return [

@@ -89,7 +89,7 @@ def test_the_round_trip_conclusion_follows_the_counts_of_the_run() -> None:
     assert "no single count is given" in text
 
 
-def test_throughput_is_called_limited_by_one_environment_only_when_it_did_not_grow() -> None:
+def test_flat_throughput_is_reported_only_when_it_did_not_grow() -> None:
     def rows(rps_at_4: float) -> dict[str, Any]:
         row = {"p50_ms": 1, "p99_ms": 2, "statuses": {"200": 300}}
         return {
@@ -99,8 +99,9 @@ def test_throughput_is_called_limited_by_one_environment_only_when_it_did_not_gr
             ]
         }
 
-    assert "the one environment is the limit" in report.render(results(load=rows(105.0)))
-    assert "the one environment is the limit" not in report.render(results(load=rows(300.0)))
+    flat = "raised throughput by at most 5% in this run (100.0 req/s at 1, at most 105.0 above"
+    assert flat in report.render(results(load=rows(105.0)))
+    assert "raised throughput by at most" not in report.render(results(load=rows(300.0)))
 
 
 def test_the_machine_load_of_the_run_is_reported_when_measured() -> None:
@@ -109,3 +110,15 @@ def test_the_machine_load_of_the_run_is_reported_when_measured() -> None:
     text = report.render(results(load_average=[6.5, 7.25]))
 
     assert "load average was 6.5 when the run started and 7.2 when it ended" in text
+
+
+def test_a_bytecode_saving_is_claimed_only_when_the_run_measured_one() -> None:
+    def choices(source: float, built: float) -> dict[str, float]:
+        return {
+            "handler import, sources compiled at every start": source,
+            "handler import, built package with unchecked-hash .pyc": built,
+        }
+
+    assert "Shipping bytecode saved 40 ms" in report.render(results(choices=choices(140, 100)))
+    text = report.render(results(choices=choices(185, 376)))
+    assert "saved" not in text and "no saving measured" in text
