@@ -18,7 +18,16 @@ import pytest_socket
 from moto import mock_aws
 
 from devstack.lambda_events import LambdaContext, http_event
-from tests.fakes import AUDIENCE, ISSUER, JWKS_URL, OPENAI_BASE, OPENAI_KEY, FakeInternet, Issuer
+from tests.fakes import (
+    AUDIENCE,
+    ISSUER,
+    JWKS_URL,
+    OPENAI_BASE,
+    OPENAI_KEY,
+    FakeInternet,
+    Issuer,
+    use_fake_aws,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = ROOT / "functions"
@@ -85,15 +94,7 @@ class Aws:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_fake_aws(monkeypatch)
     with mock_aws():
         session = botocore.session.get_session()
         dynamodb = session.create_client("dynamodb", region_name="us-east-1")

@@ -16,6 +16,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from devstack.aws import FAKE_CREDENTIALS
 from devstack.openai_schema import build_session
 
 ISSUER = "https://issuer.test/"
@@ -33,6 +34,16 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def use_fake_aws(monkeypatch: Any) -> None:
+    """Fake credentials and a region for moto; no real endpoint or profile can leak in."""
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def aws_client(endpoint_url: str, config: Any = None, service: str = "dynamodb") -> Any:

@@ -18,6 +18,7 @@ from devstack.template import (
     load_template,
     quota_table_definition,
 )
+from tests.fakes import use_fake_aws
 
 T = load_template()
 R = T["Resources"]
@@ -418,13 +419,7 @@ def test_the_quota_table_definition_is_the_template_table() -> None:
 def test_the_quota_table_definition_creates_a_working_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    use_fake_aws(monkeypatch)
     definition = quota_table_definition(T)
     ttl_attribute = definition.pop("ttl_attribute")
 

@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from deploy import publish_web
+from tests.fakes import use_fake_aws
 
 OUTPUTS = {
     "ApiUrl": "https://abc123.execute-api.us-east-1.amazonaws.com",
@@ -24,12 +25,7 @@ OUTPUTS = {
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+    use_fake_aws(monkeypatch)
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         session.client("s3").create_bucket(Bucket="web-bucket")
