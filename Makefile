@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 RUN := $(UV) run --no-sync
 PYTEST_ARGS ?=
 
-.PHONY: help dev token test lint lint-js template-check build bench deploy destroy clean
+.PHONY: help dev token test lint lint-js template-check build bench deploy destroy clean requirements
 
 help:
 	@echo "make dev             run the whole system locally (API, identity provider, AWS, OpenAI emulator, web page)"
@@ -16,8 +16,9 @@ help:
 	@echo "make test            run every test suite"
 	@echo "make lint            ruff and mypy (strict) over all the Python, and lint-js"
 	@echo "make lint-js         type-check the page's JavaScript from its JSDoc (tsc --checkJs)"
-	@echo "make template-check  cfn-lint, sam validate --lint, sam build (python3.13)"
+	@echo "make template-check  cfn-lint, sam validate --lint, checkov, sam build (python3.13)"
 	@echo "make build           sam build only (the function's package, with bytecode)"
+	@echo "make requirements    regenerate functions/requirements.txt (pinned, hashed) from uv.lock"
 	@echo "make bench           measure cold start, warm overhead, round trips -> docs/performance.md"
 	@echo "make deploy          sam build + sam deploy (guided the first time) + publish web/ (STACK_NAME=...)"
 	@echo "make destroy         empty the page's bucket and delete the stack"
@@ -45,6 +46,12 @@ DEV_ENV := $(if $(wildcard .venv/.synced),.venv/.synced,.venv/.synced-dev)
 	$(SYNC) --no-default-groups --group dev
 	@rm -f .venv/.synced
 	@touch $@
+
+# What `sam build` installs: exactly the locked runtime versions, each with its hashes, so the
+# deployed function runs the code `make test` ran (tests/template/test_requirements.py).
+requirements: | $(UV)
+	$(UV) export --frozen --no-default-groups --no-emit-project --format requirements-txt \
+		--quiet --output-file functions/requirements.txt
 
 dev: $(DEV_ENV)
 	$(RUN) python -m devstack

@@ -52,4 +52,13 @@ fi
 for needed in token_vendor/app.py token_vendor/profiles.json token_vendor/openapi.json aws_lambda_powertools httpx jwt cryptography; do
   [ -e "$artifact/$needed" ] || { echo "the package lacks $needed" >&2; exit 1; }
 done
+# Exactly the pinned set: the same names and versions as functions/requirements.txt (which a
+# test keeps equal to uv.lock, the versions `make test` runs with).
+built=$(cd "$artifact" && ls -d *.dist-info | sed -E 's/\.dist-info$//; s/-([^-]+)$/==\1/' | tr 'A-Z_' 'a-z-' | sort)
+pinned=$(grep -E '^[A-Za-z0-9_.-]+==' functions/requirements.txt | sed -E 's/[ ;].*//' | tr 'A-Z_' 'a-z-' | sort)
+if [ "$built" != "$pinned" ]; then
+  echo "the package's distributions differ from functions/requirements.txt:" >&2
+  diff <(echo "$pinned") <(echo "$built") >&2 || true
+  exit 1
+fi
 echo "TokenFunction package: $(du -sh "$artifact" | cut -f1) unzipped"
