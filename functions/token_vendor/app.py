@@ -29,6 +29,7 @@ from .errors import (
     AuthError,
     BodyTooLarge,
     DependencyError,
+    DependencyMisconfigured,
     InvalidRequest,
     QuotaExceeded,
     RequestError,
@@ -141,6 +142,8 @@ class TokenApi:
             origins = self.container.settings.allowed_origins
             response = self._route(request, context)
         except Exception as exc:  # the last line of defence: a problem document, never a trace
+            # Counted, so the UnexpectedErrors alarm sees what no other metric would.
+            metrics.add_metric(name="UnexpectedErrors", unit=MetricUnit.Count, value=1)
             logger.exception("unexpected failure", extra={"error": type(exc).__name__})
             response = Response.problem(problem_for(exc))
         _add_cors(response, request, origins)
@@ -247,8 +250,9 @@ def _observe_failure(exc: TokenVendorError) -> None:
     elif isinstance(exc, DependencyError):
         metrics.add_dimension(name="dependency", value=exc.dependency)
         metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
-        # 401 from OpenAI after a re-read means the stored key is bad: alarm-worthy.
-        log = logger.error if exc.status == 401 else logger.warning
+        # An unusable stored key, or 401 from OpenAI after a re-read: only the operator can act.
+        alarming = isinstance(exc, DependencyMisconfigured) or exc.status == 401
+        log = logger.error if alarming else logger.warning
         log(
             "dependency failed",
             extra={

@@ -13,6 +13,7 @@ TokenVendorError
 +-- QuotaExceeded                the caller's own quota is spent
 +-- DependencyError              we could not do our part; never the caller's fault
     +-- DependencyUnavailable    a dependency is down or throttling (retry later)
+    |   +-- DependencyMisconfigured  what it holds is unusable: the operator must act
     +-- UpstreamRejected         OpenAI refused our request
     +-- UpstreamBadResponse      OpenAI answered something we will not pass on
     +-- UpstreamTimeout          OpenAI did not answer in time
@@ -113,6 +114,10 @@ class DependencyUnavailable(DependencyError):
     ) -> None:
         super().__init__(dependency, reason, status)
         self.retry_after = retry_after
+
+
+class DependencyMisconfigured(DependencyUnavailable):
+    """Still a 503 for the caller; logged at ERROR, because only the operator can fix it."""
 
 
 class UpstreamRejected(DependencyError):

@@ -6,6 +6,7 @@ logs and errors.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import DependencyUnavailable
+from .errors import DependencyMisconfigured, DependencyUnavailable
 from .parsing import NotJson, json_object
 
 
@@ -39,28 +40,42 @@ class OpenAICredentials:
         return headers
 
 
+# What an HTTP header value can carry unchanged: printable ASCII, no spaces. Anything else (a
+# trailing newline, a zero-width space pasted with the key) would fail every request later,
+# as an error nobody expected; here it is a clear 503 naming the secret.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
 def parse_secret(secret_string: str) -> OpenAICredentials:
-    """A plain `sk-...` string, or JSON `{"api_key", "organization"?, "project"?}`."""
-    text = secret_string.strip()
-    if text[:1] in ("{", "[", '"'):  # JSON: it must be the object form
+    """A plain `sk-...` string, or JSON `{"api_key", "organization"?, "project"?}`.
+
+    Every value is taken as stored, never trimmed: what is sent is what the operator put.
+    """
+    if secret_string[:1] in ("{", "[", '"'):  # JSON: it must be the object form
         try:
-            data = json_object(text)
+            data = json_object(secret_string)
         except NotJson:
             raise UnusableSecret("the secret is neither a key nor valid JSON") from None
         except ValueError:  # NotAnObject
             data = {}
-        key = data.get("api_key")
-        if not isinstance(key, str) or not key.strip():
+        if "api_key" not in data:
             raise UnusableSecret("the secret's JSON has no 'api_key'")
         org, project = data.get("organization"), data.get("project")
         return OpenAICredentials(
-            key.strip(),
-            org if isinstance(org, str) else None,
-            project if isinstance(project, str) else None,
+            _header_value(data["api_key"], "api_key"),
+            _header_value(org, "organization") if org is not None else None,
+            _header_value(project, "project") if project is not None else None,
         )
-    if not text or any(c.isspace() for c in text):
-        raise UnusableSecret("the secret is empty or not a single key")
-    return OpenAICredentials(text)
+    return OpenAICredentials(_header_value(secret_string, "the key"))
+
+
+def _header_value(value: object, name: str) -> str:
+    # The messages never quote the value: a near-miss key is still mostly a key.
+    if not isinstance(value, str) or not value:
+        raise UnusableSecret(f"{name} is empty or not a string")
+    if not _TOKEN.fullmatch(value):
+        raise UnusableSecret(f"{name} holds whitespace or characters outside printable ASCII")
+    return value
 
 
 class OpenAIKeyStore:
@@ -111,6 +126,10 @@ class OpenAIKeyStore:
                     self._clock() - self._ttl + 30.0
                 )  # try again in 30 s, not every call
                 return
+            if isinstance(exc, UnusableSecret):
+                raise DependencyMisconfigured(
+                    "openai_key", f"the secret {self._secret_id!r} is unusable: {exc}"
+                ) from None
             raise DependencyUnavailable("openai_key", _describe(exc), retry_after=5) from None
         self._cached, self._read_at = credentials, self._clock()
 
@@ -118,6 +137,4 @@ class OpenAIKeyStore:
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         return f"Secrets Manager: {exc.response.get('Error', {}).get('Code', 'error')}"
-    if isinstance(exc, UnusableSecret):
-        return f"unusable secret: {exc}"  # our own messages: they never quote the value
     return f"Secrets Manager: {type(exc).__name__}"

@@ -1,8 +1,8 @@
 """The use case: a verified caller asks for a client secret; policy, quota, then OpenAI.
 
 Nothing here knows HTTP. Order matters for money: the policy check comes before the quota
-(a refused request costs nothing), and a mint that fails for reasons not the caller's gives
-its unit back.
+(a refused request costs nothing), and a mint that fails for reasons not the caller's (a
+dependency, or a bug) gives its unit back.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from .auth import Caller
 from .deadline import Deadline
-from .errors import DependencyError, DependencyUnavailable, WindowUsage
+from .errors import DependencyUnavailable, WindowUsage
 from .openai_client import ClientSecret
 from .policy import MintPlan, Profiles, resolve
 from .quota import Grant
@@ -97,7 +97,7 @@ class TokenVendor:
             secret = self._minter.create_client_secret(
                 plan.upstream_body, caller.user_hash, deadline
             )
-        except DependencyError:
+        except Exception:  # a dependency's failure or a bug: never the caller's, so not paid for
             returned = self._quota.give_back(grant, deadline)
             self._log.info("quota unit returned after failed mint", extra={"returned": returned})
             raise

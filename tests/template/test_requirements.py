@@ -23,7 +23,11 @@ PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)")
 
 def uv() -> str:
     # `uv run` (how `make test` runs pytest) names itself in $UV; else the Makefile's copy.
-    for candidate in (os.environ.get("UV"), str(ROOT / ".tools" / "bin" / "uv"), shutil.which("uv")):
+    for candidate in (
+        os.environ.get("UV"),
+        str(ROOT / ".tools" / "bin" / "uv"),
+        shutil.which("uv"),
+    ):
         if candidate and Path(candidate).is_file():
             return candidate
     pytest.fail("uv is needed to compare requirements.txt with uv.lock (make .venv/.synced)")

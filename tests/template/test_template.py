@@ -280,10 +280,16 @@ def test_cognito_exists_only_when_no_issuer_is_given() -> None:
     assert env["AUTH_TOKEN_USE"] == {"Fn::If": ["CreateCognito", "access", {"Ref": "AuthTokenUse"}]}
 
 
-def test_alarms_cover_errors_throttles_upstream_failures_and_the_mint_rate() -> None:
+def test_alarms_cover_errors_throttles_upstream_failures_the_unexpected_and_the_mint_rate() -> None:
     alarms = {name for name, r in R.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
 
-    assert alarms == {"MintErrorsAlarm", "ThrottlesAlarm", "UpstreamFailuresAlarm", "MintRateAlarm"}
+    assert alarms == {
+        "MintErrorsAlarm",
+        "ThrottlesAlarm",
+        "UpstreamFailuresAlarm",
+        "UnexpectedErrorsAlarm",
+        "MintRateAlarm",
+    }
     assert R["Dashboard"]["Type"] == "AWS::CloudWatch::Dashboard"
 
 

@@ -12,7 +12,7 @@ from tests.fakes import OPENAI_KEY, Clock
 
 
 def test_a_plain_key_and_a_json_secret_are_both_understood() -> None:
-    assert parse_secret(" sk-abc \n").api_key == "sk-abc"
+    assert parse_secret("sk-abc").api_key == "sk-abc"
     creds = parse_secret('{"api_key": "sk-abc", "organization": "org-1", "project": "proj-1"}')
     assert creds.headers() == {
         "Authorization": "Bearer sk-abc",
@@ -22,8 +22,11 @@ def test_a_plain_key_and_a_json_secret_are_both_understood() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["", "  ", "sk-a sk-b", "{", '{"key": "sk-a"}', "[]", '{"api_key": ""}']
-)
+    "raw",
+    ["", "  ", "sk-a sk-b", " sk-a", "sk-a\n", "sk-a\u200b", "sk-\u00e9", "{", "[" * 10000,
+     '{"key": "sk-a"}', "[]", '{"api_key": ""}', '{"api_key": "sk-a "}', '{"api_key": 5}',
+     '{"api_key": "sk-a", "organization": "org\u200b"}', '{"api_key": "sk-a", "project": 1}'],
+)  # fmt: skip
 def test_an_unusable_secret_is_refused_without_quoting_it(raw: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_secret(raw)

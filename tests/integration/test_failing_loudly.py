@@ -1,0 +1,103 @@
+"""Nothing fails silently: what the code did not expect is counted for an alarm and costs the
+caller nothing, and an unusable stored key is a 503 with an ERROR naming the secret."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import SECRET_ID, Aws
+from tests.fakes import OPENAI_KEY, FakeInternet
+from tests.integration.test_handler import Mint, assert_problem, counters
+
+
+def emf_metrics(output: str) -> dict[str, float]:
+    """The metrics Powertools printed as CloudWatch embedded metric format lines."""
+    found: dict[str, float] = {}
+    for line in output.splitlines():
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(document, dict) or "_aws" not in document:
+            continue
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = document[metric["Name"]]
+                found[metric["Name"]] = found.get(metric["Name"], 0) + (
+                    sum(value) if isinstance(value, list) else value
+                )
+    return found
+
+
+def a_bug(request: httpx.Request) -> httpx.Response:
+    raise KeyError("something the code never expected")
+
+
+def test_an_unexpected_failure_is_a_500_counted_for_the_alarm_and_costs_no_quota(
+    mint: Mint, aws: Aws, internet: FakeInternet, logs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    internet.openai_script.append(a_bug)
+
+    reply = mint()
+
+    body = assert_problem(reply, 500, "internal-error")
+    assert "KeyError" not in reply.body and "never expected" not in json.dumps(body)
+    assert emf_metrics(capsys.readouterr().out).get("UnexpectedErrors") == 1
+    assert counters(aws) == 0, "the unit the failed mint took was not given back"
+    assert any(r.get("level") == "ERROR" for r in logs.records())
+
+
+def test_an_expected_refusal_is_not_counted_as_unexpected(
+    mint: Mint, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert mint(token="not-a-jwt").status == 401
+    assert "UnexpectedErrors" not in emf_metrics(capsys.readouterr().out)
+
+
+def test_the_template_alarms_on_the_unexpected_errors_metric() -> None:
+    from devstack.template import load_template
+
+    alarms = [
+        r["Properties"]
+        for r in load_template()["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    ]
+    unexpected = [a for a in alarms if a.get("MetricName") == "UnexpectedErrors"]
+    assert len(unexpected) == 1
+    alarm = unexpected[0]
+    assert alarm["Namespace"] == "RealtimeTokenVendor"
+    assert {"Name": "service", "Value": "token-vendor"} in alarm["Dimensions"]
+    assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"].startswith("GreaterThanOrEqual")
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        OPENAI_KEY + "\u200b",  # a zero-width space pasted with the key
+        OPENAI_KEY + "\n",
+        " " + OPENAI_KEY,
+        OPENAI_KEY[:5] + "\u00e9" + OPENAI_KEY[5:],
+        json.dumps({"api_key": OPENAI_KEY + "\u200b"}),
+        json.dumps({"api_key": OPENAI_KEY + "\t"}),
+        json.dumps({"api_key": OPENAI_KEY, "organization": "org-\u00e9"}),
+        json.dumps({"api_key": OPENAI_KEY, "project": "proj 1"}),
+        json.dumps({"api_key": ""}),  # the template's placeholder
+    ],
+)
+def test_an_unusable_stored_key_is_a_503_with_an_error_naming_the_secret(
+    mint: Mint, aws: Aws, internet: FakeInternet, logs: Any, stored: str
+) -> None:
+    aws.secretsmanager.put_secret_value(SecretId=SECRET_ID, SecretString=stored)
+
+    reply = mint()
+
+    assert_problem(reply, 503, "dependency-unavailable")
+    assert internet.openai_requests() == [], "a key that cannot be sent was sent"
+    assert counters(aws) == 0
+    errors = [r for r in logs.records() if r.get("level") == "ERROR"]
+    assert errors and any(SECRET_ID in json.dumps(r) for r in errors)
+    assert OPENAI_KEY not in logs.text and OPENAI_KEY not in reply.body
