@@ -48,14 +48,15 @@ def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str]:
 def site_config(outputs: dict[str, str], scopes: str = DEFAULT_SCOPES) -> dict[str, str]:
     """What the page reads from config.json, from the stack's outputs."""
     missing = [
-        k for k in ("ApiUrl", "AuthIssuerUrl", "WebClientId", "WebUrl") if not outputs.get(k)
+        k for k in ("WebApiUrl", "AuthIssuerUrl", "WebClientId", "WebUrl") if not outputs.get(k)
     ]
     if missing:
         raise SystemExit(
             f"publish_web: the stack has no output {', '.join(missing)}; is it deployed?"
         )
     return {
-        "apiBaseUrl": outputs["ApiUrl"],
+        # The API under the page's own origin: no CORS, no preflight (ApiUrl is for apps).
+        "apiBaseUrl": outputs["WebApiUrl"],
         "issuer": outputs["AuthIssuerUrl"],
         "clientId": outputs["WebClientId"],
         "redirectUri": outputs["WebUrl"],

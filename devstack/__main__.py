@@ -47,7 +47,7 @@ def banner(stack: Stack, real_openai: bool) -> str:
     openai = "the real OpenAI (OPENAI_API_KEY)" if real_openai else "emulator"
     return f"""
 Local stack ready in {stack.startup_seconds:.1f} s (logs: {stack.log_dir})
-  web page   {urls["web"]}/
+  web page   {urls["web"]}/  (production's headers and CSP; the API under /v1/, as CloudFront)
   API        {urls["api"]}  (POST /v1/realtime/client_secrets, GET /openapi.json)
   issuer     {urls["issuer"]}  (sign in with any user name; no password)
   OpenAI     {urls["openai"]}  ({openai})

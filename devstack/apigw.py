@@ -285,15 +285,21 @@ async def _shutdown(gateway: Gateway) -> None:
 
 
 def template_routes(template: Mapping[str, Any]) -> tuple[str, ...]:
-    """`METHOD /path` for every HttpApi event of every function in a SAM template."""
+    """`METHOD /path` for every route of a SAM template: HttpApi events of functions, and
+    AWS::ApiGatewayV2::Route resources (their RouteKey)."""
     routes = []
     for resource in (template.get("Resources") or {}).values():
+        props = resource.get("Properties") or {}
+        if resource.get("Type") == "AWS::ApiGatewayV2::Route":
+            routes.append(str(props.get("RouteKey")))
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
-        for event in ((resource.get("Properties") or {}).get("Events") or {}).values():
+        for event in (props.get("Events") or {}).values():
             if event.get("Type") == "HttpApi":
-                props = event.get("Properties") or {}
-                routes.append(f"{str(props.get('Method', 'ANY')).upper()} {props.get('Path')}")
+                event_props = event.get("Properties") or {}
+                routes.append(
+                    f"{str(event_props.get('Method', 'ANY')).upper()} {event_props.get('Path')}"
+                )
     return tuple(routes)
 
 

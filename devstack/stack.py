@@ -363,7 +363,7 @@ def _spawn_all(
     host, web_host = stack.host, stack.web_host
     redirect_uri = urls["web"] + "/"
     web_config = {
-        "apiBaseUrl": urls["api"],
+        "apiBaseUrl": urls["web"],  # the API under the page's own origin, as deployed
         "issuer": urls["issuer"],
         "clientId": CLIENT_ID,
         "redirectUri": redirect_uri,
@@ -379,7 +379,10 @@ def _spawn_all(
         ),
         "web": (
             [py, "-m", "devstack.web", "--host", web_host, "--port", str(ports["web"]),
-             "--root", str(web_root), "--config", json.dumps(web_config)],
+             "--root", str(web_root), "--config", json.dumps(web_config),
+             "--api-url", urls["api"], "--template", str(template),
+             "--parameter", f"AuthIssuer={urls['issuer']}",
+             "--parameter", f"OpenAIBaseUrl={urls['openai']}"],
             _base_env(),
         ),
         "api": (

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Template checks for CI and `make template-check`: cfn-lint, `sam validate --lint`, and a
+# Template checks for CI and `make template-check`: cfn-lint, `sam validate --lint`, a check for
+# dependency cycles after SAM's transform, and a
 # `sam build` with Python 3.13 (the Lambda runtime) whose artifact must hold only the
 # function's runtime dependencies. `--build-only` just builds (for `make build`).
 set -euo pipefail
@@ -35,6 +36,8 @@ if [ "${1:-}" != "--build-only" ]; then
   uv run --no-sync cfn-lint template.yaml
   echo "== sam validate --lint"
   sam validate --lint --template template.yaml
+  echo "== dependency cycles (after SAM's transform)"
+  "$UVX" --quiet --from "aws-sam-cli==${SAM_VERSION}" python scripts/template_cycles.py template.yaml
 fi
 
 echo "== sam build (python3.13, $(basename "$PY313"))"

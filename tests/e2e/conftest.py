@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,42 @@ def stack() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any, stack: Any) -> Iterator[Any]:
+def csp_refusals() -> list[str]:
+    """What the browser refused under the page's CSP; a test that provokes a refusal on
+    purpose takes it out of this list."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Any, stack: Any, csp_refusals: list[str]) -> Iterator[Any]:
+    """A tab on the stack's page. The page runs under the production CSP (devstack/web.py);
+    anything it refuses fails the test, so a CSP that breaks the page cannot pass."""
     context = browser.new_context(permissions=["microphone"])
     page = context.new_page()
+    page.on(
+        "console",
+        lambda m: csp_refusals.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     yield page
     context.close()
+    assert not csp_refusals, f"the page broke its own CSP: {csp_refusals}"
+
+
+def wait_until(page: Any, expression: str, timeout_ms: int = 15_000) -> Any:
+    """Polls a JavaScript expression until it is truthy.
+
+    Playwright's wait_for_function re-runs its predicate through eval(), which the page's
+    production CSP (script-src 'self', no 'unsafe-eval') refuses; `evaluate` goes through the
+    DevTools protocol, which CSP does not govern.
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true after {timeout_ms} ms: {expression}")
+        page.wait_for_timeout(50)
 
 
 def shot(page: Any, name: str) -> None:

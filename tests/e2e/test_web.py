@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from devstack.stack import start_stack
-from tests.e2e.conftest import ROOT, shot
+from tests.e2e.conftest import ROOT, shot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 TIMEOUT = 15_000
@@ -32,9 +32,7 @@ def state(page: Any) -> str:
 
 
 def wait_state(page: Any, wanted: str) -> None:
-    page.wait_for_function(
-        f"document.documentElement.dataset.state === '{wanted}'", timeout=TIMEOUT
-    )
+    wait_until(page, f"document.documentElement.dataset.state === '{wanted}'", TIMEOUT)
 
 
 def alert(page: Any) -> str:
@@ -55,11 +53,12 @@ def test_sign_in_talk_type_mute_and_hang_up(page: Any, stack: Any) -> None:
     wait_state(page, "connected")
 
     # the remote audio plays: a live track, and time advancing on the element
-    page.wait_for_function(
-        """() => { const a = document.getElementById('remote-audio');
+    wait_until(
+        page,
+        """(() => { const a = document.getElementById('remote-audio');
                    return a.srcObject && a.srcObject.getAudioTracks().some(t => t.readyState === 'live')
-                          && !a.paused && a.currentTime > 0.3; }""",
-        timeout=TIMEOUT,
+                          && !a.paused && a.currentTime > 0.3; })()""",
+        TIMEOUT,
     )
     assert "Connected" in page.locator("#status").inner_text()
     assert page.locator("#quota").inner_text().endswith("this minute")

@@ -140,15 +140,42 @@ def test_the_parameters_have_safe_defaults() -> None:
 
 
 def test_the_function_is_reached_by_its_two_routes_only_and_checks_the_jwt_itself() -> None:
-    events = props("TokenFunction")["Events"].values()
-    routes = {(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events}
+    routes = {n: r for n, r in R.items() if r["Type"] == "AWS::ApiGatewayV2::Route"}
+    integrations = {n: r for n, r in R.items() if r["Type"] == "AWS::ApiGatewayV2::Integration"}
 
-    assert routes == {("POST", "/v1/realtime/client_secrets"), ("GET", "/openapi.json")}
-    assert all(e["Type"] == "HttpApi" for e in events)
-    assert all(e["Properties"]["ApiId"] == {"Ref": "HttpApi"} for e in events)
+    assert {r["Properties"]["RouteKey"] for r in routes.values()} == {
+        "POST /v1/realtime/client_secrets",
+        "GET /openapi.json",
+    }
+    assert all(r["Properties"]["ApiId"] == {"Ref": "HttpApi"} for r in routes.values())
+    assert all(
+        r["Properties"]["Target"] == {"Fn::Sub": "integrations/${TokenIntegration}"}
+        for r in routes.values()
+    )
+    assert list(integrations) == ["TokenIntegration"]
+    integration = integrations["TokenIntegration"]["Properties"]
+    # The SnapStart alias, never $LATEST; payload 2.0 as the handler parses it.
+    assert integration["IntegrationUri"] == {"Ref": "TokenFunction.Alias"}
+    assert integration["PayloadFormatVersion"] == "2.0"
+    permission = props("ApiInvokesFunction")
+    assert permission["FunctionName"] == {"Ref": "TokenFunction.Alias"}
+    assert permission["SourceArn"]["Fn::Sub"].endswith(":${HttpApi}/*")
+    assert "Events" not in props("TokenFunction")  # an event would put the function in the API
     # No API Gateway authorizer: the function answers 401/403 as problem documents itself.
-    assert all("Auth" not in e["Properties"] for e in events)
+    assert all("AuthorizerId" not in r["Properties"] for r in routes.values())
     assert "Auth" not in props("HttpApi")
+
+
+def test_the_api_logs_each_request_with_its_source_ip_and_no_token_or_body() -> None:
+    settings = props("HttpApi")["AccessLogSettings"]
+    fields = json.loads(settings["Format"])
+
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    assert fields["ip"] == "$context.identity.sourceIp"
+    assert {"requestId", "status", "path", "time"} <= set(fields)
+    forbidden = ("authorization", "header", "body", "querystring", "jwt", "claims")
+    assert not [v for v in fields.values() if any(f in v.lower() for f in forbidden)]
+    assert props("ApiAccessLogGroup")["RetentionInDays"] == {"Ref": "LogRetentionDays"}
 
 
 def test_cors_allows_no_wildcard_no_credentials_and_exposes_the_rate_limit_headers() -> None:
@@ -256,6 +283,61 @@ def test_the_page_bucket_is_private_encrypted_and_tls_only() -> None:
     )
 
 
+def test_cloudfront_serves_the_api_under_the_pages_origin_uncached() -> None:
+    config = props("WebDistribution")["DistributionConfig"]
+    api = next(o for o in config["Origins"] if o["Id"] == "api")
+    behaviours = {b["PathPattern"]: b for b in config["CacheBehaviors"]}
+
+    assert api["DomainName"] == {
+        "Fn::Sub": "${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+    }
+    assert api["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    assert set(behaviours) == {"/v1/*", "/openapi.json"}
+    for behaviour in behaviours.values():
+        assert behaviour["TargetOriginId"] == "api"
+        assert behaviour["ViewerProtocolPolicy"] == "https-only"  # a redirect would drop a POST
+        assert (
+            behaviour["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+        )  # CachingDisabled
+        # AllViewerExceptHostHeader: API Gateway answers only to its own host name.
+        assert behaviour["OriginRequestPolicyId"] == "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+        assert behaviour["ResponseHeadersPolicyId"] == {"Ref": "WebHeadersPolicy"}
+    assert "POST" in behaviours["/v1/*"]["AllowedMethods"]
+    # The page no longer needs CORS: only the extra origins are granted it, and the function
+    # is told the same.
+    assert props("HttpApi")["CorsConfiguration"]["AllowOrigins"] == {
+        "Fn::If": ["HasExtraOrigins", {"Fn::Split": [",", {"Ref": "AllowedOrigins"}]}, []]
+    }
+    env = props("TokenFunction")["Environment"]["Variables"]
+    assert env["ALLOWED_ORIGINS"] == {"Ref": "AllowedOrigins"}
+
+
+def test_the_optional_web_acl_limits_each_ip_on_the_api_and_is_off_by_default() -> None:
+    parameters = T["Parameters"]
+    acl = R["WebAcl"]
+    rate = next(r for r in acl["Properties"]["Rules"] if "RateBasedStatement" in r["Statement"])
+    statement = rate["Statement"]["RateBasedStatement"]
+
+    assert parameters["EnableWaf"]["Default"] == "false"
+    assert "USD" in parameters["EnableWaf"]["Description"]  # its cost, where it is chosen
+    assert acl["Condition"] == "WafEnabled" and acl["Properties"]["Scope"] == "CLOUDFRONT"
+    assert statement["AggregateKeyType"] == "IP" and statement["Limit"] == {"Ref": "WafRateLimit"}
+    assert statement["ScopeDownStatement"]["ByteMatchStatement"]["SearchString"] == "/v1/"
+    assert rate["Action"] == {"Block": {}}
+    assert props("WebDistribution")["DistributionConfig"]["WebACLId"] == {
+        "Fn::If": ["WafEnabled", {"Fn::GetAtt": ["WebAcl", "Arn"]}, NO_VALUE]
+    }
+    # CloudFront's web ACLs exist only in us-east-1: the template says so before creating.
+    assertion = T["Rules"]["WafNeedsUsEast1"]["Assertions"][0]["Assert"]
+    assert assertion == {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}
+
+
+def test_the_page_is_told_the_api_under_its_own_origin() -> None:
+    outputs = T["Outputs"]
+
+    assert outputs["WebApiUrl"]["Value"] == {"Fn::Sub": "https://${WebDistribution.DomainName}"}
+
+
 def test_cloudfront_serves_the_page_over_https_only_with_security_headers() -> None:
     config = props("WebDistribution")["DistributionConfig"]
     headers = props("WebHeadersPolicy")["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
@@ -321,10 +403,9 @@ def test_the_events_are_complete_payload_2_0(path: Path) -> None:
 
 
 def test_the_events_hit_the_template_routes_or_the_preflight() -> None:
-    declared = {
-        f"{e['Properties']['Method'].upper()} {e['Properties']['Path']}"
-        for e in props("TokenFunction")["Events"].values()
-    }
+    from devstack.apigw import template_routes
+
+    declared = set(template_routes(T))
     keys = {p.name: event(p.name)["routeKey"] for p in EVENT_FILES}
 
     assert keys == {

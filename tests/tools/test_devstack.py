@@ -551,7 +551,7 @@ def test_the_whole_stack_signs_in_mints_a_secret_and_stops_clean(
         pgids = [p.pgid for p in stack.processes.values()]
 
     assert config == {
-        "apiBaseUrl": urls["api"],
+        "apiBaseUrl": urls["web"],  # the API under the page's own origin, as deployed
         "issuer": urls["issuer"],
         "clientId": CLIENT_ID,
         "redirectUri": urls["web"] + "/",

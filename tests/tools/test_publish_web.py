@@ -16,6 +16,7 @@ from tests.fakes import use_fake_aws
 
 OUTPUTS = {
     "ApiUrl": "https://abc123.execute-api.us-east-1.amazonaws.com",
+    "WebApiUrl": "https://d111.cloudfront.net",
     "AuthIssuerUrl": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC",
     "WebClientId": "client123",
     "WebUrl": "https://d111.cloudfront.net/",
@@ -98,7 +99,7 @@ def test_publishing_uploads_the_page_with_types_caching_and_a_generated_config(
     assert stored["styles.css"]["CacheControl"] == "public, max-age=3600"
     config = json.loads(stored["config.json"]["Body"].read())
     assert config == {
-        "apiBaseUrl": OUTPUTS["ApiUrl"],
+        "apiBaseUrl": OUTPUTS["WebApiUrl"],  # same origin as the page, not ApiUrl
         "issuer": OUTPUTS["AuthIssuerUrl"],
         "clientId": "client123",
         "redirectUri": OUTPUTS["WebUrl"],
