@@ -30,6 +30,7 @@ from .errors import (
     BodyTooLarge,
     DependencyError,
     DependencyMisconfigured,
+    GlobalQuotaExceeded,
     InvalidRequest,
     QuotaExceeded,
     RequestError,
@@ -241,6 +242,13 @@ def _observe_failure(exc: TokenVendorError) -> None:
                 "retry_after": exc.retry_after,
             },
         )
+    elif isinstance(exc, GlobalQuotaExceeded):
+        metrics.add_metric(name="GlobalQuotaRefusals", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "global quota exhausted",
+            extra={"outcome": "global_quota_exceeded", "policy": exc.violated,
+                   "retry_after": exc.retry_after},
+        )  # fmt: skip
     elif isinstance(exc, RequestError):
         metrics.add_metric(name="RequestsRefused", unit=MetricUnit.Count, value=1)
         logger.info(

@@ -47,6 +47,7 @@ class Settings:
     openai_base_url: str
     quota_table: str
     quotas: tuple[QuotaWindow, ...]
+    global_quotas: tuple[QuotaWindow, ...]
     auth_issuer: str
     auth_audiences: tuple[str, ...]
     auth_jwks_url: str | None
@@ -100,6 +101,10 @@ class Settings:
             openai_base_url=base_url.rstrip("/"),
             quota_table=required("QUOTA_TABLE"),
             quotas=_parse_quotas(env.get("QUOTAS", "").strip() or "10/minute,100/day", problems),
+            # Every user together; empty means no global cap (per-user quotas only).
+            global_quotas=_parse_quotas(global_quotas, problems, "GLOBAL_QUOTAS")
+            if (global_quotas := env.get("GLOBAL_QUOTAS", "").strip())
+            else (),
             auth_issuer=issuer,
             auth_audiences=audiences,
             auth_jwks_url=jwks_url,
@@ -129,18 +134,20 @@ def _check_url(name: str, url: str, problems: list[str]) -> None:
     problems.append(f"{name} must be an https:// URL (plain http only for loopback), got {url!r}")
 
 
-def _parse_quotas(raw: str, problems: list[str]) -> tuple[QuotaWindow, ...]:
+def _parse_quotas(
+    raw: str, problems: list[str], variable: str = "QUOTAS"
+) -> tuple[QuotaWindow, ...]:
     windows: dict[str, QuotaWindow] = {}
     for part in raw.split(","):
         match = _QUOTA.match(part)
         if not match or int(match.group(1)) < 1:
             problems.append(
-                f"QUOTAS: expected entries like '10/minute,100/day', got {part.strip()!r}"
+                f"{variable}: expected entries like '10/minute,100/day', got {part.strip()!r}"
             )
             continue
         name = match.group(2)
         if name in windows:
-            problems.append(f"QUOTAS: the window '{name}' is given twice")
+            problems.append(f"{variable}: the window '{name}' is given twice")
         windows[name] = QuotaWindow(name, WINDOW_SECONDS[name], int(match.group(1)))
     return tuple(sorted(windows.values(), key=lambda w: w.seconds))
 

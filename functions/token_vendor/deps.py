@@ -104,7 +104,9 @@ def build_container(
     vendor = TokenVendor(
         verifier=verifier,
         profiles=settings.profiles,
-        quota=QuotaStore(settings.quota_table, settings.quotas, dynamodb),
+        quota=QuotaStore(
+            settings.quota_table, settings.quotas, dynamodb, global_windows=settings.global_quotas
+        ),
         minter=RealtimeApi(settings.openai_base_url, http, openai_key),
         webrtc_url=settings.webrtc_url,
         log=log,

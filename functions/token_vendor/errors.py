@@ -11,6 +11,7 @@ TokenVendorError
 |   +-- UnsupportedMediaType
 |   +-- ProfileNotPermitted      the caller may not use that profile
 +-- QuotaExceeded                the caller's own quota is spent
++-- GlobalQuotaExceeded          everyone's quota together (GLOBAL_QUOTAS) is spent
 +-- DependencyError              we could not do our part; never the caller's fault
     +-- DependencyUnavailable    a dependency is down or throttling (retry later)
     |   +-- DependencyMisconfigured  what it holds is unusable: the operator must act
@@ -97,6 +98,15 @@ class QuotaExceeded(TokenVendorError):
         self.windows = windows
         self.violated = violated
         super().__init__(f"quota '{violated}' exhausted; retry after {retry_after}s")
+
+
+class GlobalQuotaExceeded(TokenVendorError):
+    """Not the caller's doing: the service's own cap on all mints. The caller's unit is back."""
+
+    def __init__(self, retry_after: int, violated: str) -> None:
+        self.retry_after = retry_after
+        self.violated = violated
+        super().__init__(f"global quota '{violated}' exhausted; retry after {retry_after}s")
 
 
 class DependencyError(TokenVendorError):

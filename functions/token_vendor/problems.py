@@ -13,6 +13,7 @@ from .errors import (
     BodyTooLarge,
     ConfigError,
     DependencyUnavailable,
+    GlobalQuotaExceeded,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
@@ -89,6 +90,16 @@ def problem_for(error: Exception) -> Problem:
                 f"try again in {error.retry_after} seconds.",
                 headers,
                 {"policy": error.violated, "retry_after": error.retry_after},
+            )
+        case GlobalQuotaExceeded():
+            # 503, not 429: the caller sent nothing too many; the service is at its capacity.
+            return Problem(
+                503,
+                "capacity-exhausted",
+                "Service Unavailable",
+                "The service has reached its limit for now; please try again later.",
+                {"Retry-After": str(error.retry_after)},
+                {"retry_after": error.retry_after},
             )
         case DependencyUnavailable():
             return Problem(

@@ -6,6 +6,11 @@ epoch nest inside each other), one counter attribute per window named by its ind
 condition covers every window at once, and the response carries every counter, so the
 RateLimit headers are exact. The item holds at most as many short-window counters as the
 longest window's limit allows successes, and TTL removes it after its period.
+
+An optional global quota (GLOBAL_QUOTAS) caps every user together: one more item, counted
+the same way, after the user's own. Each item's update is atomic (no race can overshoot a
+limit); when the global item refuses, the user's unit is given back, so a refusal costs
+nothing. With self sign-up, per-user quotas alone are no limit on spend: this is.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import QuotaWindow
 from .deadline import Deadline
-from .errors import DependencyUnavailable, QuotaExceeded, WindowUsage
+from .errors import DependencyUnavailable, GlobalQuotaExceeded, QuotaExceeded, WindowUsage
 
 TTL_GRACE_SECONDS = 3600
 # One DynamoDB attempt at worst: connect and read timeouts of deps.DYNAMODB_CONFIG.
@@ -33,12 +38,23 @@ class OutOfTime(BotoCoreError):  # type: ignore[misc]  # botocore ships no types
     fmt = "no time left in the Lambda's budget for another DynamoDB attempt"
 
 
+GLOBAL_USER = "global"  # user hashes are hex: this key can never be a user's
+
+
 @dataclass(frozen=True)
-class Grant:
-    """One unit taken: where it was counted, so it can be given back exactly."""
+class Counted:
+    """One item's counters that took a unit."""
 
     key: str
     attributes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One unit taken: where it was counted, so it can be given back exactly. `windows` are
+    the caller's own (the RateLimit headers)."""
+
+    counted: tuple[Counted, ...]
     windows: tuple[WindowUsage, ...]
 
 
@@ -51,10 +67,12 @@ class QuotaStore:
         windows: tuple[QuotaWindow, ...],
         client: Any,
         *,
+        global_windows: tuple[QuotaWindow, ...] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._table = table
         self._windows = windows
+        self._global_windows = global_windows
         self._client = client
         self._clock = clock
         self._deadline: Deadline | None = None
@@ -83,17 +101,33 @@ class QuotaStore:
 
     def _consume(self, user: str) -> Grant:
         now = self._clock()
-        longest = self._windows[-1]
+        own, usage = self._count(user, self._windows, now)
+        if not self._global_windows:
+            return Grant((own,), usage)
+        try:
+            everyone, _ = self._count(GLOBAL_USER, self._global_windows, now)
+        except QuotaExceeded as exc:
+            self._give_back(Grant((own,), usage))
+            raise GlobalQuotaExceeded(exc.retry_after, exc.violated) from None
+        except DependencyUnavailable:
+            self._give_back(Grant((own,), usage))
+            raise
+        return Grant((own, everyone), usage)
+
+    def _count(
+        self, user: str, windows: tuple[QuotaWindow, ...], now: float
+    ) -> tuple[Counted, tuple[WindowUsage, ...]]:
+        longest = windows[-1]
         period = int(now // longest.seconds)
         key = f"quota#{user}#{longest.name}#{period}"
-        counters = [f"c_{w.name}_{int(now // w.seconds)}" for w in self._windows]
+        counters = [f"c_{w.name}_{int(now // w.seconds)}" for w in windows]
         names = {f"#c{i}": name for i, name in enumerate(counters)} | {"#ttl": "ttl"}
         values: dict[str, Any] = {
             ":one": {"N": "1"},
             ":ttl": {"N": str((period + 1) * longest.seconds + TTL_GRACE_SECONDS)},
         }
         conditions = []
-        for i, window in enumerate(self._windows):
+        for i, window in enumerate(windows):
             values[f":l{i}"] = {"N": str(window.limit)}
             conditions.append(f"(attribute_not_exists(#c{i}) OR #c{i} < :l{i})")
         try:
@@ -110,12 +144,13 @@ class QuotaStore:
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise self._exceeded(exc.response.get("Item", {}), counters, now) from None
+                item = exc.response.get("Item", {})
+                raise _exceeded(windows, item, counters, now) from None
             raise _unavailable(exc) from None
         except BotoCoreError as exc:
             raise _unavailable(exc) from None
         counts = [_number(response.get("Attributes", {}).get(name)) for name in counters]
-        return Grant(key, tuple(counters), self._usage(counts, now))
+        return Counted(key, tuple(counters)), _usage(windows, counts, now)
 
     def give_back(self, grant: Grant, deadline: Deadline | None = None) -> bool:
         """Return the unit of a mint that failed for reasons not the caller's. Best effort."""
@@ -126,39 +161,65 @@ class QuotaStore:
             self._deadline = None
 
     def _give_back(self, grant: Grant) -> bool:
-        names = {f"#c{i}": name for i, name in enumerate(grant.attributes)}
+        return all([self._return_unit(counted) for counted in grant.counted])
+
+    def _return_unit(self, counted: Counted) -> bool:
+        names = {f"#c{i}": name for i, name in enumerate(counted.attributes)}
         try:
-            self._client.update_item(
+            response = self._client.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": grant.key}},
+                Key={"pk": {"S": counted.key}},
                 UpdateExpression="ADD " + ", ".join(f"#c{i} :minus" for i in range(len(names))),
                 ConditionExpression=" AND ".join(f"#c{i} > :zero" for i in range(len(names))),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
+                ReturnValues="UPDATED_NEW",
             )
         except (ClientError, BotoCoreError):
             return False
+        # A counter back at zero is removed, not kept: a user whose mints keep failing in a
+        # `second` window would otherwise add one item attribute per second, toward
+        # DynamoDB's 400 KB item limit. Conditional: a concurrent mint may have counted since.
+        attributes = response.get("Attributes", {})
+        for name in [n for n in counted.attributes if _number(attributes.get(n)) == 0]:
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": counted.key}},
+                    UpdateExpression="REMOVE #c",
+                    ConditionExpression="#c = :zero",
+                    ExpressionAttributeNames={"#c": name},
+                    ExpressionAttributeValues={":zero": {"N": "0"}},
+                )
+            except (ClientError, BotoCoreError):
+                pass  # counted again meanwhile, or DynamoDB failed: a zero left behind is harmless
         return True
 
-    def _usage(self, counts: list[int], now: float) -> tuple[WindowUsage, ...]:
-        return tuple(
-            WindowUsage(
-                name=w.name,
-                limit=w.limit,
-                seconds=w.seconds,
-                remaining=max(w.limit - count, 0),
-                reset_after=_reset_after(w, now),
-            )
-            for w, count in zip(self._windows, counts, strict=True)
-        )
 
-    def _exceeded(self, item: dict[str, Any], counters: list[str], now: float) -> QuotaExceeded:
-        counts = [_number(item.get(name)) for name in counters]
-        usage = self._usage(counts, now)
-        spent = [u for u in usage if u.remaining == 0] or list(usage)
-        # The caller may try again when every exhausted window has reset.
-        worst = max(spent, key=lambda u: u.reset_after)
-        return QuotaExceeded(retry_after=worst.reset_after, windows=usage, violated=worst.name)
+def _usage(
+    windows: tuple[QuotaWindow, ...], counts: list[int], now: float
+) -> tuple[WindowUsage, ...]:
+    return tuple(
+        WindowUsage(
+            name=w.name,
+            limit=w.limit,
+            seconds=w.seconds,
+            remaining=max(w.limit - count, 0),
+            reset_after=_reset_after(w, now),
+        )
+        for w, count in zip(windows, counts, strict=True)
+    )
+
+
+def _exceeded(
+    windows: tuple[QuotaWindow, ...], item: dict[str, Any], counters: list[str], now: float
+) -> QuotaExceeded:
+    counts = [_number(item.get(name)) for name in counters]
+    usage = _usage(windows, counts, now)
+    spent = [u for u in usage if u.remaining == 0] or list(usage)
+    # The caller may try again when every exhausted window has reset.
+    worst = max(spent, key=lambda u: u.reset_after)
+    return QuotaExceeded(retry_after=worst.reset_after, windows=usage, violated=worst.name)
 
 
 def _reset_after(window: QuotaWindow, now: float) -> int:

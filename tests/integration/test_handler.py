@@ -443,3 +443,20 @@ def test_logs_hold_the_outcome_and_no_secret(mint: Mint, issuer: Issuer, logs: A
     assert record["user"] and record["correlation_id"] and record["model"] == "gpt-realtime-2.1"
     for secret in (token, token.split(".")[2], reply.json["value"], "sk-test-"):
         assert secret not in logs.text
+
+
+def test_the_global_cap_is_a_503_that_costs_the_caller_nothing(
+    make_handler: Any, issuer: Issuer, aws: Aws
+) -> None:
+    handler = make_handler(GLOBAL_QUOTAS="2/day")
+
+    def mint_as(user: str) -> Reply:
+        token = issuer.token(user)
+        return invoke(handler, http_event(headers={"authorization": f"Bearer {token}"}))
+
+    assert [mint_as(u).status for u in ("alice", "bob")] == [200, 200]
+    refused = mint_as("carol")
+
+    body = assert_problem(refused, 503, "capacity-exhausted")
+    assert int(refused.header("retry-after")) == body["retry_after"] > 0
+    assert counters(aws) == 2  # carol's own minute counter went back to zero (and away)

@@ -96,8 +96,9 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
 
     http = httpx.Client(transport=httpx.MockTransport(upstream))
 
-    def _build(quotas: str) -> Any:
-        return app.create_handler(lambda: deps.build_container(env | {"QUOTAS": quotas}, http=http))
+    def _build(quotas: str, global_quotas: str = "") -> Any:
+        settings = env | {"QUOTAS": quotas, "GLOBAL_QUOTAS": global_quotas}
+        return app.create_handler(lambda: deps.build_container(settings, http=http))
 
     _handler = _build(env["QUOTAS"])
 
@@ -127,6 +128,25 @@ def _fire(
                 "at": time.time(),
             }
         )
+    return {"results": results, "minted": list(_minted)}
+
+
+def _fire_as_many(tokens: list[str], start_at: float, global_quotas: str) -> dict[str, Any]:
+    """One mint for each of many users, against a handler with a global quota."""
+    from tests.conftest import LambdaContext, http_event
+
+    key = f"{LIMIT}/minute|{global_quotas}"
+    handler = _handlers.get(key) or _handlers.setdefault(
+        key, _build(f"{LIMIT}/minute", global_quotas)
+    )
+    _minted.clear()
+    time.sleep(max(start_at - time.time(), 0))
+    results = []
+    for token in tokens:
+        event = http_event(headers={"authorization": f"Bearer {token}"})
+        result = handler(event, LambdaContext())
+        body = json.loads(result["body"])
+        results.append({"status": result["statusCode"], "type": body.get("type", "")})
     return {"results": results, "minted": list(_minted)}
 
 
@@ -207,6 +227,32 @@ def test_a_per_second_window_holds_at_every_boundary_under_concurrency(
     assert sum(counters(dynamodb_url, pool.issuer.issuer, subject, "c_minute_").values()) == len(
         granted
     )
+
+
+def test_a_global_cap_holds_across_fifty_users_minting_at_once(
+    pool: Any, dynamodb_url: str
+) -> None:
+    """GLOBAL_QUOTAS caps everyone together, atomically: 50 users at once, a cap of 7, so
+    exactly 7 secrets; the 43 others get 503 capacity-exhausted and keep their own unit."""
+    wait_clear_of_a_minute_boundary()
+    cap, run = 7, time.time_ns()
+    subjects = [f"crowd-{run}-{n}" for n in range(REQUESTS)]
+    tokens = [pool.issuer.token(s) for s in subjects]
+    start_at = time.time() + 1.0
+    # A per-run window name would need a new table; a minute window and a fresh minute do.
+    chunks = [tokens[i::WORKERS] for i in range(WORKERS)]
+
+    outcomes = pool.starmap(_fire_as_many, [(c, start_at, f"{cap}/minute") for c in chunks])
+
+    results = [r for o in outcomes for r in o["results"]]
+    minted = [v for o in outcomes for v in o["minted"]]
+    assert sorted(r["status"] for r in results) == [200] * cap + [503] * (REQUESTS - cap)
+    assert all(r["type"].endswith(":capacity-exhausted") for r in results if r["status"] == 503)
+    assert len(minted) == cap
+    own = [
+        sum(counters(dynamodb_url, pool.issuer.issuer, s, "c_minute_").values()) for s in subjects
+    ]
+    assert sorted(own) == [0] * (REQUESTS - cap) + [1] * cap  # refused users paid nothing
 
 
 def counters(url: str, issuer: str, subject: str, prefix: str) -> dict[str, int]:

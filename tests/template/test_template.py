@@ -32,6 +32,7 @@ CONTRACT_VARIABLES = {
     "OPENAI_BASE_URL",
     "QUOTA_TABLE",
     "QUOTAS",
+    "GLOBAL_QUOTAS",
     "AUTH_ISSUER",
     "AUTH_AUDIENCE",
     "AUTH_JWKS_URL",
@@ -362,6 +363,45 @@ def test_cognito_exists_only_when_no_issuer_is_given() -> None:
     assert env["AUTH_TOKEN_USE"] == {"Fn::If": ["CreateCognito", "access", {"Ref": "AuthTokenUse"}]}
 
 
+def test_only_the_operator_creates_accounts_unless_self_sign_up_is_chosen() -> None:
+    pool = props("UserPool")
+
+    assert T["Parameters"]["SelfSignUp"]["Default"] == "false"
+    assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] == {
+        "Fn::If": ["SelfSignUpEnabled", False, True]
+    }
+    assert T["Conditions"]["SelfSignUpEnabled"] == {"Fn::Equals": [{"Ref": "SelfSignUp"}, "true"]}
+
+
+def test_self_sign_up_requires_a_global_cap() -> None:
+    rule = T["Rules"]["SelfSignUpNeedsGlobalQuotas"]
+
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "SelfSignUp"}, "true"]}
+    assert rule["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "GlobalQuotas"}, ""]}]
+    }
+    assert props("TokenFunction")["Environment"]["Variables"]["GLOBAL_QUOTAS"] == {
+        "Ref": "GlobalQuotas"
+    }
+    pattern = T["Parameters"]["GlobalQuotas"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "") and re.fullmatch(pattern, "100/minute,2000/day")
+    assert not re.fullmatch(pattern, "lots")
+
+
+def test_access_tokens_live_ten_minutes_and_refresh_tokens_can_be_revoked() -> None:
+    client = props("UserPoolClient")
+
+    assert T["Parameters"]["AccessTokenMinutes"]["Default"] == 10
+    assert (
+        client["AccessTokenValidity"] == client["IdTokenValidity"] == {"Ref": "AccessTokenMinutes"}
+    )
+    assert client["TokenValidityUnits"]["AccessToken"] == "minutes"
+    assert client["EnableTokenRevocation"] is True
+    outputs = T["Outputs"]
+    assert outputs["SignOutUrl"]["Value"]["Fn::Sub"].endswith(".amazoncognito.com/logout")
+    assert outputs["RevocationUrl"]["Value"]["Fn::Sub"].endswith(".amazoncognito.com/oauth2/revoke")
+
+
 def test_alarms_cover_errors_throttles_upstream_failures_the_unexpected_and_the_mint_rate() -> None:
     alarms = {name for name, r in R.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
 
@@ -370,6 +410,7 @@ def test_alarms_cover_errors_throttles_upstream_failures_the_unexpected_and_the_
         "ThrottlesAlarm",
         "UpstreamFailuresAlarm",
         "UnexpectedErrorsAlarm",
+        "GlobalCapAlarm",
         "MintRateAlarm",
     }
     assert R["Dashboard"]["Type"] == "AWS::CloudWatch::Dashboard"

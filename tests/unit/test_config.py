@@ -44,6 +44,8 @@ def test_every_missing_variable_is_named_at_once() -> None:
         ("QUOTAS", "10/fortnight"),
         ("QUOTAS", "0/minute"),
         ("QUOTAS", "10/minute,5/minute"),
+        ("GLOBAL_QUOTAS", "lots"),
+        ("GLOBAL_QUOTAS", "0/day"),
         ("AUTH_ALGORITHMS", "HS256"),
         ("AUTH_ALGORITHMS", "none"),
         ("AUTH_ALGORITHMS", "RS256,ES256"),
@@ -121,3 +123,10 @@ def test_the_default_profile_must_exist(tmp_path: Path) -> None:
     )
 
     assert "default_profile 'nope' is not a profile" in problems_for(env)[0]
+
+
+def test_the_global_quota_is_optional_and_parsed_like_the_per_user_one() -> None:
+    assert Settings.from_env(BASE_ENV).global_quotas == ()
+    settings = Settings.from_env(BASE_ENV | {"GLOBAL_QUOTAS": "100/minute, 1000/day"})
+
+    assert [(w.name, w.limit) for w in settings.global_quotas] == [("minute", 100), ("day", 1000)]

@@ -8,7 +8,7 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 from token_vendor.config import QuotaWindow
-from token_vendor.errors import DependencyUnavailable, QuotaExceeded
+from token_vendor.errors import DependencyUnavailable, GlobalQuotaExceeded, QuotaExceeded
 from token_vendor.quota import QuotaStore
 
 from tests.conftest import TABLE, Aws
@@ -146,3 +146,85 @@ def test_an_unreachable_dynamodb_fails_closed() -> None:
 
     with pytest.raises(DependencyUnavailable):
         QuotaStore(TABLE, (MINUTE,), client).consume("u")
+
+
+# --- the global quota (GLOBAL_QUOTAS) ------------------------------------------------------
+
+
+def global_store(aws: Aws, clock: Clock, cap: int = 2) -> QuotaStore:
+    return QuotaStore(
+        TABLE,
+        (MINUTE, DAY),
+        aws.dynamodb,
+        clock=clock,
+        global_windows=(QuotaWindow("day", 86400, cap),),
+    )
+
+
+def own_count(aws: Aws, user: str) -> int:
+    return sum(
+        int(v["N"])
+        for item in aws.quota_items()
+        if item["pk"]["S"].startswith(f"quota#{user}#")
+        for k, v in item.items()
+        if k.startswith("c_day_")
+    )
+
+
+def test_the_global_cap_counts_every_user_together(aws: Aws) -> None:
+    quota = global_store(aws, Clock(START + 10))
+    quota.consume("alice")
+    quota.consume("bob")
+
+    with pytest.raises(GlobalQuotaExceeded) as caught:
+        quota.consume("carol")
+
+    assert caught.value.violated == "day"
+    assert caught.value.retry_after == 86400 - (START + 10) % 86400
+    assert own_count(aws, "carol") == 0, "the refused caller's own unit was not given back"
+    assert (own_count(aws, "alice"), own_count(aws, "bob")) == (1, 1)
+
+
+def test_a_user_at_their_own_limit_spends_nothing_of_the_global_cap(aws: Aws) -> None:
+    quota = global_store(aws, Clock(START + 10), cap=3)
+    quota.consume("alice")
+    quota.consume("alice")
+    with pytest.raises(QuotaExceeded):
+        quota.consume("alice")  # her minute is spent: refused before the global item
+
+    quota.consume("bob")  # the third global unit is still there
+
+
+def test_a_failed_mint_gives_back_both_the_users_and_the_global_unit(aws: Aws) -> None:
+    quota = global_store(aws, Clock(START + 10), cap=1)
+    grant = quota.consume("alice")
+
+    assert quota.give_back(grant) is True
+    quota.consume("bob")
+
+
+def test_a_given_back_counter_that_returns_to_zero_is_removed(aws: Aws) -> None:
+    """A user whose mints keep failing must not grow their item by one counter per window."""
+    clock = Clock(START)
+    quota = store(aws, clock, (QuotaWindow("second", 1, 5), QuotaWindow("day", 86400, 100)))
+    for n in range(20):
+        clock.now = START + n
+        quota.give_back(quota.consume("u"))
+
+    (item,) = aws.quota_items()
+    assert [k for k in item if k.startswith("c_")] == []
+
+
+def test_give_back_keeps_a_counter_another_mint_still_holds(aws: Aws) -> None:
+    quota = store(aws, Clock(START + 10))
+    kept = quota.consume("u")
+    failed = quota.consume("u")
+
+    quota.give_back(failed)
+
+    (item,) = aws.quota_items()
+    assert {k: v["N"] for k, v in item.items() if k.startswith("c_")} == {
+        f"c_minute_{int((START + 10) // 60)}": "1",
+        f"c_day_{int(START // 86400)}": "1",
+    }
+    assert kept.windows[0].remaining == 1
