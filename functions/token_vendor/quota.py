@@ -15,6 +15,7 @@ nothing. With self sign-up, per-user quotas alone are no limit on spend: this is
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -182,7 +183,8 @@ class QuotaStore:
         # DynamoDB's 400 KB item limit. Conditional: a concurrent mint may have counted since.
         attributes = response.get("Attributes", {})
         for name in [n for n in counted.attributes if _number(attributes.get(n)) == 0]:
-            try:
+            # Counted again meanwhile, or DynamoDB failed: a zero left behind is harmless.
+            with contextlib.suppress(ClientError, BotoCoreError):
                 self._client.update_item(
                     TableName=self._table,
                     Key={"pk": {"S": counted.key}},
@@ -191,8 +193,6 @@ class QuotaStore:
                     ExpressionAttributeNames={"#c": name},
                     ExpressionAttributeValues={":zero": {"N": "0"}},
                 )
-            except (ClientError, BotoCoreError):
-                pass  # counted again meanwhile, or DynamoDB failed: a zero left behind is harmless
         return True
 
 
