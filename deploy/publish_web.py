@@ -61,7 +61,13 @@ def site_config(outputs: dict[str, str], scopes: str = DEFAULT_SCOPES) -> dict[s
         "clientId": outputs["WebClientId"],
         "redirectUri": outputs["WebUrl"],
         "scopes": scopes,
-    }
+    } | (
+        # The stack's own Cognito: its logout and revocation endpoints are in no discovery
+        # document, and its logout takes client_id and logout_uri.
+        {"cognitoLogoutUrl": outputs["SignOutUrl"], "revocationEndpoint": outputs["RevocationUrl"]}
+        if outputs.get("SignOutUrl") and outputs.get("RevocationUrl")
+        else {}
+    )
 
 
 def content_type(name: str) -> str:

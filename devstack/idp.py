@@ -5,6 +5,12 @@ tokens with rotation) so the web page runs the same flow it runs against Cognito
 There are no passwords and no sessions: every /authorize shows the form. The signing key is
 made at start and lives only in memory, so tokens die with the process.
 
+Sign-out follows one of two real contracts. Standard OIDC (the default): discovery names an
+`end_session_endpoint` (`/logout?post_logout_redirect_uri=&id_token_hint=`) and a
+`revocation_endpoint` (RFC 7009, `/revoke`). `--cognito`: as Amazon Cognito, discovery names
+neither; `/logout` wants `client_id` and `logout_uri` (and refuses the standard parameters),
+and refresh tokens are revoked at `/oauth2/revoke`. The page must know which it talks to.
+
 `python -m devstack.idp --port 3002 --issuer-url http://127.0.0.1:3002 ...`
 """
 
@@ -77,6 +83,7 @@ class DevIssuer:
     redirect_uris: tuple[str, ...]
     allowed_origins: tuple[str, ...] = ()
     access_lifetime: int = ACCESS_LIFETIME
+    cognito: bool = False
     clock: Callable[[], float] = time.time
     kid: str = field(default_factory=lambda: secrets.token_urlsafe(8))
     _key: rsa.RSAPrivateKey = field(
@@ -100,7 +107,6 @@ class DevIssuer:
             "authorization_endpoint": f"{base}/authorize",
             "token_endpoint": f"{base}/token",
             "jwks_uri": f"{base}/jwks.json",
-            "end_session_endpoint": f"{base}/logout",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -111,7 +117,45 @@ class DevIssuer:
             "scopes_supported": list(SUPPORTED_SCOPES),
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "name", "nonce"],
             "authorization_response_iss_parameter_supported": True,
-        }
+        } | (
+            {}  # Cognito publishes neither: its logout and revocation are its own
+            if self.cognito
+            else {"end_session_endpoint": f"{base}/logout", "revocation_endpoint": f"{base}/revoke"}
+        )
+
+    def revoke(self, form: Mapping[str, str]) -> None:
+        """RFC 7009: a refresh token is revoked; an unknown token is not an error."""
+        if form.get("client_id") != self.client_id:
+            raise OAuthError("invalid_client", "unknown or missing client_id", 401)
+        grant = self._refresh.get(form.get("token", ""))
+        if grant is not None and grant.client_id == form["client_id"]:
+            del self._refresh[form["token"]]
+
+    def logout_target(self, query: Mapping[str, str]) -> str:
+        """Where /logout sends the browser back to, by this issuer's contract."""
+        if self.cognito:
+            # Cognito: client_id and logout_uri, the latter one of the client's sign-out URLs.
+            if query.get("client_id") != self.client_id:
+                raise OAuthError("invalid_request", "client_id is missing or unknown")
+            target = query.get("logout_uri", "")
+            if target not in self.redirect_uris:
+                raise OAuthError("invalid_request", "logout_uri is missing or not registered")
+            return target
+        target = query.get("post_logout_redirect_uri", "")
+        if target not in self.redirect_uris:
+            raise OAuthError(
+                "invalid_request", "post_logout_redirect_uri is missing or not registered"
+            )
+        hint = query.get("id_token_hint")
+        if hint:
+            try:
+                jwt.decode(
+                    hint, self._key.public_key(), algorithms=["RS256"], audience=self.client_id,
+                    issuer=self.issuer_url, options={"verify_exp": False},
+                )  # fmt: skip
+            except jwt.PyJWTError:
+                raise OAuthError("invalid_request", "id_token_hint is not our ID token") from None
+        return target
 
     def jwks(self) -> dict[str, Any]:
         public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key()))
@@ -297,6 +341,7 @@ def create_app(
     allowed_origins: Iterable[str] = (),
     access_lifetime: int = ACCESS_LIFETIME,
     dev_endpoint: bool = True,
+    cognito: bool = False,
 ) -> web.Application:
     issuer = DevIssuer(
         issuer_url,
@@ -305,6 +350,7 @@ def create_app(
         tuple(redirect_uris),
         tuple(allowed_origins),
         access_lifetime,
+        cognito,
     )
     app = web.Application(middlewares=[_cors])
     app[ISSUER] = issuer
@@ -314,13 +360,16 @@ def create_app(
     app.router.add_post("/authorize", _authorize_submit)
     app.router.add_post("/token", _token)
     app.router.add_get("/logout", _logout)
+    app.router.add_post("/oauth2/revoke" if cognito else "/revoke", _revoke)
     if dev_endpoint:
         app.router.add_post("/dev/token", _dev_token)
     return app
 
 
 # Browsers read discovery, keys and tokens from the app's own origin; the rest is navigation.
-CORS_PATHS = frozenset({"/.well-known/openid-configuration", "/jwks.json", "/token"})
+CORS_PATHS = frozenset(
+    {"/.well-known/openid-configuration", "/jwks.json", "/token", "/revoke", "/oauth2/revoke"}
+)
 
 
 @web.middleware
@@ -435,12 +484,23 @@ async def _token(request: web.Request) -> web.Response:
 
 
 async def _logout(request: web.Request) -> web.Response:
-    # No sessions to end; send the browser back if the target is one of the app's pages.
-    target = request.query.get("post_logout_redirect_uri", "")
-    issuer = request.app[ISSUER]
-    if target in issuer.redirect_uris or _origin(target) + "/" in issuer.redirect_uris:
-        return web.Response(status=303, headers={"Location": target})
-    return _page("Signed out", "<p>You are signed out.</p>")
+    # No sessions to end: the contract is what is checked, then the browser goes back.
+    try:
+        target = request.app[ISSUER].logout_target(request.query)
+    except OAuthError as exc:
+        return _page("Sign-out refused", f"<p role='alert'>{html.escape(exc.description)}</p>", 400)
+    return web.Response(status=303, headers={"Location": target, "Cache-Control": "no-store"})
+
+
+async def _revoke(request: web.Request) -> web.Response:
+    form = await request.post()
+    try:
+        request.app[ISSUER].revoke({k: str(v) for k, v in form.items()})
+    except OAuthError as exc:
+        return web.json_response(
+            {"error": exc.error, "error_description": exc.description}, status=exc.status
+        )
+    return web.Response(status=200, headers={"Cache-Control": "no-store"})
 
 
 async def _dev_token(request: web.Request) -> web.Response:
@@ -482,6 +542,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redirect-uri", action="append", default=[], required=True)
     parser.add_argument("--allowed-origin", action="append", default=[])
     parser.add_argument("--access-lifetime", type=int, default=ACCESS_LIFETIME)
+    parser.add_argument(
+        "--cognito", action="store_true", help="Cognito's logout and revocation, not OIDC's"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     app = create_app(
@@ -491,6 +554,7 @@ def main(argv: list[str] | None = None) -> None:
         args.redirect_uri,
         allowed_origins=args.allowed_origin,
         access_lifetime=args.access_lifetime,
+        cognito=args.cognito,
     )
     serve(app, args.host, args.port, "issuer")
 

@@ -296,11 +296,14 @@ def start_stack(
     log_dir: Path | None = None,
     state_file: Path | None = None,
     echo: bool = False,
+    issuer_style: Literal["oidc", "cognito"] = "oidc",
 ) -> Stack:
     """Start every component, wait until each answers, and return the running stack.
 
     With `openai_api_key` the real OpenAI is used and no emulator starts. `extra_env` goes
     to the function (after the stack's own settings, so it can override them).
+    `issuer_style="cognito"` runs the dev issuer with Cognito's sign-out contract, and tells
+    the page so, as a deploy with the stack's own user pool does.
     """
     started = time.monotonic()
     chosen = choose_ports(ports, host, web_host)
@@ -326,7 +329,9 @@ def start_stack(
     )
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        _spawn_all(stack, quotas, extra_env or {}, web_root, template, echo, emulate)
+        _spawn_all(
+            stack, quotas, extra_env or {}, web_root, template, echo, emulate, issuer_style
+        )
         deadline = time.monotonic() + START_TIMEOUT
         _wait(stack, "aws", host, deadline)
         try:
@@ -358,6 +363,7 @@ def _spawn_all(
     template: Path,
     echo: bool,
     emulate: bool,
+    issuer_style: str = "oidc",
 ) -> None:
     ports, urls, py = stack.ports, stack.urls, sys.executable
     host, web_host = stack.host, stack.web_host
@@ -369,12 +375,18 @@ def _spawn_all(
         "redirectUri": redirect_uri,
         "scopes": SCOPES,
     }
+    if issuer_style == "cognito":  # as deploy/publish_web.py writes it from the outputs
+        web_config |= {
+            "cognitoLogoutUrl": urls["issuer"] + "/logout",
+            "revocationEndpoint": urls["issuer"] + "/oauth2/revoke",
+        }
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
         "aws": (aws.moto_command(host, ports["aws"]), _base_env()),
         "issuer": (
             [py, "-m", "devstack.idp", "--host", host, "--port", str(ports["issuer"]),
              "--issuer-url", urls["issuer"], "--audience", AUDIENCE, "--client-id", CLIENT_ID,
-             "--redirect-uri", redirect_uri],
+             "--redirect-uri", redirect_uri,
+             *(["--cognito"] if issuer_style == "cognito" else [])],
             _base_env(),
         ),
         "web": (

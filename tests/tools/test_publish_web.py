@@ -135,6 +135,21 @@ def test_empty_mode_removes_every_object(aws: Any, web_dir: Path) -> None:
     assert objects(aws) == {}
 
 
+def test_the_stacks_own_cognito_gives_the_page_its_logout_and_revocation_endpoints() -> None:
+    domain = "https://rtv-1.auth.us-east-1.amazoncognito.com"
+    with_cognito = OUTPUTS | {
+        "SignOutUrl": f"{domain}/logout",
+        "RevocationUrl": f"{domain}/oauth2/revoke",
+    }
+
+    config = publish_web.site_config(with_cognito)
+
+    assert config["cognitoLogoutUrl"] == f"{domain}/logout"
+    assert config["revocationEndpoint"] == f"{domain}/oauth2/revoke"
+    # An external issuer publishes its own in discovery: the page reads them there.
+    assert "cognitoLogoutUrl" not in publish_web.site_config(OUTPUTS)
+
+
 def test_a_stack_without_the_outputs_is_a_clear_error(aws: Any, web_dir: Path) -> None:
     with pytest.raises(SystemExit, match="no output"):
         publish_web.site_config({"ApiUrl": "https://x"})

@@ -25,6 +25,28 @@ export class SignInUnavailable extends AppError {
   }
 }
 
+// What an issuer's `?error=` code means, in fixed sentences (RFC 6749 4.1.2.1, OIDC Core
+// 3.1.2.6). The code itself is never shown: the query string is anyone's to write.
+const SIGN_IN_ERRORS = {
+  access_denied: "Sign-in was cancelled or refused. Sign in again when you are ready.",
+  login_required: "Please sign in to continue.",
+  interaction_required: "The sign-in service needs you to sign in again.",
+  consent_required: "The sign-in service needs your consent. Please sign in again.",
+  account_selection_required: "Please choose an account to sign in with.",
+  temporarily_unavailable: "The sign-in service is busy right now. Please try again in a moment.",
+  server_error: "The sign-in service had a problem. Please try again in a moment.",
+  invalid_scope: "This app asked for access the sign-in service does not allow. Ask your administrator.",
+  unauthorized_client: "This app is not allowed to sign in here. Ask your administrator.",
+  invalid_request: "The sign-in request was refused. Ask your administrator if this persists.",
+  unsupported_response_type: "The sign-in request was refused. Ask your administrator if this persists.",
+};
+const SIGN_IN_FAILED = "Sign-in did not complete. Please try again.";
+
+/** @param {string | null} code */
+export function signInErrorSentence(code) {
+  return Object.hasOwn(SIGN_IN_ERRORS, code ?? "") ? SIGN_IN_ERRORS[/** @type {string} */ (code)] : SIGN_IN_FAILED;
+}
+
 /** @param {Uint8Array} bytes */
 function base64url(bytes) {
   return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -52,7 +74,8 @@ function claimsOf(jwt) {
 
 export class Auth {
   /**
-   * @param {{issuer: string, clientId: string, redirectUri: string, scopes: string}} config
+   * @param {{issuer: string, clientId: string, redirectUri: string, scopes: string,
+   *   cognitoLogoutUrl?: string, revocationEndpoint?: string}} config
    * @param {Storage} [storage]
    */
   constructor(config, storage = sessionStorage) {
@@ -108,7 +131,7 @@ export class Auth {
     history.replaceState(null, "", location.pathname); // the code is single-use: drop it from the URL
     const pending = JSON.parse(this.storage.getItem(PENDING) || "null");
     this.storage.removeItem(PENDING);
-    if (params.has("error")) throw new SignInRequired(`Sign-in did not complete (${params.get("error")}).`);
+    if (params.has("error")) throw new SignInRequired(signInErrorSentence(params.get("error")));
     if (!pending || pending.state !== params.get("state")) {
       throw new SignInRequired("Sign-in could not be verified. Please sign in again.");
     }
@@ -159,18 +182,46 @@ export class Auth {
     this.storage.removeItem(TOKENS);
   }
 
+  /**
+   * Signs out at the issuer, by its own contract, after revoking the refresh token where the
+   * issuer publishes a revocation endpoint (RFC 7009): a copy of the tokens left anywhere is
+   * then worth at most one access token's remaining minutes.
+   */
   async signOut() {
-    const idToken = this._tokens()?.id_token;
+    const tokens = this._tokens();
     this.forget();
-    const { end_session_endpoint: endpoint } = await this.discovery().catch(() => ({}));
-    if (!endpoint) return location.assign(this.config.redirectUri);
-    const url = new URL(endpoint);
+    const discovery = await this.discovery().catch(() => ({}));
+    const revocation = this.config.revocationEndpoint || discovery.revocation_endpoint;
+    if (revocation && tokens?.refresh_token) {
+      await fetch(revocation, {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          token: tokens.refresh_token, token_type_hint: "refresh_token", client_id: this.config.clientId,
+        }),
+        signal: AbortSignal.timeout(5000),
+      }).catch(() => {}); // signing out must not wait on a slow issuer
+    }
+    location.assign(this._logoutUrl(discovery, tokens?.id_token));
+  }
+
+  /** @param {any} discovery @param {string | undefined} idToken */
+  _logoutUrl(discovery, idToken) {
+    if (this.config.cognitoLogoutUrl) {
+      // Amazon Cognito: client_id and logout_uri (one of the client's sign-out URLs).
+      const url = new URL(this.config.cognitoLogoutUrl);
+      url.search = new URLSearchParams({ client_id: this.config.clientId, logout_uri: this.config.redirectUri }).toString();
+      return url.toString();
+    }
+    if (!discovery.end_session_endpoint) return this.config.redirectUri;
+    // OpenID Connect RP-Initiated Logout 1.0.
+    const url = new URL(discovery.end_session_endpoint);
     url.search = new URLSearchParams({
       client_id: this.config.clientId,
       post_logout_redirect_uri: this.config.redirectUri,
       ...(idToken ? { id_token_hint: idToken } : {}),
     }).toString();
-    location.assign(url.toString());
+    return url.toString();
   }
 
   /** @param {Record<string, string>} form */
