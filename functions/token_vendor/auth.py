@@ -77,6 +77,7 @@ class JwtVerifier:
         keys: KeySource,
         required_scopes: tuple[str, ...] = (),
         token_use: str | None = None,
+        required_typ: str | None = None,
         leeway: int = 30,
         max_lifetime: int = 86400,
         clock: Callable[[], float] = time.time,
@@ -87,6 +88,7 @@ class JwtVerifier:
         self._keys = keys
         self._required_scopes = required_scopes
         self._token_use = token_use
+        self._required_typ = _media_type(required_typ) if required_typ else None
         self._leeway = leeway
         self._max_lifetime = max_lifetime
         self._clock = clock
@@ -125,6 +127,10 @@ class JwtVerifier:
             raise InvalidToken("bad_kid", "the token's 'kid' is not a key id")
         if "typ" in header and not isinstance(header["typ"], str):
             raise InvalidToken("bad_typ", "the token's 'typ' is not a string")
+        # RFC 9068: access tokens say `typ: at+jwt`, so an ID token for the same client (an
+        # external issuer whose audience is the page's client id) cannot pass for one.
+        if self._required_typ and _media_type(header.get("typ", "")) != self._required_typ:
+            raise InvalidToken("wrong_typ", f"a '{self._required_typ}' token is required")
         return header
 
     def _check_claims(self, claims: dict[str, Any], kid: str | None) -> Caller:
@@ -194,13 +200,21 @@ def _time(claims: dict[str, Any], name: str, required: bool = False) -> float | 
     return float(value)
 
 
+def _media_type(typ: str) -> str:
+    """RFC 7515 4.1.9: `typ` may omit the "application/" prefix; compare case-insensitively."""
+    typ = typ.strip().lower()
+    return typ.removeprefix("application/")
+
+
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:
     # OAuth servers put scopes in `scope` (a string); Okta and Entra use `scp` (a list or string).
     found: set[str] = set()
     for name in ("scope", "scp"):
         value = claims.get(name)
         if isinstance(value, str):
-            found.update(value.split())
+            # RFC 6749 3.3: space-delimited. Not str.split(): a tab or a no-break space
+            # inside one scope must not turn it into two.
+            found.update(part for part in value.split(" ") if part)
         elif isinstance(value, list):
             found.update(v for v in value if isinstance(v, str))
     return frozenset(found)

@@ -54,6 +54,7 @@ class Settings:
     auth_algorithms: tuple[str, ...]
     auth_required_scopes: tuple[str, ...]
     auth_token_use: str | None
+    auth_required_typ: str | None
     auth_leeway_seconds: int
     auth_max_token_lifetime: int
     allowed_origins: tuple[str, ...]
@@ -111,6 +112,7 @@ class Settings:
             auth_algorithms=_parse_algorithms(env.get("AUTH_ALGORITHMS", ""), problems),
             auth_required_scopes=_split(env.get("AUTH_REQUIRED_SCOPES", ""), " "),
             auth_token_use=env.get("AUTH_TOKEN_USE", "").strip() or None,
+            auth_required_typ=env.get("AUTH_REQUIRED_TYP", "").strip() or None,
             auth_leeway_seconds=integer("AUTH_LEEWAY_SECONDS", 30, 0, 300),
             auth_max_token_lifetime=integer("AUTH_MAX_TOKEN_LIFETIME", 86400, 60, 31 * 86400),
             allowed_origins=_parse_origins(env.get("ALLOWED_ORIGINS", ""), problems),

@@ -97,6 +97,7 @@ def build_container(
         keys=jwks,
         required_scopes=settings.auth_required_scopes,
         token_use=settings.auth_token_use,
+        required_typ=settings.auth_required_typ,
         leeway=settings.auth_leeway_seconds,
         max_lifetime=settings.auth_max_token_lifetime,
     )

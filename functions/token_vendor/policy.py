@@ -18,6 +18,7 @@ from .parsing import is_int
 
 MIN_LIFETIME = 10
 MAX_LIFETIME = 600  # a secret can open several sessions until it expires: keep it short
+ECHO_LIMIT = 40  # characters of a caller's name quoted back (detail, logs)
 VOICES = {"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"}
 # GA session fields a profile may fix; `type`, `model`, `instructions` and the voice have
 # profile fields of their own.
@@ -71,7 +72,8 @@ def resolve(profiles: Profiles, body: dict[str, Any], scopes: frozenset[str]) ->
     _only(body, {"profile", "session", "expires_after"}, "")
     name = body.get("profile", profiles.default)
     if not isinstance(name, str) or name not in profiles.by_name:
-        raise InvalidRequest(f"unknown profile {name!r}", "profile")
+        shown = f"'{echo(name)}'" if isinstance(name, str) else f"(a JSON {type(name).__name__})"
+        raise InvalidRequest(f"unknown profile {shown}", "profile")
     profile = profiles.by_name[name]
     missing = tuple(s for s in profile.required_scopes if s not in scopes)
     if missing:
@@ -108,10 +110,19 @@ def resolve(profiles: Profiles, body: dict[str, Any], scopes: frozenset[str]) ->
     return MintPlan(profile=profile, model=model, lifetime=lifetime, upstream_body=upstream)
 
 
+def echo(name: str) -> str:
+    """A name the caller sent, as far as a message or a log may quote it: the first
+    ECHO_LIMIT characters, unprintable ones replaced. A refused request spends no quota, so
+    a whole 16 KB name echoed into `detail` and the logs would be free amplification."""
+    shown = "".join(c if c.isprintable() else "?" for c in name[:ECHO_LIMIT])
+    return shown + ("..." if len(name) > ECHO_LIMIT else "")
+
+
 def _only(obj: dict[str, Any], allowed: set[str], prefix: str) -> None:
     for key in obj:
         if key not in allowed:
-            raise InvalidRequest(f"the field '{prefix}{key}' is not allowed here", f"{prefix}{key}")
+            field = f"{prefix}{echo(key)}"
+            raise InvalidRequest(f"the field '{field}' is not allowed here", field)
 
 
 def _object(value: Any, field: str) -> dict[str, Any]:

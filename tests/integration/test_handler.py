@@ -460,3 +460,37 @@ def test_the_global_cap_is_a_503_that_costs_the_caller_nothing(
     body = assert_problem(refused, 503, "capacity-exhausted")
     assert int(refused.header("retry-after")) == body["retry_after"] > 0
     assert counters(aws) == 2  # carol's own minute counter went back to zero (and away)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"x" * 16000: 1},
+        {"profile": "p" * 16000},
+        {"session": {"\u202e" + "y" * 16000: 1}},
+        {"expires_after": {"z" * 16000: 1}},
+    ],
+)
+def test_a_name_from_the_caller_is_echoed_short_in_the_detail_and_the_logs(
+    mint: Mint, logs: Any, body: dict[str, Any]
+) -> None:
+    """A refused request spends no quota: a 16 KB name must not come back, or be logged,
+    whole (it did: 33 KB of logs per request)."""
+    reply = mint(body)
+
+    problem = assert_problem(reply, 400, "invalid-request")
+    assert len(problem["detail"]) < 120 and len(problem.get("field", "")) < 80
+    assert "\u202e" not in reply.body
+    assert len(reply.body) < 400 and len(logs.text) < 4000, len(logs.text)
+
+
+def test_a_required_typ_refuses_an_id_token_for_the_same_audience(
+    make_handler: Any, issuer: Issuer
+) -> None:
+    handler = make_handler(AUTH_REQUIRED_TYP="at+jwt")
+
+    def status(typ: str) -> int:
+        token = issuer.token(headers={"typ": typ})
+        return invoke(handler, http_event(headers={"authorization": f"Bearer {token}"})).status
+
+    assert (status("JWT"), status("at+jwt")) == (401, 200)

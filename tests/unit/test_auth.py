@@ -208,3 +208,92 @@ def test_a_discovery_document_without_a_usable_key_set_url_is_unavailable_not_a_
 
     with pytest.raises(DependencyUnavailable):
         keys.key_for("kid", "RS256", deadline())
+
+
+# --- the clock-skew boundary: the default leeway (30 s), pinned on both sides ---------------
+
+NOW = 1_800_000_000
+LEEWAY = 30  # Settings' default AUTH_LEEWAY_SECONDS
+
+
+def at_time(internet: FakeInternet, **claims: Any) -> JwtVerifier:
+    """The verifier as the function builds it (default leeway), its clock at NOW."""
+    from token_vendor.config import Settings
+
+    from tests.conftest import BASE_ENV
+
+    leeway = Settings.from_env(BASE_ENV).auth_leeway_seconds
+    assert leeway == LEEWAY
+    keys = JwksKeySource(
+        http=internet.client(), issuer=ISSUER, algorithms=("RS256",), jwks_url=JWKS_URL
+    )
+    return JwtVerifier(
+        issuer=ISSUER, audiences=(AUDIENCE,), algorithms=("RS256",), keys=keys,
+        leeway=leeway, clock=Clock(NOW),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        # expired LEEWAY seconds ago: still accepted; one second more: refused
+        ({"exp": NOW - LEEWAY, "iat": NOW - 600}, None),
+        ({"exp": NOW - LEEWAY - 1, "iat": NOW - 600}, "expired"),
+        # not valid for LEEWAY more seconds: accepted; one second more: refused
+        ({"nbf": NOW + LEEWAY, "iat": NOW, "exp": NOW + 600}, None),
+        ({"nbf": NOW + LEEWAY + 1, "iat": NOW, "exp": NOW + 600}, "not_yet_valid"),
+        # issued LEEWAY seconds in the future: accepted; one second more: refused
+        ({"iat": NOW + LEEWAY, "exp": NOW + 600}, None),
+        ({"iat": NOW + LEEWAY + 1, "exp": NOW + 600}, "issued_in_future"),
+    ],
+    ids=["exp-edge", "exp-past", "nbf-edge", "nbf-past", "iat-edge", "iat-past"],
+)
+def test_each_time_claim_allows_exactly_the_leeway(
+    internet: FakeInternet, claims: dict[str, Any], reason: str | None
+) -> None:
+    """A tenfold (or any wider) leeway fails the *-past cases; a narrower one the *-edge."""
+    token = internet.issuer.token("alice", **claims)
+
+    if reason is None:
+        assert at_time(internet).verify(token, deadline()).subject == "alice"
+    else:
+        with pytest.raises(InvalidToken) as caught:
+            at_time(internet).verify(token, deadline())
+        assert caught.value.reason == reason
+
+
+# --- scopes: space-delimited only (RFC 6749 3.3) --------------------------------------------
+
+
+@pytest.mark.parametrize("separator", ["\t", "\n", "\u00a0", "\u2003", "\u3000", "\x1f"])
+def test_scopes_are_split_on_spaces_only(internet: FakeInternet, separator: str) -> None:
+    token = internet.issuer.token("alice", scope=f"openid{separator}realtime:support  openid")
+
+    caller = verifier(internet).verify(token, deadline())
+
+    assert caller.scopes == {f"openid{separator}realtime:support", "openid"}
+
+
+# --- typ: an ID token cannot pass for an access token when at+jwt is required ---------------
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "AT+JWT", "application/at+jwt"])
+def test_a_required_typ_accepts_the_access_token_type(internet: FakeInternet, typ: str) -> None:
+    token = internet.issuer.token("alice", headers={"typ": typ})
+
+    assert verifier(internet, required_typ="at+jwt").verify(token, deadline()).subject == "alice"
+
+
+@pytest.mark.parametrize("typ", ["JWT", ..., "at+jwt-not", "id+jwt"])
+def test_a_required_typ_refuses_anything_else(internet: FakeInternet, typ: Any) -> None:
+    token = internet.issuer.token("alice", headers={"typ": typ})
+
+    with pytest.raises(InvalidToken) as caught:
+        verifier(internet, required_typ="at+jwt").verify(token, deadline())
+    assert caught.value.reason == "wrong_typ"
+
+
+def test_without_a_required_typ_any_typ_is_accepted(internet: FakeInternet) -> None:
+    token = internet.issuer.token("alice", headers={"typ": "JWT"})
+
+    assert verifier(internet).verify(token, deadline()).subject == "alice"
