@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Template checks for CI and `make template-check`: cfn-lint, `sam validate --lint`, a check for
-# dependency cycles after SAM's transform, and a
+# Template checks for CI and `make template-check`: cfn-lint, `sam validate --lint`, checkov
+# (its skipped checks in scripts/checkov.yaml), a check for dependency cycles after SAM's
+# transform, and a
 # `sam build` with Python 3.13 (the Lambda runtime) whose artifact must hold only the
 # function's runtime dependencies. `--build-only` just builds (for `make build`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SAM_VERSION="1.170.0"
+CHECKOV_VERSION="3.3.30"
 BUILD_DIR="${BUILD_DIR:-.aws-sam/build}"
 export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 export SAM_CLI_TELEMETRY=0
@@ -36,6 +38,8 @@ if [ "${1:-}" != "--build-only" ]; then
   uv run --no-sync cfn-lint template.yaml
   echo "== sam validate --lint"
   sam validate --lint --template template.yaml
+  echo "== checkov ${CHECKOV_VERSION} (skips: scripts/checkov.yaml, each with its reason)"
+  "$UVX" --quiet --from "checkov==${CHECKOV_VERSION}" checkov -f template.yaml --config-file scripts/checkov.yaml
   echo "== dependency cycles (after SAM's transform)"
   "$UVX" --quiet --from "aws-sam-cli==${SAM_VERSION}" python scripts/template_cycles.py template.yaml
 fi
