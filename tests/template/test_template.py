@@ -157,7 +157,10 @@ def test_the_function_is_reached_by_its_two_routes_only_and_checks_the_jwt_itsel
     assert list(integrations) == ["TokenIntegration"]
     integration = integrations["TokenIntegration"]["Properties"]
     # The SnapStart alias, never $LATEST; payload 2.0 as the handler parses it.
-    assert integration["IntegrationUri"] == {"Ref": "TokenFunction.Alias"}
+    alias = props("TokenFunction")["AutoPublishAlias"]
+    assert integration["IntegrationUri"]["Fn::Sub"].endswith(
+        f"/functions/${{TokenFunction.Arn}}:{alias}/invocations"
+    )
     assert integration["PayloadFormatVersion"] == "2.0"
     permission = props("ApiInvokesFunction")
     assert permission["FunctionName"] == {"Ref": "TokenFunction.Alias"}
@@ -165,11 +168,14 @@ def test_the_function_is_reached_by_its_two_routes_only_and_checks_the_jwt_itsel
     assert "Events" not in props("TokenFunction")  # an event would put the function in the API
     # No API Gateway authorizer: the function answers 401/403 as problem documents itself.
     assert all("AuthorizerId" not in r["Properties"] for r in routes.values())
-    assert "Auth" not in props("HttpApi")
+    assert R["HttpApi"]["Type"] == "AWS::ApiGatewayV2::Api"
+    assert props("HttpApi")["ProtocolType"] == "HTTP"
+    stage = props("HttpApiStage")
+    assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
 
 
 def test_the_api_logs_each_request_with_its_source_ip_and_no_token_or_body() -> None:
-    settings = props("HttpApi")["AccessLogSettings"]
+    settings = props("HttpApiStage")["AccessLogSettings"]
     fields = json.loads(settings["Format"])
 
     assert settings["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
@@ -217,7 +223,7 @@ def test_the_allowed_origins_parameter_takes_exact_origins_only(
 
 
 def test_the_api_is_throttled_by_parameters() -> None:
-    assert props("HttpApi")["DefaultRouteSettings"] == {
+    assert props("HttpApiStage")["DefaultRouteSettings"] == {
         "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"},
         "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"},
     }
