@@ -178,6 +178,12 @@ class TokenApi:
         except TokenVendorError as exc:
             _observe_failure(exc)
             return Response.problem(problem_for(exc))
+        try:
+            headers = {"Cache-Control": "no-store"} | ratelimit_headers(minted.windows)
+            response = Response.json(200, minted.response_body(), headers=headers)
+        except Exception:  # to the last-resort 500, with the unit returned: nothing delivered
+            vendor.give_back(minted, deadline)
+            raise
         upstream = minted.secret.upstream
         metrics.add_metric(name="SecretsMinted", unit=MetricUnit.Count, value=1)
         metrics.add_metric(
@@ -189,8 +195,7 @@ class TokenApi:
             "lifetime": minted.plan.lifetime, "upstream_request_id": upstream.request_id,
             "upstream_attempts": upstream.attempts, "duration_ms": elapsed_ms,
         })  # fmt: skip
-        headers = {"Cache-Control": "no-store"} | ratelimit_headers(minted.windows)
-        return Response.json(200, minted.response_body(), headers=headers)
+        return response
 
 
 def _mapping(value: Any) -> dict[str, Any]:

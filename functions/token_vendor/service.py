@@ -51,6 +51,7 @@ class Minted:
     secret: ClientSecret
     windows: tuple[WindowUsage, ...]
     webrtc_url: str
+    grant: Grant
 
     def response_body(self) -> dict[str, Any]:
         """OpenAI's response shape, instructions hidden unless the profile shows them."""
@@ -101,4 +102,8 @@ class TokenVendor:
             returned = self._quota.give_back(grant, deadline)
             self._log.info("quota unit returned after failed mint", extra={"returned": returned})
             raise
-        return Minted(caller, plan, secret, grant.windows, self._webrtc_url)
+        return Minted(caller, plan, secret, grant.windows, self._webrtc_url, grant)
+
+    def give_back(self, minted: Minted, deadline: Deadline) -> bool:
+        """A secret minted but never delivered (the response could not be built) is not paid."""
+        return self._quota.give_back(minted.grant, deadline)

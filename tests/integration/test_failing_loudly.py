@@ -51,6 +51,24 @@ def test_an_unexpected_failure_is_a_500_counted_for_the_alarm_and_costs_no_quota
     assert any(r.get("level") == "ERROR" for r in logs.records())
 
 
+def test_a_secret_minted_but_never_delivered_gives_its_unit_back(
+    mint: Mint, aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from token_vendor.service import Minted
+
+    def broken(self: Minted) -> dict[str, Any]:
+        raise TypeError("a bug while building the answer")
+
+    monkeypatch.setattr(Minted, "response_body", broken)
+
+    reply = mint()
+
+    assert_problem(reply, 500, "internal-error")
+    assert counters(aws) == 0
+    emitted = emf_metrics(capsys.readouterr().out)
+    assert emitted.get("UnexpectedErrors") == 1 and "SecretsMinted" not in emitted
+
+
 def test_an_expected_refusal_is_not_counted_as_unexpected(
     mint: Mint, capsys: pytest.CaptureFixture[str]
 ) -> None:
