@@ -27,6 +27,7 @@ export class SignInUnavailable extends AppError {
 
 // What an issuer's `?error=` code means, in fixed sentences (RFC 6749 4.1.2.1, OIDC Core
 // 3.1.2.6). The code itself is never shown: the query string is anyone's to write.
+/** @type {Readonly<Record<string, string>>} */
 const SIGN_IN_ERRORS = {
   access_denied: "Sign-in was cancelled or refused. Sign in again when you are ready.",
   login_required: "Please sign in to continue.",
@@ -42,9 +43,9 @@ const SIGN_IN_ERRORS = {
 };
 const SIGN_IN_FAILED = "Sign-in did not complete. Please try again.";
 
-/** @param {string | null} code */
+/** @param {string | null} code @returns {string} */
 export function signInErrorSentence(code) {
-  return Object.hasOwn(SIGN_IN_ERRORS, code ?? "") ? SIGN_IN_ERRORS[/** @type {string} */ (code)] : SIGN_IN_FAILED;
+  return (code !== null && Object.hasOwn(SIGN_IN_ERRORS, code) && SIGN_IN_ERRORS[code]) || SIGN_IN_FAILED;
 }
 
 /** @param {Uint8Array} bytes */
