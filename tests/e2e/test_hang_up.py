@@ -144,7 +144,8 @@ def held_gate(page: Any, stage: str) -> tuple[Callable[[], None], Callable[[], N
 def hold(page: Any, stack: Any, stage: str) -> tuple[Callable[[], None], Callable[[], None]]:
     """Arms `stage`; returns (wait until the page is in it, let it go)."""
     if stage == "token":
-        request = HeldRequest(page, f"{stack.urls['api']}/v1/realtime/client_secrets")
+        # the page's own origin: CloudFront (here devstack/web.py) serves the API under it
+        request = HeldRequest(page, f"{stack.urls['web']}/v1/realtime/client_secrets")
         return request.wait, request.release
     if stage == "sdp":
         request = HeldRequest(page, f"{stack.urls['openai']}/realtime/calls**")
