@@ -304,8 +304,8 @@ def _browser(b: dict[str, Any] | None) -> list[str]:
             "The first click's mint from a fresh browser: through the page's own origin, one"
             " request; straight to the API's origin (before the API moved under the page's"
             " distribution), a CORS preflight and then the POST, two round trips in sequence. In"
-            " production that is one browser-to-API round trip saved. Timed with Chromium's network emulation adding"
-            f" {pre['rtt_ms']} ms",
+            " production that is one browser-to-API round trip saved. Timed with Chromium's"
+            f" network emulation adding {pre['rtt_ms']} ms",
             f"per request (median of {pre['rounds']}): {pre['same_origin_ms']:.0f} ms against"
             f" {pre['cross_origin_ms']:.0f} ms; the emulation",
             "does not always delay preflights, so these figures are indicative only.",

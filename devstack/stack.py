@@ -329,9 +329,7 @@ def start_stack(
     )
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        _spawn_all(
-            stack, quotas, extra_env or {}, web_root, template, echo, emulate, issuer_style
-        )
+        _spawn_all(stack, quotas, extra_env or {}, web_root, template, echo, emulate, issuer_style)
         deadline = time.monotonic() + START_TIMEOUT
         _wait(stack, "aws", host, deadline)
         try:

@@ -68,6 +68,7 @@ def create_app(
 @web.middleware
 async def _security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
     """The response-headers policy: on every answer (errors too), overriding the origin's."""
+    response: web.StreamResponse
     try:
         response = await handler(request)
     except web.HTTPException as exc:

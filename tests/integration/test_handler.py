@@ -458,7 +458,7 @@ def test_the_global_cap_is_a_503_that_costs_the_caller_nothing(
     refused = mint_as("carol")
 
     body = assert_problem(refused, 503, "capacity-exhausted")
-    assert int(refused.header("retry-after")) == body["retry_after"] > 0
+    assert int(refused.header("retry-after") or 0) == body["retry_after"] > 0
     assert counters(aws) == 2  # carol's own minute counter went back to zero (and away)
 
 

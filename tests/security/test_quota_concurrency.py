@@ -133,7 +133,7 @@ def _fire(
 
 def _fire_as_many(tokens: list[str], start_at: float, global_quotas: str) -> dict[str, Any]:
     """One mint for each of many users, against a handler with a global quota."""
-    from tests.conftest import LambdaContext, http_event
+    from devstack.lambda_events import LambdaContext, http_event
 
     key = f"{LIMIT}/minute|{global_quotas}"
     handler = _handlers.get(key) or _handlers.setdefault(
