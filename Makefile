@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 RUN := $(UV) run --no-sync
 PYTEST_ARGS ?=
 
-.PHONY: help dev token test lint lint-js template-check build bench deploy destroy clean requirements
+.PHONY: help dev token test lint lint-js template-check build sam-local-image sam-local-test bench deploy destroy clean requirements
 
 help:
 	@echo "make dev             run the whole system locally (API, identity provider, AWS, OpenAI emulator, web page)"
@@ -19,6 +19,7 @@ help:
 	@echo "make template-check  cfn-lint, sam validate --lint, checkov, sam build (python3.13)"
 	@echo "make build           sam build only (the function's package, with bytecode)"
 	@echo "make requirements    regenerate functions/requirements.txt (pinned, hashed) from uv.lock"
+	@echo "make sam-local-test  sam local invoke/start-api in a Lambda container against the local stack (Docker, root)"
 	@echo "make bench           measure cold start, warm overhead, round trips -> docs/performance.md"
 	@echo "make deploy          sam build + sam deploy (guided the first time) + publish web/ (STACK_NAME=...)"
 	@echo "make destroy         empty the page's bucket and delete the stack"
@@ -80,6 +81,14 @@ template-check: .venv/.synced
 
 build: .venv/.synced
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash scripts/template_checks.sh --build-only
+
+# The Lambda python3.13 runtime image for `sam local` (built once, cached): prints its name.
+sam-local-image: | $(UV)
+	@bash scripts/sam_local.sh image
+
+# Apart from `make test`: it starts dockerd (as root) and runs containers. CI runs both.
+sam-local-test: .venv/.synced
+	bash scripts/sam_local.sh test $(PYTEST_ARGS)
 
 bench: $(DEV_ENV)
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(RUN) python -m bench

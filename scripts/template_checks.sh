@@ -7,27 +7,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SAM_VERSION="1.170.0"
+SAM_VERSION=$(sed -n 's/^SAM_VERSION="\(.*\)"$/\1/p' scripts/sam)  # pinned in one place
 CHECKOV_VERSION="3.3.30"
 BUILD_DIR="${BUILD_DIR:-.aws-sam/build}"
 export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 export SAM_CLI_TELEMETRY=0
 # Resolved now: a pyenv shim for uvx would stop working once PYENV_VERSION points at 3.13.
 UVX=$(pyenv which uvx 2>/dev/null || command -v uvx)
-sam() { "$UVX" --quiet --from "aws-sam-cli==${SAM_VERSION}" sam "$@"; }
+sam() { UVX="$UVX" bash scripts/sam "$@"; }  # the pinned SAM CLI
 
-python313() {
-  # A pyenv shim answers `command -v` but may not run: try each candidate for real.
-  local root candidate
-  root=$(pyenv root 2>/dev/null) || true
-  for candidate in "$root"/versions/3.13*/bin/python3.13 $(command -v python3.13 2>/dev/null); do
-    if [ -x "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
-      echo "$candidate"
-      return
-    fi
-  done
-  return 1
-}
+source "$(dirname "$0")/python313.sh"
 
 PY313=$(python313) || { echo "template checks: Python 3.13 is needed for 'sam build' (the Lambda runtime); install it (pyenv install 3.13)" >&2; exit 1; }
 export PATH="$(dirname "$PY313"):$PATH"

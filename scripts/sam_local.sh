@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# `sam local` on this machine: the function in a Lambda runtime container, against the local
+# stack. No container registry is reachable, so the runtime image is built here, once.
+#
+#   scripts/sam_local.sh image   start dockerd if needed, build the image once, print its name
+#   scripts/sam_local.sh test    the above, `sam build`, then the tests in tests/samlocal
+#
+# The image is for this machine's architecture, and `sam build` / `sam local` take the
+# template's Architecture parameter to match (x86_64 here; production stays arm64). Running the
+# arm64 build under qemu-user instead was tried and measured: the function's init alone took
+# 14-27 s under emulation on these 2 cores, past its 10 s timeout, so that run would test a
+# different timeout and meaningless timings. Native keeps the timeout, the timings, the code,
+# the template and the pinned dependency versions; only the wheels' machine code differs.
+#
+# Every packet stays on loopback: dockerd runs without a bridge or iptables rules, and SAM CLI
+# runs the containers with host networking (--docker-network host).
+#
+# When Docker cannot start, `test` still runs the tests, which then fail in CI (CI=true) and
+# skip elsewhere, naming the reason (SAM_LOCAL_UNAVAILABLE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -d .tools/bin ] && export PATH="$PWD/.tools/bin:$PATH"  # uv, uvx (make .venv/.synced)
+
+case "$(uname -m)" in
+  x86_64) LAMBDA_ARCH=x86_64 DEBIAN_ARCH=amd64 ;;
+  aarch64) LAMBDA_ARCH=arm64 DEBIAN_ARCH=arm64 ;;
+  *) echo "sam-local: Lambda runs x86_64 or arm64, not $(uname -m)" >&2; exit 1 ;;
+esac
+IMAGE="token-vendor-lambda-python3.13:$LAMBDA_ARCH"
+SUITE="trixie"  # Debian's first release with python3.13, the Lambda runtime's version
+MIRROR="http://deb.debian.org/debian"
+RUNTIME_PACKAGES=(awslambdaric==4.2.2 boto3==1.44.5 botocore==1.44.5)  # boto3: what Lambda ships
+DOCKERD_LOG="${TMPDIR:-/tmp}/token-vendor-dockerd.log"
+RECIPE_FILES=(scripts/sam_local.sh scripts/lambda-runtime/bootstrap)
+
+log() { echo "sam-local: $*" >&2; }
+die() { echo "sam-local: $*" >&2; exit 1; }
+
+ensure_dockerd() {
+  command -v docker >/dev/null || die "docker is not installed (apt-get install docker.io)"
+  docker info >/dev/null 2>&1 && return
+  command -v dockerd >/dev/null || die "dockerd is not installed (apt-get install docker.io)"
+  [ "$(id -u)" = 0 ] || die "dockerd is not running, and only root can start it"
+  log "starting dockerd (no bridge, no iptables; log: $DOCKERD_LOG)"
+  setsid dockerd --bridge=none --iptables=false --ip6tables=false >"$DOCKERD_LOG" 2>&1 </dev/null &
+  for _ in $(seq 60); do
+    docker info >/dev/null 2>&1 && return
+    sleep 0.5
+  done
+  die "dockerd did not start within 30 s: $(tail -n 3 "$DOCKERD_LOG" | tr '\n' ' ')"
+}
+
+recipe_hash() {
+  { cat "${RECIPE_FILES[@]}"; uname -m; } | sha256sum | cut -c1-16
+}
+
+build_image() {
+  local recipe="$1" work
+  command -v debootstrap >/dev/null || die "building the runtime image needs debootstrap (apt-get install debootstrap)"
+  work=$(mktemp -d "${TMPDIR:-/tmp}/lambda-image.XXXXXX")
+  # shellcheck disable=SC2064  # expand now: $work is local
+  trap "rm -rf '$work'" RETURN
+  log "building $IMAGE (Debian $SUITE $DEBIAN_ARCH + python3.13 + ${RUNTIME_PACKAGES[*]}); once per recipe"
+  debootstrap --variant=minbase --arch="$DEBIAN_ARCH" --include=python3.13 "$SUITE" "$work/rootfs" "$MIRROR" \
+    >"$work/debootstrap.log" 2>&1 || die "debootstrap failed: $(tail -n 5 "$work/debootstrap.log")"
+  rm -rf "$work"/rootfs/var/cache/apt/* "$work"/rootfs/var/lib/apt/lists/* "$work"/rootfs/usr/share/{doc,man,info}
+  uv pip install --quiet --target "$work/rootfs/var/runtime" --python-version 3.13 \
+    --python-platform "$(uname -m)-manylinux2014" --only-binary :all: "${RUNTIME_PACKAGES[@]}"
+  install -m 0755 scripts/lambda-runtime/bootstrap "$work/rootfs/var/runtime/bootstrap"
+  # Bytecode now, as Lambda's image has it: each container starts from the image afresh.
+  chroot "$work/rootfs" python3.13 -m compileall -q --invalidation-mode unchecked-hash /var/runtime >/dev/null
+  mkdir -p "$work/rootfs/var/task" "$work/rootfs/opt"
+
+  # `docker import` cannot set an image's architecture on this Docker (20.10), and SAM CLI
+  # builds its emulator layer for the function's: write the archive that `docker load` reads.
+  tar -C "$work/rootfs" --numeric-owner -cf "$work/layer.tar" .
+  local diff_id config_id
+  diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+  mkdir "$work/archive" && mv "$work/layer.tar" "$work/archive/layer.tar"
+  cat >"$work/archive/config.json" <<EOF
+{"architecture": "$DEBIAN_ARCH", "os": "linux",
+ "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "TZ=:UTC",
+                    "LAMBDA_TASK_ROOT=/var/task", "LAMBDA_RUNTIME_DIR=/var/runtime"],
+            "WorkingDir": "/var/task",
+            "Labels": {"token-vendor.recipe": "$recipe"}},
+ "rootfs": {"type": "layers", "diff_ids": ["sha256:$diff_id"]}}
+EOF
+  config_id=$(sha256sum "$work/archive/config.json" | cut -d' ' -f1)
+  mv "$work/archive/config.json" "$work/archive/$config_id.json"
+  printf '[{"Config": "%s.json", "RepoTags": ["%s"], "Layers": ["layer.tar"]}]\n' \
+    "$config_id" "$IMAGE" >"$work/archive/manifest.json"
+  tar -C "$work/archive" -cf - . | docker load >/dev/null
+}
+
+ensure_image() {
+  local recipe current
+  recipe=$(recipe_hash)
+  current=$(docker image inspect "$IMAGE" --format '{{index .Config.Labels "token-vendor.recipe"}}' 2>/dev/null || true)
+  [ "$current" = "$recipe" ] && return
+  local old
+  old=$(docker image inspect "$IMAGE" --format '{{.Id}}' 2>/dev/null || true)
+  build_image "$recipe"
+  # SAM CLI adds its emulator in "<repo>:rapid-<arch>" and reuses that while it exists: drop
+  # it with the old image, so the next `sam local` builds it on the new one.
+  docker image rm "${IMAGE%%:*}:rapid-$LAMBDA_ARCH" >/dev/null 2>&1 || true
+  [ -n "$old" ] && docker image rm "$old" >/dev/null 2>&1 || true
+}
+
+prepare() {
+  ensure_dockerd
+  ensure_image
+}
+
+case "${1:-test}" in
+  image)
+    prepare
+    echo "$IMAGE"
+    ;;
+  test)
+    shift || true
+    echo "== Docker and the runtime image"
+    errors=$(mktemp)
+    # Its own process, so that `set -e` holds inside it; its last line is the reason.
+    if bash "$0" image 2>&1 >/dev/null | tee "$errors" >&2; then
+      export SAM_LOCAL_IMAGE="$IMAGE"
+      echo "== sam build"
+      bash scripts/template_checks.sh --build-only
+    else
+      reason=$(tail -n 1 "$errors")
+      export SAM_LOCAL_UNAVAILABLE="${reason:-Docker or the runtime image could not be prepared}"
+    fi
+    rm -f "$errors"
+    echo "== sam local tests"
+    uv run --no-sync pytest tests/samlocal -m samlocal -p no:cacheprovider "$@"
+    ;;
+  *)
+    die "usage: $0 [image|test] [pytest args]"
+    ;;
+esac
