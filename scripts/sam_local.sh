@@ -3,7 +3,8 @@
 # stack. No container registry is reachable, so the runtime image is built here, once.
 #
 #   scripts/sam_local.sh image   start dockerd if needed, build the image once, print its name
-#   scripts/sam_local.sh test    the above, `sam build`, then the tests in tests/samlocal
+#   scripts/sam_local.sh test    the above, then the tests in tests/samlocal, which run the
+#                                README's `sam local` lines (its `sam build` first)
 #
 # The image is for this machine's architecture, and `sam build` / `sam local` take the
 # template's Architecture parameter to match (x86_64 here; production stays arm64). Running the
@@ -121,11 +122,7 @@ case "${1:-test}" in
     echo "== Docker and the runtime image"
     errors=$(mktemp)
     # Its own process, so that `set -e` holds inside it; its last line is the reason.
-    if bash "$0" image 2>&1 >/dev/null | tee "$errors" >&2; then
-      export SAM_LOCAL_IMAGE="$IMAGE"
-      echo "== sam build"
-      bash scripts/template_checks.sh --build-only
-    else
+    if ! bash "$0" image 2>&1 >/dev/null | tee "$errors" >&2; then
       reason=$(tail -n 1 "$errors")
       export SAM_LOCAL_UNAVAILABLE="${reason:-Docker or the runtime image could not be prepared}"
     fi

@@ -75,12 +75,12 @@ def test_sam_local_invoke_gives_each_event_its_status(sam_local: SamLocal, name:
     elif name == "openapi.json":
         assert body["openapi"].startswith("3.1")
 
-    report = re.search(r"Init Duration: ([\d.]+) ms", done.stdout + done.stderr)
-    duration = re.search(r"\bDuration: ([\d.]+) ms", done.stdout + done.stderr)
+    # The emulator starts the runtime at the first invoke: its Duration holds the init too
+    # (its "Init Duration" does not), so it compares with the in-process cold start.
+    duration = re.search(r"\tDuration: ([\d.]+) ms", done.stderr)
     sam_local.timings.setdefault("invoke", {})[name] = {
         "wall_s": round(wall, 2),
-        "init_ms": float(report.group(1)) if report else None,
-        "duration_ms": float(duration.group(1)) if duration else None,
+        "cold_duration_ms": float(duration.group(1)) if duration else None,
     }
 
 
@@ -163,9 +163,12 @@ def test_start_api_grants_a_cors_preflight_from_an_allowed_origin(api: dict[str,
         timeout=60,
     )
 
-    assert reply.status_code in (200, 204), reply.text
+    assert reply.status_code in (200, 204), reply.text  # SAM CLI says 200, API Gateway 204
     assert reply.headers["access-control-allow-origin"] == ORIGIN
     assert "POST" in reply.headers["access-control-allow-methods"].upper()
+    assert {"authorization", "content-type"} <= set(
+        reply.headers["access-control-allow-headers"].lower().split(",")
+    )
 
 
 def test_start_api_refuses_a_preflight_from_another_origin(api: dict[str, Any]) -> None:
