@@ -405,6 +405,7 @@ def main() -> None:
         "package": package,
         "browser": report.read_browser_measurement(ROOT / "artifacts"),
         "load": report.read_load_measurement(ROOT / "artifacts"),
+        "sam_local": report.read_sam_local_measurement(ROOT / "artifacts"),
     }
     args.output.write_text(report.render(results))
     (ROOT / "artifacts").mkdir(exist_ok=True)

@@ -63,8 +63,8 @@ def _create_on_host_network(
     return _docker_create(self, image, command, **kwargs)
 
 
-Container.create = _create  # type: ignore[method-assign]
-ContainerCollection.create = _create_on_host_network  # type: ignore[method-assign]
+Container.create = _create
+ContainerCollection.create = _create_on_host_network
 
 if __name__ == "__main__":
     sys.argv[0] = "sam"

@@ -74,7 +74,9 @@ class Recipe:
             elif line.startswith("scripts/sam local start-api"):
                 recipe.start_api = line
             else:
-                raise AssertionError(f"the README's sam local recipe has a line no test runs: {line}")
+                raise AssertionError(
+                    f"the README's sam local recipe has a line no test runs: {line}"
+                )
         assert recipe.setup and recipe.build and recipe.token_copy and recipe.start_api
         assert any(f"--event {MINT_COPY}" in line for line in recipe.invokes)
         return recipe
@@ -198,5 +200,6 @@ def sam_local(docker_image: str, tmp_path_factory: pytest.TempPathFactory) -> It
             leftovers = lambda_containers()
             if leftovers:  # tidy even when a test failed half-way
                 subprocess.run(["docker", "rm", "-f", *leftovers], capture_output=True, check=False)
+            timings["load_average_1min"] = round(os.getloadavg()[0], 2)  # a shared machine
             ARTIFACTS.mkdir(exist_ok=True)
             (ARTIFACTS / "sam-local-timings.json").write_text(json.dumps(timings, indent=2) + "\n")

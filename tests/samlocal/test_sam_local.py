@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from devstack.template import load_template
-from tests.samlocal.conftest import EVENTS, README, SamLocal, lambda_containers, sh_block
+from tests.samlocal.conftest import EVENTS, README, Recipe, SamLocal, lambda_containers, sh_block
 
 pytestmark = [pytest.mark.samlocal, pytest.mark.stack, pytest.mark.timeout(900)]
 
@@ -57,7 +57,7 @@ def test_sam_local_invoke_gives_each_event_its_status(sam_local: SamLocal, name:
 
     assert not lambda_containers(), "sam local invoke left its container behind"
     assert result["statusCode"] == EXPECTED_STATUS[name], result
-    body = json.loads(result["body"]) if result.get("body") else None
+    body: Any = json.loads(result["body"]) if result.get("body") else None
     headers = {k.lower(): v for k, v in result.get("headers", {}).items()}
     if name == "mint.json":
         # A real secret: the container read the key from moto, the keys from the issuer,
@@ -210,3 +210,14 @@ def test_start_api_serves_the_server_owned_call_route(api: dict[str, Any]) -> No
 
     assert reply.status_code == 401, reply.text
     assert reply.headers["content-type"].startswith("application/problem+json")
+
+
+def test_the_recipe_lets_the_api_allow_the_origins_the_function_allows() -> None:
+    """API Gateway (and sam local) answer preflights from AllowedOrigins; the function checks
+    ALLOWED_ORIGINS from events/env.json: the recipe must give both the same list."""
+    recipe = Recipe.from_readme(README.read_text())
+    local = next(line for line in recipe.setup if line.startswith("LOCAL="))
+    allowed = re.search(r"AllowedOrigins=(\S+?)\"?$", local)
+    env = json.loads((EVENTS / "env.json").read_text())["TokenFunction"]
+
+    assert allowed and allowed.group(1) == env["ALLOWED_ORIGINS"]
