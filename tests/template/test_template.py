@@ -66,7 +66,10 @@ def test_the_function_runs_python313_on_arm64_within_10_seconds_with_snapstart()
     assert function_setting("Architectures") == [{"Ref": "Architecture"}]
     # x86_64 is for `sam local` on x86_64 machines only; a deploy takes the default.
     architecture = T["Parameters"]["Architecture"]
-    assert architecture["Default"] == "arm64" and set(architecture["AllowedValues"]) == {"arm64", "x86_64"}
+    assert architecture["Default"] == "arm64" and set(architecture["AllowedValues"]) == {
+        "arm64",
+        "x86_64",
+    }
     assert function["Timeout"] <= 10 and function["Handler"] == "token_vendor.app.handler"
     assert function["CodeUri"].rstrip("/") == "functions"
     assert (
