@@ -406,8 +406,8 @@ def _sam_local(s: dict[str, Any] | None, cold: dict[str, Any]) -> list[str]:
     api = s["start_api"]
     return [
         *lines,
-        f"`make sam-local-test` (the README's recipe, image `{s['image']}`, a cold container per",
-        "`sam local invoke`, against the local stack), from its latest run:",
+        "`make sam-local-test` (the README's recipe against the local stack, a cold container",
+        f"per `sam local invoke`; image `{s['image']}`), from its latest run:",
         "",
         "| | median (n) |",
         "|---|---|",
@@ -420,12 +420,12 @@ def _sam_local(s: dict[str, Any] | None, cold: dict[str, Any]) -> list[str]:
         f"| `sam local start-api` to the first answer (the README's curl, a minted secret) | "
         f"{api['first_answer_s']:.1f} s (1) |",
         "",
-        "Each invoke's events differ (mint, refusals, preflight, OpenAPI), and each starts its",
-        "container cold. The container's figure adds to the in-process one what a Lambda",
-        "environment adds: a fresh interpreter and runtime client (awslambdaric), sources read",
-        "from a bind mount, a 512 MB memory limit. Most of the command's seconds are SAM CLI's",
-        "own start and Docker's; none of it exists in AWS, where SnapStart restores an",
-        "initialised environment instead.",
+        f"{NOT_MEASURED} each invoke's event differs (mint, refusals, preflight,",
+        "OpenAPI), and each starts its container cold. The container's figure adds to the",
+        "in-process one what a Lambda environment adds: a fresh interpreter and runtime client",
+        "(awslambdaric), sources read from a bind mount, a 512 MB memory limit. Most of the",
+        "command's seconds are SAM CLI's own start and Docker's; none of it exists in AWS, where",
+        "SnapStart restores an initialised environment instead.",
         "",
         *(
             [f"Load average when it ended: {s['load_average_1min']} (2 cores).", ""]
