@@ -34,6 +34,7 @@ FUNCTION_DIR = ROOT / "functions"
 sys.path.insert(0, str(FUNCTION_DIR))  # CodeUri on the path, as in Lambda
 
 TABLE = "quota-table"
+SCHEDULE_GROUP = "token-vendor-calls"
 SECRET_ID = "openai-key"
 ORIGIN = "https://app.example.com"
 BASE_ENV = {
@@ -46,6 +47,9 @@ BASE_ENV = {
     "AUTH_JWKS_URL": JWKS_URL,
     "ALLOWED_ORIGINS": ORIGIN,
     "AWS_REGION": "us-east-1",
+    "CALL_LIMITS": "concurrent=2,minutes/day=60",
+    "SCHEDULE_GROUP": SCHEDULE_GROUP,
+    "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/token-vendor-scheduler",
 }
 
 
