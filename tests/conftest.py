@@ -91,6 +91,7 @@ def app_module() -> Any:
 class Aws:
     dynamodb: Any
     secretsmanager: Any
+    scheduler: Any
 
     def quota_items(self) -> list[dict[str, Any]]:
         return self.dynamodb.scan(TableName=TABLE)["Items"]
@@ -114,7 +115,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             )
         secretsmanager = session.create_client("secretsmanager", region_name="us-east-1")
         secretsmanager.create_secret(Name=SECRET_ID, SecretString=OPENAI_KEY)
-        yield Aws(dynamodb, secretsmanager)
+        scheduler = session.create_client("scheduler", region_name="us-east-1")
+        scheduler.create_schedule_group(Name=SCHEDULE_GROUP)
+        yield Aws(dynamodb, secretsmanager, scheduler)
 
 
 @pytest.fixture
@@ -142,6 +145,7 @@ def make_handler(
                 http=internet.client(),
                 dynamodb=aws.dynamodb,
                 secretsmanager=aws.secretsmanager,
+                scheduler=aws.scheduler,
                 log=app_module.logger,
             )
         )

@@ -173,19 +173,21 @@ class CallService:
         scheduled = self._executor.submit(
             self._scheduler.create, call.call_id, reservation.user, at, function_arn, deadline
         )
+        # Whatever goes wrong here, expected or not, the call must not outlive this request
+        # without a scheduled end: every exception counts as a failure.
         failures: list[DependencyError] = []
         try:
             self._ledger.record(reservation, call.call_id, deadline)
-        except DependencyError as exc:
-            failures.append(exc)
+        except Exception as exc:
+            failures.append(_as_dependency_error(exc, "quota_store"))
         try:
             scheduled.result(timeout=max(deadline.remaining(), 0.01))
             is_scheduled = True
-        except DependencyError as exc:
-            failures.append(exc)
-            is_scheduled = False
         except FutureTimeout:
             failures.append(DependencyUnavailable("scheduler", "no answer in time", 5))
+            is_scheduled = False
+        except Exception as exc:
+            failures.append(_as_dependency_error(exc, "scheduler"))
             is_scheduled = False
         if not failures:
             return
@@ -204,7 +206,7 @@ class CallService:
     def _hang_up_quietly(self, call_id: str, deadline: Deadline) -> bool:
         try:
             return self._realtime.hang_up(call_id, deadline)
-        except DependencyError as exc:
+        except Exception as exc:
             self._log.error(
                 "hangup failed; OpenAI ends the call at its own cap",
                 extra={"reason": str(exc)},
@@ -247,3 +249,9 @@ class CallService:
             "data": [{"id": c.id, "started_at": c.started_at, "ends_at": c.ends_at} for c in live],
             "minutes_left_today": view.minutes_left,
         }
+
+
+def _as_dependency_error(exc: Exception, dependency: str) -> DependencyError:
+    if isinstance(exc, DependencyError):
+        return exc
+    return DependencyUnavailable(dependency, f"unexpected {type(exc).__name__}", retry_after=5)

@@ -87,7 +87,9 @@ class ProfileNotPermitted(RequestError):
 class WrongFlow(RequestError):
     def __init__(self, profile: str, flow: str, route: str) -> None:
         what = "server-owned calls" if flow == "calls" else "client secrets"
-        super().__init__(f"The profile '{profile}' does not serve {what}; use {route}.", "profile")
+        super().__init__(
+            f"The profile '{profile}' does not serve {what}; use POST {route}.", "profile"
+        )
         self.route = route
 
 

@@ -238,7 +238,11 @@ class CallLedger:
                 call.ref,
                 "SET #end = :ended, #done = :true ADD #used :back",
                 {k: s[k] for k in ("#ref", "#end", "#done")} | {"#used": f"m_{call.day}"},
-                {":back": _n(-unused), ":ended": _n(min(now, call.ends_at)), ":true": _n(1)},
+                {
+                    ":back": _n(-unused),
+                    ":ended": _n(min(int(self._clock()), call.ends_at)),
+                    ":true": _n(1),
+                },
             )
 
     def _conditional_settle(

@@ -17,7 +17,7 @@ from .errors import InvalidRequest, ProfileNotPermitted, WrongFlow
 from .parsing import is_int
 
 FLOWS = ("calls", "client_secrets")
-ROUTES = {"calls": "POST /v1/realtime/calls", "client_secrets": "POST /v1/realtime/client_secrets"}
+ROUTES = {"calls": "/v1/realtime/calls", "client_secrets": "/v1/realtime/client_secrets"}
 DEFAULT_MAX_CALL_SECONDS = 600
 MAX_CALL_SECONDS = 3600  # OpenAI ends every session at 60 minutes anyway
 MIN_LIFETIME = 10
