@@ -119,7 +119,7 @@ def test_the_only_other_iam_is_the_role_scheduler_uses_to_invoke_exactly_this_fu
     role = props("HangupSchedulerRole")
 
     # The function is told the role's ARN by name (a !GetAtt would be a dependency cycle).
-    assert {"Fn::Sub": "${AWS::StackName}-hangup"} == role["RoleName"]
+    assert role["RoleName"] == {"Fn::Sub": "${AWS::StackName}-hangup"}
     env = props("TokenFunction")["Environment"]["Variables"]
     assert env["SCHEDULER_ROLE_ARN"] == HANGUP_ROLE_ARN
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
@@ -683,7 +683,7 @@ def test_the_cors_configuration_is_the_template_rules() -> None:
             "location",
             "call-ends-at",
             "call-minutes-left",
-        ],  # fmt: skip
+        ],
         "AllowMethods": ["GET", "POST"],
         "MaxAge": 600,
         "AllowCredentials": False,
