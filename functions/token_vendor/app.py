@@ -28,7 +28,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from .auth import bearer_token
+from .auth import Caller, bearer_token
 from .deadline import Deadline
 from .deps import Container, build_container
 from .errors import (
@@ -201,15 +201,20 @@ class TokenApi:
             return Response.problem(method_not_allowed("GET"))
         return Response.problem(not_found())
 
+    def _caller(self, request: Request, deadline: Deadline) -> Caller:
+        """The verified caller of a request, tagged on every log line that follows."""
+        caller = self.container.vendor.authenticate(
+            bearer_token(request.headers.get("authorization")), deadline
+        )
+        logger.append_keys(user=caller.user_hash, kid=caller.kid)
+        return caller
+
     def _mint(self, request: Request, context: Any) -> Response:
         started = time.monotonic()
         deadline = Deadline.from_lambda_context(context)
         vendor = self.container.vendor
         try:
-            caller = vendor.authenticate(
-                bearer_token(request.headers.get("authorization")), deadline
-            )
-            logger.append_keys(user=caller.user_hash, kid=caller.kid)
+            caller = self._caller(request, deadline)
             minted = vendor.mint(caller, _json_body(request), deadline)
         except TokenVendorError as exc:
             _observe_failure(exc)
@@ -240,10 +245,7 @@ class TokenApi:
         deadline = Deadline.from_lambda_context(context)
         container = self.container
         try:
-            caller = container.vendor.authenticate(
-                bearer_token(request.headers.get("authorization")), deadline
-            )
-            logger.append_keys(user=caller.user_hash, kid=caller.kid)
+            caller = self._caller(request, deadline)
             sdp, session, profile = _call_request(request)
             if missing := container.settings.calls_problems():
                 raise ConfigError(missing)
@@ -283,10 +285,7 @@ class TokenApi:
         deadline = Deadline.from_lambda_context(context)
         container = self.container
         try:
-            caller = container.vendor.authenticate(
-                bearer_token(request.headers.get("authorization")), deadline
-            )
-            logger.append_keys(user=caller.user_hash, kid=caller.kid)
+            caller = self._caller(request, deadline)
             ended = container.calls.hang_up(caller, call_id, deadline)
         except TokenVendorError as exc:
             _observe_failure(exc)
@@ -303,10 +302,7 @@ class TokenApi:
         deadline = Deadline.from_lambda_context(context)
         container = self.container
         try:
-            caller = container.vendor.authenticate(
-                bearer_token(request.headers.get("authorization")), deadline
-            )
-            logger.append_keys(user=caller.user_hash, kid=caller.kid)
+            caller = self._caller(request, deadline)
             listing = container.calls.list(caller, deadline)
         except TokenVendorError as exc:
             _observe_failure(exc)

@@ -215,6 +215,7 @@ class CallService:
 
     def hang_up(self, caller: Caller, call_id: str, deadline: Deadline) -> Ended:
         """The owner ends a call. Anyone else learns nothing: CallNotFound."""
+        _enough_time(deadline)
         user = caller.user_hash
         view = self._ledger.view(user, deadline)
         call = next((c for c in view.calls if c.id == call_id), None)
@@ -231,6 +232,7 @@ class CallService:
     def scheduled_hangup(self, user: str, call_id: str, deadline: Deadline) -> str:
         """The deadline: hang up first (the guarantee), then settle if nobody has. An
         upstream failure raises, so the invocation is retried."""
+        _enough_time(deadline)
         self._realtime.hang_up(call_id, deadline)
         view = self._ledger.view(user, deadline)
         call = next((c for c in view.calls if c.id == call_id), None)
@@ -249,6 +251,12 @@ class CallService:
             "data": [{"id": c.id, "started_at": c.started_at, "ends_at": c.ends_at} for c in live],
             "minutes_left_today": view.minutes_left,
         }
+
+
+def _enough_time(deadline: Deadline) -> None:
+    """A hangup reads the ledger, calls OpenAI and writes: not started without time for it."""
+    if not deadline.allows(MIN_SECONDS_FOR_QUOTA + 1):
+        raise DependencyUnavailable("budget", "too little time left to hang up", 1)
 
 
 def _as_dependency_error(exc: Exception, dependency: str) -> DependencyError:
