@@ -21,11 +21,10 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import botocore.session
 import pytest
 
 from tests.conftest import BASE_ENV, ROOT, SCHEDULE_GROUP, TABLE
-from tests.fakes import OFFER_SDP, Issuer
+from tests.fakes import OFFER_SDP, Issuer, aws_client
 from tests.security.test_quota_concurrency import dynamodb_url  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.stack
@@ -102,16 +101,9 @@ def _fire(event: dict[str, Any], limits: str, start_at: float) -> str:
 
 @pytest.fixture(scope="module")
 def aws(dynamodb_url: str) -> dict[str, Any]:  # noqa: F811
-    session = botocore.session.get_session()
-    kwargs = {
-        "region_name": "us-east-1",
-        "endpoint_url": dynamodb_url,
-        "aws_access_key_id": "testing",
-        "aws_secret_access_key": "testing",
-    }
-    scheduler = session.create_client("scheduler", **kwargs)
+    scheduler = aws_client(dynamodb_url, service="scheduler")
     scheduler.create_schedule_group(Name=SCHEDULE_GROUP)
-    return {"dynamodb": session.create_client("dynamodb", **kwargs), "scheduler": scheduler}
+    return {"dynamodb": aws_client(dynamodb_url), "scheduler": scheduler}
 
 
 @pytest.fixture(scope="module")
