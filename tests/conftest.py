@@ -34,6 +34,7 @@ FUNCTION_DIR = ROOT / "functions"
 sys.path.insert(0, str(FUNCTION_DIR))  # CodeUri on the path, as in Lambda
 
 TABLE = "quota-table"
+SCHEDULE_GROUP = "token-vendor-calls"
 SECRET_ID = "openai-key"
 ORIGIN = "https://app.example.com"
 BASE_ENV = {
@@ -46,6 +47,9 @@ BASE_ENV = {
     "AUTH_JWKS_URL": JWKS_URL,
     "ALLOWED_ORIGINS": ORIGIN,
     "AWS_REGION": "us-east-1",
+    "CALL_LIMITS": "concurrent=2,minutes/day=60",
+    "SCHEDULE_GROUP": SCHEDULE_GROUP,
+    "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/token-vendor-scheduler",
 }
 
 
@@ -87,6 +91,7 @@ def app_module() -> Any:
 class Aws:
     dynamodb: Any
     secretsmanager: Any
+    scheduler: Any
 
     def quota_items(self) -> list[dict[str, Any]]:
         return self.dynamodb.scan(TableName=TABLE)["Items"]
@@ -110,7 +115,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             )
         secretsmanager = session.create_client("secretsmanager", region_name="us-east-1")
         secretsmanager.create_secret(Name=SECRET_ID, SecretString=OPENAI_KEY)
-        yield Aws(dynamodb, secretsmanager)
+        scheduler = session.create_client("scheduler", region_name="us-east-1")
+        scheduler.create_schedule_group(Name=SCHEDULE_GROUP)
+        yield Aws(dynamodb, secretsmanager, scheduler)
 
 
 @pytest.fixture
@@ -138,6 +145,7 @@ def make_handler(
                 http=internet.client(),
                 dynamodb=aws.dynamodb,
                 secretsmanager=aws.secretsmanager,
+                scheduler=aws.scheduler,
                 log=app_module.logger,
             )
         )

@@ -1,8 +1,10 @@
 """Lambda entry point: an API Gateway HTTP API (payload 2.0) event in, a response out.
 
 Routing, body parsing, CORS and the outcome log live here; decisions live in `service`.
-A small router instead of Powertools' resolver: two routes do not justify ~70 ms of imports
-on every cold start (see docs/performance.md).
+A small router instead of Powertools' resolver: a handful of routes do not justify ~70 ms of
+imports on every cold start (see docs/performance.md). The same function also receives one
+non-HTTP event, the scheduled hangup of a call (`{"action": "hangup", ...}`, from
+EventBridge Scheduler); the handler tells the two apart by the event's shape.
 """
 
 from __future__ import annotations
@@ -11,23 +13,29 @@ import base64
 import binascii
 import json
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email import policy as email_policy
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import parse_qsl
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
-from .auth import bearer_token
+from .auth import Caller, bearer_token
 from .deadline import Deadline
 from .deps import Container, build_container
 from .errors import (
     AuthError,
     BodyTooLarge,
+    CallLimitExceeded,
+    ConfigError,
     DependencyError,
     DependencyMisconfigured,
     GlobalQuotaExceeded,
@@ -41,13 +49,19 @@ from .parsing import NotJson, json_object
 from .problems import Problem, method_not_allowed, not_found, problem_for, ratelimit_headers
 
 CLIENT_SECRETS_PATH = "/v1/realtime/client_secrets"
+CALLS_PATH = "/v1/realtime/calls"
+HANGUP_PATH = re.compile(r"^/v1/realtime/calls/([^/]+)/hangup$")
 OPENAPI_PATH = "/openapi.json"
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 MAX_BODY_BYTES = 16 * 1024
+MAX_CALL_BODY_BYTES = 64 * 1024  # an SDP offer (at most 32 KiB) and the session part
 # The same CORS rules as the HttpApi in template.yaml (a test keeps them equal).
-CORS_ALLOW_METHODS = ("POST",)
+CORS_ALLOW_METHODS = ("GET", "POST")
 CORS_ALLOW_HEADERS = ("authorization", "content-type")
-CORS_EXPOSE_HEADERS = ("retry-after", "ratelimit", "ratelimit-policy")
+CORS_EXPOSE_HEADERS = (
+    "retry-after", "ratelimit", "ratelimit-policy", "location", "call-ends-at",
+    "call-minutes-left",
+)  # fmt: skip
 CORS_MAX_AGE = 600
 
 # Routes other than the mint publish no metric; Powertools would warn on each of them.
@@ -68,13 +82,19 @@ class Request:
     headers: Mapping[str, str]
     body: str | None
     base64: bool
+    query: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_event(cls, event: Any) -> Request:
         event = _mapping(event)
         http = _mapping(_mapping(event.get("requestContext")).get("http"))
         headers = _mapping(event.get("headers"))
+        raw_query = event.get("rawQueryString")
+        query = (
+            dict(parse_qsl(raw_query, keep_blank_values=True)) if isinstance(raw_query, str) else {}
+        )
         return cls(
+            query=query,
             method=str(http.get("method", "")).upper(),
             path=str(event.get("rawPath") or http.get("path") or ""),
             headers={str(k).lower(): str(v) for k, v in headers.items()}
@@ -136,6 +156,8 @@ class TokenApi:
         return self._container
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
+        if _is_scheduled_hangup(event):
+            return self._scheduled_hangup(event, context)
         request = Request(method="", path="", headers={}, body=None, base64=False)
         origins: tuple[str, ...] = ()
         try:
@@ -157,6 +179,20 @@ class TokenApi:
             if request.method == "OPTIONS":
                 return _preflight(request, self.container.settings.allowed_origins)
             return Response.problem(method_not_allowed("POST"))
+        if request.path == CALLS_PATH:
+            if request.method == "POST":
+                return self._place_call(request, context)
+            if request.method == "GET":
+                return self._list_calls(request, context)
+            if request.method == "OPTIONS":
+                return _preflight(request, self.container.settings.allowed_origins)
+            return Response.problem(method_not_allowed("GET, POST"))
+        if hangup := HANGUP_PATH.match(request.path):
+            if request.method == "POST":
+                return self._hang_up(request, context, hangup.group(1))
+            if request.method == "OPTIONS":
+                return _preflight(request, self.container.settings.allowed_origins)
+            return Response.problem(method_not_allowed("POST"))
         if request.path == OPENAPI_PATH:
             if request.method in ("GET", "HEAD"):
                 return Response(
@@ -165,15 +201,20 @@ class TokenApi:
             return Response.problem(method_not_allowed("GET"))
         return Response.problem(not_found())
 
+    def _caller(self, request: Request, deadline: Deadline) -> Caller:
+        """The verified caller of a request, tagged on every log line that follows."""
+        caller = self.container.vendor.authenticate(
+            bearer_token(request.headers.get("authorization")), deadline
+        )
+        logger.append_keys(user=caller.user_hash, kid=caller.kid)
+        return caller
+
     def _mint(self, request: Request, context: Any) -> Response:
         started = time.monotonic()
         deadline = Deadline.from_lambda_context(context)
         vendor = self.container.vendor
         try:
-            caller = vendor.authenticate(
-                bearer_token(request.headers.get("authorization")), deadline
-            )
-            logger.append_keys(user=caller.user_hash, kid=caller.kid)
+            caller = self._caller(request, deadline)
             minted = vendor.mint(caller, _json_body(request), deadline)
         except TokenVendorError as exc:
             _observe_failure(exc)
@@ -197,15 +238,159 @@ class TokenApi:
         })  # fmt: skip
         return response
 
+    # --- server-owned calls ----------------------------------------------------------------
 
-def _mapping(value: Any) -> dict[str, Any]:
-    """Direct invocations can send anything: whatever is not a mapping is treated as empty."""
-    return value if isinstance(value, dict) else {}
+    def _place_call(self, request: Request, context: Any) -> Response:
+        started = time.monotonic()
+        deadline = Deadline.from_lambda_context(context)
+        container = self.container
+        try:
+            caller = self._caller(request, deadline)
+            sdp, session, profile = _call_request(request)
+            if missing := container.settings.calls_problems():
+                raise ConfigError(missing)
+            placed = container.calls.place(
+                caller,
+                sdp,
+                session,
+                profile,
+                str(getattr(context, "invoked_function_arn", "")),
+                deadline,
+            )
+        except TokenVendorError as exc:
+            _observe_failure(exc)
+            return Response.problem(problem_for(exc, "the call"))
+        reservation, upstream = placed.reservation, placed.call.upstream
+        metrics.add_metric(name="CallsPlaced", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=upstream.seconds * 1000
+        )
+        logger.info("call placed", extra={
+            "outcome": "call_placed", "call_id": placed.call.call_id,
+            "profile": placed.plan.profile.name, "model": placed.plan.model,
+            "ends_at": reservation.ends_at, "reserved_seconds": reservation.seconds,
+            "upstream_request_id": upstream.request_id,
+            "duration_ms": round((time.monotonic() - started) * 1000),
+        })  # fmt: skip
+        headers = {
+            "Content-Type": "application/sdp",
+            "Location": placed.location,
+            "Cache-Control": "no-store",
+            "Call-Ends-At": str(reservation.ends_at),
+            "Call-Minutes-Left": str(reservation.minutes_left),
+        } | ratelimit_headers(placed.windows)
+        return Response(201, placed.call.answer_sdp.encode(), headers)
+
+    def _hang_up(self, request: Request, context: Any, call_id: str) -> Response:
+        deadline = Deadline.from_lambda_context(context)
+        container = self.container
+        try:
+            caller = self._caller(request, deadline)
+            ended = container.calls.hang_up(caller, call_id, deadline)
+        except TokenVendorError as exc:
+            _observe_failure(exc)
+            return Response.problem(problem_for(exc, "the hangup"))
+        if ended.settled:
+            metrics.add_metric(name="CallsEnded", unit=MetricUnit.Count, value=1)
+        logger.info("call hung up", extra={
+            "outcome": "call_ended" if ended.settled else "call_already_ended",
+            "call_id": ended.call.id, "ended_by": "user",
+        })  # fmt: skip
+        return Response.json(200, ended.body(), headers={"Cache-Control": "no-store"})
+
+    def _list_calls(self, request: Request, context: Any) -> Response:
+        deadline = Deadline.from_lambda_context(context)
+        container = self.container
+        try:
+            caller = self._caller(request, deadline)
+            listing = container.calls.list(caller, deadline)
+        except TokenVendorError as exc:
+            _observe_failure(exc)
+            return Response.problem(problem_for(exc))
+        return Response.json(200, listing, headers={"Cache-Control": "no-store"})
+
+    def _scheduled_hangup(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """EventBridge Scheduler's invocation at a call's deadline. A failure to reach OpenAI
+        raises, so the invocation is retried (the target's RetryPolicy); everything else,
+        duplicates included, ends quietly."""
+        call_id, user = event.get("call_id"), event.get("user")
+        if not isinstance(call_id, str) or not isinstance(user, str):
+            logger.warning("scheduled event ignored", extra={"outcome": "bad_scheduled_event"})
+            return {"status": "ignored"}
+        logger.append_keys(user=user)
+        outcome = self.container.calls.scheduled_hangup(
+            user, call_id, Deadline.from_lambda_context(context)
+        )
+        if outcome == "settled":
+            metrics.add_metric(name="CallsEnded", unit=MetricUnit.Count, value=1)
+        logger.info("scheduled hangup", extra={
+            "outcome": f"call_{outcome.replace('-', '_')}", "call_id": call_id,
+            "ended_by": "deadline",
+        })  # fmt: skip
+        return {"status": outcome, "call_id": call_id}
 
 
-def _json_body(request: Request) -> dict[str, Any]:
+def _is_scheduled_hangup(event: Any) -> bool:
+    return (
+        isinstance(event, dict)
+        and event.get("action") == "hangup"
+        and "requestContext" not in event
+    )
+
+
+def _call_request(request: Request) -> tuple[str, dict[str, Any], str | None]:
+    """The offer, the `session` part and the `profile` query parameter of a call request:
+    `application/sdp` (the raw offer) or `multipart/form-data` (`sdp`, optional `session`)."""
+    for parameter in request.query:
+        if parameter != "profile":
+            raise InvalidRequest(
+                f"the query parameter '{parameter}' is not allowed here", parameter
+            )
+    profile = request.query.get("profile")
+    data = _body_bytes(request, MAX_CALL_BODY_BYTES)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not data.strip():
+        raise InvalidRequest("the SDP offer is empty", "sdp")
+    if media_type == "application/sdp":
+        return _text(data, "sdp"), {}, profile
+    if media_type != "multipart/form-data":
+        raise UnsupportedMediaType("the body must be application/sdp or multipart/form-data")
+    header = f"Content-Type: {request.headers.get('content-type', '')}\r\n\r\n".encode()
+    message = BytesParser(policy=email_policy.HTTP).parsebytes(header + data)
+    if not message.is_multipart():
+        raise InvalidRequest("the multipart body could not be read", "sdp")
+    parts: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or name not in ("sdp", "session"):
+            raise InvalidRequest(f"the part '{name}' is not allowed here", str(name))
+        if name in parts:
+            raise InvalidRequest(f"the part '{name}' is given twice", name)
+        payload = part.get_payload(decode=True)
+        parts[name] = payload if isinstance(payload, bytes) else b""
+    if "sdp" not in parts:
+        raise InvalidRequest("the 'sdp' part is missing", "sdp")
+    session: Any = {}
+    if "session" in parts:
+        try:
+            session = json.loads(parts["session"])
+        except (ValueError, RecursionError):
+            raise InvalidRequest("the 'session' part is not valid JSON", "session") from None
+        if not isinstance(session, dict):
+            raise InvalidRequest("the 'session' part must be a JSON object", "session")
+    return _text(parts["sdp"], "sdp"), session, profile
+
+
+def _text(data: bytes, field_name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"the '{field_name}' part is not UTF-8 text", field_name) from None
+
+
+def _body_bytes(request: Request, limit: int) -> bytes:
     if request.body is None:
-        return {}
+        return b""
     try:
         data = (
             base64.b64decode(request.body, validate=True)
@@ -214,8 +399,18 @@ def _json_body(request: Request) -> dict[str, Any]:
         )
     except (binascii.Error, ValueError, UnicodeEncodeError):
         raise InvalidRequest("the body could not be decoded") from None
-    if len(data) > MAX_BODY_BYTES:
-        raise BodyTooLarge(f"the body must be at most {MAX_BODY_BYTES} bytes")
+    if len(data) > limit:
+        raise BodyTooLarge(f"the body must be at most {limit} bytes")
+    return data
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """Direct invocations can send anything: whatever is not a mapping is treated as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def _json_body(request: Request) -> dict[str, Any]:
+    data = _body_bytes(request, MAX_BODY_BYTES)
     if not data.strip():
         return {}
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -237,6 +432,12 @@ def _observe_failure(exc: TokenVendorError) -> None:
         metrics.add_dimension(name="reason", value=exc.reason)
         metrics.add_metric(name="AuthFailures", unit=MetricUnit.Count, value=1)
         logger.info("request refused", extra={"outcome": "unauthorized", "reason": exc.reason})
+    elif isinstance(exc, CallLimitExceeded):
+        metrics.add_metric(name="CallLimitRefusals", unit=MetricUnit.Count, value=1)
+        logger.info(
+            "call limit reached",
+            extra={"outcome": "call_limit", "policy": exc.limit, "retry_after": exc.retry_after},
+        )
     elif isinstance(exc, QuotaExceeded):
         metrics.add_metric(name="QuotaRefusals", unit=MetricUnit.Count, value=1)
         logger.info(

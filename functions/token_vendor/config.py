@@ -20,6 +20,10 @@ DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_PROFILES_FILE = Path(__file__).with_name("profiles.json")
 WINDOW_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 # Fixed windows aligned on the epoch nest inside each other, so one item can hold them all.
+DEFAULT_CALL_LIMITS = "concurrent=2,minutes/day=60"
+_CALL_LIMIT = re.compile(r"^\s*(concurrent|minutes/day)\s*=\s*(\d+)\s*$")
+_SCHEDULE_GROUP = re.compile(r"^[0-9a-zA-Z._-]{1,64}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _QUOTA = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day|week)\s*$")
 _ASYMMETRIC_FAMILIES = {
     "RSA": {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"},
@@ -37,6 +41,14 @@ class QuotaWindow:
     name: str
     seconds: int
     limit: int
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """Per user: live calls at once, and call seconds that may be reserved per UTC day."""
+
+    concurrent: int
+    seconds_per_day: int
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,21 @@ class Settings:
     auth_max_token_lifetime: int
     allowed_origins: tuple[str, ...]
     profiles: Profiles
+    call_limits: CallLimits = CallLimits(2, 3600)
+    schedule_group: str = ""
+    scheduler_role_arn: str = ""
+    scheduler_precision_seconds: int = 60
+
+    def calls_problems(self) -> list[str]:
+        """What keeps server-owned calls from working (empty when they can)."""
+        return [
+            f"{name} is required for server-owned calls"
+            for name, value in (
+                ("SCHEDULE_GROUP", self.schedule_group),
+                ("SCHEDULER_ROLE_ARN", self.scheduler_role_arn),
+            )
+            if not value
+        ]
 
     @property
     def webrtc_url(self) -> str:
@@ -117,7 +144,16 @@ class Settings:
             auth_max_token_lifetime=integer("AUTH_MAX_TOKEN_LIFETIME", 86400, 60, 31 * 86400),
             allowed_origins=_parse_origins(env.get("ALLOWED_ORIGINS", ""), problems),
             profiles=load_profiles(profiles_path, problems),
+            call_limits=_parse_call_limits(
+                env.get("CALL_LIMITS", "").strip() or DEFAULT_CALL_LIMITS, problems
+            ),
+            schedule_group=env.get("SCHEDULE_GROUP", "").strip(),
+            scheduler_role_arn=env.get("SCHEDULER_ROLE_ARN", "").strip(),
+            # EventBridge Scheduler fires an at() schedule somewhere in its minute; a local
+            # runner that fires to the second may say 1 (see docs/design.md, "deadlines").
+            scheduler_precision_seconds=integer("SCHEDULER_PRECISION_SECONDS", 60, 1, 60),
         )
+        _check_calls(settings, problems)
         if problems:
             raise ConfigError(problems)
         return settings
@@ -152,6 +188,40 @@ def _parse_quotas(
             problems.append(f"{variable}: the window '{name}' is given twice")
         windows[name] = QuotaWindow(name, WINDOW_SECONDS[name], int(match.group(1)))
     return tuple(sorted(windows.values(), key=lambda w: w.seconds))
+
+
+def _parse_call_limits(raw: str, problems: list[str]) -> CallLimits:
+    values: dict[str, int] = {}
+    for part in raw.split(","):
+        match = _CALL_LIMIT.match(part)
+        if not match or int(match.group(2)) < 1 or match.group(1) in values:
+            problems.append(
+                "CALL_LIMITS: expected 'concurrent=N,minutes/day=M' (each once, at least 1), "
+                f"got {part.strip()!r}"
+            )
+            continue
+        values[match.group(1)] = int(match.group(2))
+    if values.get("concurrent", 2) > 10:
+        problems.append("CALL_LIMITS: concurrent may be at most 10")
+    return CallLimits(values.get("concurrent", 2), values.get("minutes/day", 60) * 60)
+
+
+def _check_calls(settings: Settings, problems: list[str]) -> None:
+    """Server-owned calls need a schedule group and a role (without them the calls route
+    answers 500 and client secrets keep working), and a deadline the Scheduler's precision
+    can keep: the hangup fires in the unit before the promised end."""
+    if settings.schedule_group and not _SCHEDULE_GROUP.match(settings.schedule_group):
+        problems.append("SCHEDULE_GROUP must be a schedule group name ([0-9a-zA-Z._-], 1-64)")
+    if settings.scheduler_role_arn and not _ROLE_ARN.match(settings.scheduler_role_arn):
+        problems.append("SCHEDULER_ROLE_ARN must be an IAM role ARN")
+    calls = [p for p in settings.profiles.by_name.values() if "calls" in p.flows]
+    shortest = 2 * settings.scheduler_precision_seconds
+    for profile in calls:
+        if profile.max_call_seconds < shortest:
+            problems.append(
+                f"profile '{profile.name}': 'max_call_seconds' must be at least {shortest} "
+                f"(twice SCHEDULER_PRECISION_SECONDS={settings.scheduler_precision_seconds})"
+            )
 
 
 def _parse_algorithms(raw: str, problems: list[str]) -> tuple[str, ...]:

@@ -31,3 +31,7 @@ class Deadline:
     def cap(self, seconds: float) -> float:
         """The smaller of `seconds` and what is left (never below a token amount)."""
         return max(min(seconds, self.remaining()), 0.01)
+
+    def shortened(self, seconds: float) -> Deadline:
+        """A deadline `seconds` earlier: time kept back for what must follow."""
+        return Deadline(max(self.remaining() - seconds, 0.0), self._clock)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +18,14 @@ import httpx
 from botocore.config import Config
 
 from .auth import JwtVerifier
+from .calls import CallService
 from .config import Settings
 from .jwks import JwksKeySource
+from .ledger import CallLedger
 from .openai_client import RealtimeApi
 from .openai_key import OpenAIKeyStore
 from .quota import QuotaStore
+from .schedule import HangupScheduler
 from .service import TokenVendor
 
 # botocore at DEBUG logs response bodies, the secret string among them; httpx logs URLs.
@@ -35,6 +39,11 @@ DYNAMODB_CONFIG = Config(
 SECRETS_CONFIG = Config(
     connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}
 )
+# CreateSchedule carries a ClientToken, so a retry of it stays one schedule.
+SCHEDULER_CONFIG = Config(
+    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2},
+    tcp_keepalive=True,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class Container:
 
     settings: Settings
     vendor: TokenVendor
+    calls: CallService
     jwks: JwksKeySource
     openai_key: OpenAIKeyStore
 
@@ -63,13 +73,14 @@ def build_container(
     http: httpx.Client | None = None,
     dynamodb: Any = None,
     secretsmanager: Any = None,
+    scheduler: Any = None,
     log: Any = None,
 ) -> Container:
     """Every dependency is injectable; the defaults are the production ones."""
     env = os.environ if env is None else env
     settings = Settings.from_env(env)
     quiet_library_loggers()
-    if dynamodb is None or secretsmanager is None:
+    if dynamodb is None or secretsmanager is None or scheduler is None:
         session = botocore.session.get_session()
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
         dynamodb = dynamodb or session.create_client(
@@ -77,6 +88,9 @@ def build_container(
         )
         secretsmanager = secretsmanager or session.create_client(
             "secretsmanager", region_name=region, config=SECRETS_CONFIG
+        )
+        scheduler = scheduler or session.create_client(
+            "scheduler", region_name=region, config=SCHEDULER_CONFIG
         )
     # One HTTP client for the key set and OpenAI: one TLS context, kept-alive connections.
     http = http or httpx.Client(
@@ -102,14 +116,29 @@ def build_container(
         max_lifetime=settings.auth_max_token_lifetime,
     )
     openai_key = OpenAIKeyStore(settings.openai_secret_id, secretsmanager)
+    quota = QuotaStore(
+        settings.quota_table, settings.quotas, dynamodb, global_windows=settings.global_quotas
+    )
+    realtime = RealtimeApi(settings.openai_base_url, http, openai_key)
     vendor = TokenVendor(
         verifier=verifier,
         profiles=settings.profiles,
-        quota=QuotaStore(
-            settings.quota_table, settings.quotas, dynamodb, global_windows=settings.global_quotas
-        ),
-        minter=RealtimeApi(settings.openai_base_url, http, openai_key),
+        quota=quota,
+        minter=realtime,
         webrtc_url=settings.webrtc_url,
         log=log,
     )
-    return Container(settings=settings, vendor=vendor, jwks=jwks, openai_key=openai_key)
+    calls = CallService(
+        profiles=settings.profiles,
+        quota=quota,
+        ledger=CallLedger(settings.quota_table, settings.call_limits, dynamodb),
+        realtime=realtime,
+        scheduler=HangupScheduler(scheduler, settings.schedule_group, settings.scheduler_role_arn),
+        precision=settings.scheduler_precision_seconds,
+        # The hangup's schedule is created beside the ledger's write; threads start lazily.
+        executor=ThreadPoolExecutor(max_workers=2, thread_name_prefix="schedule"),
+        log=log,
+    )
+    return Container(
+        settings=settings, vendor=vendor, calls=calls, jwks=jwks, openai_key=openai_key
+    )

@@ -10,8 +10,11 @@ TokenVendorError
 |   +-- BodyTooLarge
 |   +-- UnsupportedMediaType
 |   +-- ProfileNotPermitted      the caller may not use that profile
+|   +-- WrongFlow                the profile does not serve this route; names the one it does
 +-- QuotaExceeded                the caller's own quota is spent
 +-- GlobalQuotaExceeded          everyone's quota together (GLOBAL_QUOTAS) is spent
++-- CallLimitExceeded            too many live calls, or too few call minutes left today
++-- CallNotFound                 no such call of this caller (whoever else's it may be)
 +-- DependencyError              we could not do our part; never the caller's fault
     +-- DependencyUnavailable    a dependency is down or throttling (retry later)
     |   +-- DependencyMisconfigured  what it holds is unusable: the operator must act
@@ -81,6 +84,15 @@ class ProfileNotPermitted(RequestError):
         self.scopes = scopes
 
 
+class WrongFlow(RequestError):
+    def __init__(self, profile: str, flow: str, route: str) -> None:
+        what = "server-owned calls" if flow == "calls" else "client secrets"
+        super().__init__(
+            f"The profile '{profile}' does not serve {what}; use POST {route}.", "profile"
+        )
+        self.route = route
+
+
 @dataclass(frozen=True)
 class WindowUsage:
     """One quota window as the caller sees it: for the RateLimit headers."""
@@ -107,6 +119,21 @@ class GlobalQuotaExceeded(TokenVendorError):
         self.retry_after = retry_after
         self.violated = violated
         super().__init__(f"global quota '{violated}' exhausted; retry after {retry_after}s")
+
+
+class CallLimitExceeded(TokenVendorError):
+    """`limit` is "concurrent" or "minutes"; `detail` is a sentence for the person."""
+
+    def __init__(self, limit: str, detail: str, retry_after: int, minutes_left: int) -> None:
+        self.limit = limit
+        self.detail = detail
+        self.retry_after = retry_after
+        self.minutes_left = minutes_left
+        super().__init__(f"call limit '{limit}' reached; retry after {retry_after}s")
+
+
+class CallNotFound(TokenVendorError):
+    pass
 
 
 class DependencyError(TokenVendorError):

@@ -2,12 +2,14 @@
 
 One request path (`_send`) owns what every call needs: the key and its 401 re-read, the
 retry budget, the timeouts against the Lambda deadline, the size cap, and the mapping of
-failures to domain errors. Today it mints client secrets; relaying the SDP offer
-(`/realtime/calls`) and hanging up (`/realtime/calls/{id}/hangup`) are further methods on it.
+failures to domain errors. It mints client secrets, places server-owned calls (the browser's
+SDP offer relayed with the standard key, never retried: a retry can allocate a second call)
+and hangs them up.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -28,6 +30,7 @@ READ_TIMEOUT = 8.0
 MIN_ATTEMPT_SECONDS = 1.0  # an attempt with less time than this left is not worth starting
 _RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 _SECRET_VALUE = re.compile(r"ek_[A-Za-z0-9_-]{8,256}")
+CALL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 class ApiKeySource(Protocol):
@@ -66,6 +69,13 @@ class ClientSecret:
     upstream: Upstream
 
 
+@dataclass(frozen=True)
+class PlacedCall:
+    call_id: str
+    answer_sdp: str
+    upstream: Upstream
+
+
 class RealtimeApi:
     """Adapter for OpenAI's Realtime REST API: retries, timeouts and the key's 401 re-read."""
 
@@ -92,9 +102,9 @@ class RealtimeApi:
         started = time.monotonic()
         reply, attempts = self._send(
             "/realtime/client_secrets",
-            body,
             {"OpenAI-Safety-Identifier": safety_identifier},
             deadline,
+            json_body=body,
         )
         upstream = Upstream(
             reply.status, reply.headers.get("x-request-id"), attempts, time.monotonic() - started
@@ -108,8 +118,60 @@ class RealtimeApi:
             upstream=upstream,
         )
 
+    def create_call(
+        self, sdp: str, session: dict[str, Any], safety_identifier: str, deadline: Deadline
+    ) -> PlacedCall:
+        """Relay the offer with the standard key; the answer and OpenAI's call id. Never
+        retried, not even after a timeout: OpenAI may have allocated the call."""
+        started = time.monotonic()
+        files = {
+            "sdp": (None, sdp, "application/sdp"),
+            "session": (None, json.dumps(session), "application/json"),
+        }
+        reply, attempts = self._send(
+            "/realtime/calls",
+            {"OpenAI-Safety-Identifier": safety_identifier, "Accept": "application/sdp"},
+            deadline,
+            files=files,
+            success=201,
+            retry=False,
+        )
+        upstream = Upstream(
+            reply.status, reply.headers.get("x-request-id"), attempts, time.monotonic() - started
+        )
+        call_id = reply.headers.get("location", "").rstrip("/").rsplit("/", 1)[-1]
+        if not CALL_ID.fullmatch(call_id):
+            raise UpstreamBadResponse("openai", "the call's Location is missing or odd")
+        try:
+            answer = reply.content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UpstreamBadResponse("openai", "the answer is not text") from None
+        if not answer.startswith("v=0"):
+            raise UpstreamBadResponse("openai", "the answer is not SDP")
+        return PlacedCall(call_id, answer, upstream)
+
+    def hang_up(self, call_id: str, deadline: Deadline) -> bool:
+        """End a call upstream. False when OpenAI no longer knows it (it ended already)."""
+        if not CALL_ID.fullmatch(call_id):
+            return False
+        try:
+            self._send(f"/realtime/calls/{call_id}/hangup", {}, deadline)
+        except UpstreamRejected as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def _send(
-        self, path: str, body: dict[str, Any], headers: dict[str, str], deadline: Deadline
+        self,
+        path: str,
+        headers: dict[str, str],
+        deadline: Deadline,
+        *,
+        json_body: dict[str, Any] | None = None,
+        files: dict[str, Any] | None = None,
+        success: int = 200,
+        retry: bool = True,
     ) -> tuple[Reply, int]:
         credentials = self._api_key.get()
         reread = False
@@ -122,25 +184,29 @@ class RealtimeApi:
                 deadline.cap(READ_TIMEOUT), connect=deadline.cap(CONNECT_TIMEOUT)
             )
             try:
-                reply = self._post(path, body, credentials.headers() | headers, timeout)
+                reply = self._post(path, json_body, files, credentials.headers() | headers, timeout)
             except httpx.TimeoutException as exc:
                 # A read timeout may have minted upstream; retrying would only mint twice.
-                if isinstance(exc, httpx.ConnectTimeout) and self._may_retry(attempt, deadline):
+                if (
+                    retry
+                    and isinstance(exc, httpx.ConnectTimeout)
+                    and self._may_retry(attempt, deadline)
+                ):
                     continue
                 raise UpstreamTimeout("openai", type(exc).__name__) from None
             except httpx.HTTPError as exc:
-                if self._may_retry(attempt, deadline):
+                if retry and self._may_retry(attempt, deadline):
                     continue
                 raise DependencyUnavailable("openai", type(exc).__name__, retry_after=5) from None
             status = reply.status
-            if status == 200:
+            if status == success:
                 return reply, attempt
             if status == 401 and not reread:
                 reread = True  # the key may have been rotated: read it again, once
                 credentials = self._api_key.refresh()
                 if deadline.allows(MIN_ATTEMPT_SECONDS):
                     continue
-            if status in _RETRYABLE and self._may_retry(attempt, deadline, reply):
+            if status in _RETRYABLE and retry and self._may_retry(attempt, deadline, reply):
                 continue
             reason = (
                 f"HTTP {status} ({_error_code(reply)}; request {reply.headers.get('x-request-id')})"
@@ -152,11 +218,22 @@ class RealtimeApi:
             raise UpstreamRejected("openai", reason, status)
 
     def _post(
-        self, path: str, body: dict[str, Any], headers: dict[str, str], timeout: httpx.Timeout
+        self,
+        path: str,
+        body: dict[str, Any] | None,
+        files: dict[str, Any] | None,
+        headers: dict[str, str],
+        timeout: httpx.Timeout,
     ) -> Reply:
         url = f"{self._base}{path}"
         with self._http.stream(
-            "POST", url, json=body, headers=headers, timeout=timeout, follow_redirects=False
+            "POST",
+            url,
+            json=body,
+            files=files,
+            headers=headers,
+            timeout=timeout,
+            follow_redirects=False,
         ) as response:
             try:  # never buffer an unbounded answer
                 content = read_capped(response.iter_bytes(), MAX_RESPONSE_BYTES)

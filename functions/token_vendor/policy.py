@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidRequest, ProfileNotPermitted
+from .errors import InvalidRequest, ProfileNotPermitted, WrongFlow
 from .parsing import is_int
 
+FLOWS = ("calls", "client_secrets")
+ROUTES = {"calls": "/v1/realtime/calls", "client_secrets": "/v1/realtime/client_secrets"}
+DEFAULT_MAX_CALL_SECONDS = 600
+MAX_CALL_SECONDS = 3600  # OpenAI ends every session at 60 minutes anyway
 MIN_LIFETIME = 10
 MAX_LIFETIME = 600  # a secret can open several sessions until it expires: keep it short
 ECHO_LIMIT = 40  # characters of a caller's name quoted back (detail, logs)
@@ -30,7 +34,7 @@ AUDIO_INPUT_FIELDS = {"format", "transcription", "noise_reduction", "turn_detect
 AUDIO_OUTPUT_FIELDS = {"format", "speed"}
 PROFILE_FIELDS = {
     "models", "instructions", "voices", "expires_after_seconds", "max_expires_after_seconds",
-    "session", "required_scopes", "expose_instructions",
+    "session", "required_scopes", "expose_instructions", "max_call_seconds", "flows",
 }  # fmt: skip
 
 
@@ -47,6 +51,8 @@ class Profile:
     session: dict[str, Any]
     required_scopes: tuple[str, ...]
     expose_instructions: bool
+    max_call_seconds: int = DEFAULT_MAX_CALL_SECONDS
+    flows: tuple[str, ...] = FLOWS
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,49 @@ class MintPlan:
     upstream_body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class CallPlan:
+    """What to place upstream for a server-owned call, decided before any quota is spent."""
+
+    profile: Profile
+    model: str
+    session: dict[str, Any]
+
+
 def resolve(profiles: Profiles, body: dict[str, Any], scopes: frozenset[str]) -> MintPlan:
     """Check the caller's request against the profile it names; build the upstream request."""
     _only(body, {"profile", "session", "expires_after"}, "")
-    name = body.get("profile", profiles.default)
+    profile = _profile(profiles, body.get("profile", profiles.default), scopes, "client_secrets")
+    session_in = _object(body.get("session", {}), "session")
+    model, session = _session(profile, session_in)
+
+    lifetime = profile.expires_after_seconds
+    if "expires_after" in body:
+        expires = _object(body["expires_after"], "expires_after")
+        _only(expires, {"anchor", "seconds"}, "expires_after.")
+        if expires.get("anchor", "created_at") != "created_at":
+            raise InvalidRequest("only 'created_at' is supported", "expires_after.anchor")
+        if "seconds" in expires:
+            lifetime = _lifetime(expires["seconds"], profile.max_expires_after_seconds)
+
+    upstream = {"expires_after": {"anchor": "created_at", "seconds": lifetime}, "session": session}
+    return MintPlan(profile=profile, model=model, lifetime=lifetime, upstream_body=upstream)
+
+
+def resolve_call(
+    profiles: Profiles, session_in: dict[str, Any], profile: str | None, scopes: frozenset[str]
+) -> CallPlan:
+    """The `session` part of a call (OpenAI's session object, plus our `profile` member) and
+    the `profile` query parameter: the same caller choices as for a client secret."""
+    chosen = session_in.get("profile", profile)
+    if profile is not None and chosen != profile:
+        raise InvalidRequest("the profile is given twice with different values", "profile")
+    named = _profile(profiles, profiles.default if chosen is None else chosen, scopes, "calls")
+    model, session = _session(named, {k: v for k, v in session_in.items() if k != "profile"})
+    return CallPlan(profile=named, model=model, session=session)
+
+
+def _profile(profiles: Profiles, name: Any, scopes: frozenset[str], flow: str) -> Profile:
     if not isinstance(name, str) or name not in profiles.by_name:
         shown = f"'{echo(name)}'" if isinstance(name, str) else f"(a JSON {type(name).__name__})"
         raise InvalidRequest(f"unknown profile {shown}", "profile")
@@ -78,9 +123,14 @@ def resolve(profiles: Profiles, body: dict[str, Any], scopes: frozenset[str]) ->
     missing = tuple(s for s in profile.required_scopes if s not in scopes)
     if missing:
         raise ProfileNotPermitted(name, missing)
+    if flow not in profile.flows:
+        other = next(f for f in FLOWS if f != flow)
+        raise WrongFlow(name, flow, ROUTES[other])
+    return profile
 
+
+def _session(profile: Profile, session_in: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     model, voice = profile.models[0], profile.voices[0]
-    session_in = _object(body.get("session", {}), "session")
     _only(session_in, {"type", "model", "audio"}, "session.")
     if session_in.get("type", "realtime") != "realtime":
         raise InvalidRequest("only realtime sessions can be minted here", "session.type")
@@ -93,21 +143,10 @@ def resolve(profiles: Profiles, body: dict[str, Any], scopes: frozenset[str]) ->
         _only(output, {"voice"}, "session.audio.output.")
         if "voice" in output:
             voice = _choice(output["voice"], profile.voices, "session.audio.output.voice")
-
-    lifetime = profile.expires_after_seconds
-    if "expires_after" in body:
-        expires = _object(body["expires_after"], "expires_after")
-        _only(expires, {"anchor", "seconds"}, "expires_after.")
-        if expires.get("anchor", "created_at") != "created_at":
-            raise InvalidRequest("only 'created_at' is supported", "expires_after.anchor")
-        if "seconds" in expires:
-            lifetime = _lifetime(expires["seconds"], profile.max_expires_after_seconds)
-
     session = copy.deepcopy(profile.session)
     session.update(type="realtime", model=model, instructions=profile.instructions)
     session.setdefault("audio", {}).setdefault("output", {})["voice"] = voice
-    upstream = {"expires_after": {"anchor": "created_at", "seconds": lifetime}, "session": session}
-    return MintPlan(profile=profile, model=model, lifetime=lifetime, upstream_body=upstream)
+    return model, session
 
 
 def echo(name: str) -> str:
@@ -216,6 +255,14 @@ def _load_profile(name: str, spec: Any, problems: list[str]) -> Profile | None:
     expose = spec.get("expose_instructions", False)
     if not isinstance(expose, bool):
         bad("expose_instructions", "must be true or false")
+    max_call: Any = spec.get("max_call_seconds", DEFAULT_MAX_CALL_SECONDS)
+    if isinstance(max_call, bool) or not isinstance(max_call, int):
+        max_call = -1
+    if not 1 <= max_call <= MAX_CALL_SECONDS:
+        bad("max_call_seconds", f"must be a whole number from 1 to {MAX_CALL_SECONDS}")
+    flows: Any = spec.get("flows", list(FLOWS))
+    if not _strings(flows) or not set(flows) <= set(FLOWS) or len(set(flows)) != len(flows):
+        bad("flows", f"must be a non-empty list drawn from {list(FLOWS)}")
     if len(problems) > before:
         return None
     return Profile(
@@ -228,6 +275,8 @@ def _load_profile(name: str, spec: Any, problems: list[str]) -> Profile | None:
         session=session,
         required_scopes=tuple(scopes),
         expose_instructions=expose,
+        max_call_seconds=max_call,
+        flows=tuple(f for f in FLOWS if f in flows),
     )
 
 

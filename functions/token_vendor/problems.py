@@ -2,6 +2,9 @@
 
 Clients get a stable `type`, a human `title` and a generic `detail`; the precise reason goes
 to the logs. Nothing a client sees quotes a token, a key or an upstream error verbatim.
+
+Every document also carries OpenAI's own error envelope, `"error": {"message", "type",
+"param", "code"}`, so OpenAI's SDKs, pointed at this API, show why a request was refused.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from typing import Any
 
 from .errors import (
     BodyTooLarge,
+    CallLimitExceeded,
+    CallNotFound,
     ConfigError,
     DependencyUnavailable,
     GlobalQuotaExceeded,
@@ -24,6 +29,7 @@ from .errors import (
     UpstreamRejected,
     UpstreamTimeout,
     WindowUsage,
+    WrongFlow,
 )
 
 TYPE_BASE = "urn:realtime-token-vendor:problem:"
@@ -48,11 +54,28 @@ class Problem:
             "status": self.status,
             "detail": self.detail,
             **self.extra,
+            "error": {
+                "message": self.detail,
+                "type": _openai_type(self.status),
+                "param": self.extra.get("field"),
+                "code": self.slug.replace("-", "_"),
+            },
         }
 
 
-def problem_for(error: Exception) -> Problem:
-    """The single table. Order matters only where classes inherit from one another."""
+def _openai_type(status: int) -> str:
+    """OpenAI's error `type` for a status, as its SDKs know them."""
+    return {
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        429: "rate_limit_error",
+    }.get(status, "invalid_request_error" if status < 500 else "server_error")
+
+
+def problem_for(error: Exception, product: str = "a usable client secret") -> Problem:
+    """The single table. Order matters only where classes inherit from one another.
+    `product` is what the Realtime API failed to give, for the 502's sentence."""
     match error:
         case InvalidToken():
             challenge = (
@@ -73,6 +96,9 @@ def problem_for(error: Exception) -> Problem:
             return Problem(
                 403, "insufficient-scope", "Forbidden", detail, {"WWW-Authenticate": challenge}
             )
+        case WrongFlow():
+            extra = {"field": "profile", "route": error.route}
+            return Problem(400, "wrong-flow", "Bad Request", error.detail, extra=extra)
         case InvalidRequest():
             extra = {"field": error.field} if error.field else {}
             return Problem(400, "invalid-request", "Bad Request", error.detail, extra=extra)
@@ -101,6 +127,21 @@ def problem_for(error: Exception) -> Problem:
                 {"Retry-After": str(error.retry_after)},
                 {"retry_after": error.retry_after},
             )
+        case CallLimitExceeded():
+            return Problem(
+                429,
+                "call-limit",
+                "Too Many Requests",
+                error.detail,
+                {"Retry-After": str(error.retry_after)},
+                {
+                    "policy": error.limit,
+                    "retry_after": error.retry_after,
+                    "minutes_left_today": error.minutes_left,
+                },
+            )
+        case CallNotFound():
+            return not_found()
         case DependencyUnavailable():
             return Problem(
                 503,
@@ -114,7 +155,7 @@ def problem_for(error: Exception) -> Problem:
                 502,
                 "upstream-error",
                 "Bad Gateway",
-                "The Realtime API did not provide a usable client secret.",
+                f"The Realtime API did not provide {product}.",
             )
         case UpstreamTimeout():
             return Problem(

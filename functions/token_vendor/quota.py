@@ -27,16 +27,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .config import QuotaWindow
 from .deadline import Deadline
 from .errors import DependencyUnavailable, GlobalQuotaExceeded, QuotaExceeded, WindowUsage
+from .retry_guard import RetryGuard
 
 TTL_GRACE_SECONDS = 3600
 # One DynamoDB attempt at worst: connect and read timeouts of deps.DYNAMODB_CONFIG.
 ATTEMPT_SECONDS = 3.0
-
-
-class OutOfTime(BotoCoreError):  # type: ignore[misc]  # botocore ships no types
-    """Raised before a DynamoDB retry that would not finish inside the Lambda's deadline."""
-
-    fmt = "no time left in the Lambda's budget for another DynamoDB attempt"
 
 
 GLOBAL_USER = "global"  # user hashes are hex: this key can never be a user's
@@ -76,29 +71,12 @@ class QuotaStore:
         self._global_windows = global_windows
         self._client = client
         self._clock = clock
-        self._deadline: Deadline | None = None
-        self._attempts = 0
-        # botocore's retries cannot see the Lambda's deadline: this hook runs before every
-        # attempt and stops a retry that could not finish in time. (The first attempt is
-        # admitted by the service's own budget check.)
-        client.meta.events.register_first("before-send.dynamodb", self._check_time_left)
-
-    def _check_time_left(self, **_: Any) -> None:
-        self._attempts += 1
-        if (
-            self._attempts > 1
-            and self._deadline is not None
-            and not self._deadline.allows(ATTEMPT_SECONDS)
-        ):
-            raise OutOfTime()
+        self._guard = RetryGuard(client, "dynamodb", ATTEMPT_SECONDS)
 
     def consume(self, user: str, deadline: Deadline | None = None) -> Grant:
         """Take one unit from every window, atomically, or raise QuotaExceeded."""
-        self._deadline, self._attempts = deadline, 0
-        try:
+        with self._guard.within(deadline):
             return self._consume(user)
-        finally:
-            self._deadline = None
 
     def _consume(self, user: str) -> Grant:
         now = self._clock()
@@ -147,19 +125,16 @@ class QuotaStore:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 item = exc.response.get("Item", {})
                 raise _exceeded(windows, item, counters, now) from None
-            raise _unavailable(exc) from None
+            raise unavailable(exc) from None
         except BotoCoreError as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc) from None
         counts = [_number(response.get("Attributes", {}).get(name)) for name in counters]
         return Counted(key, tuple(counters)), _usage(windows, counts, now)
 
     def give_back(self, grant: Grant, deadline: Deadline | None = None) -> bool:
         """Return the unit of a mint that failed for reasons not the caller's. Best effort."""
-        self._deadline, self._attempts = deadline, 0
-        try:
+        with self._guard.within(deadline):
             return self._give_back(grant)
-        finally:
-            self._deadline = None
 
     def _give_back(self, grant: Grant) -> bool:
         return all([self._return_unit(counted) for counted in grant.counted])
@@ -231,7 +206,7 @@ def _number(attribute: dict[str, str] | None) -> int:
     return int(attribute["N"]) if attribute and "N" in attribute else 0
 
 
-def _unavailable(exc: Exception) -> DependencyUnavailable:
+def unavailable(exc: Exception) -> DependencyUnavailable:
     code = (
         exc.response.get("Error", {}).get("Code", "error")
         if isinstance(exc, ClientError)

@@ -39,6 +39,9 @@ def test_an_allowed_origin_is_granted_and_sees_the_rate_limit_headers(mint: Any)
         "retry-after",
         "ratelimit",
         "ratelimit-policy",
+        "location",
+        "call-ends-at",
+        "call-minutes-left",
     }
     assert "Origin" in reply.header("vary")
 
@@ -71,7 +74,7 @@ def test_the_preflight_grants_exactly_the_configured_rules(handler: Any) -> None
 
     assert reply.status == 204 and reply.body == ""
     assert reply.header("access-control-allow-origin") == ORIGIN
-    assert reply.header("access-control-allow-methods") == "POST"
+    assert reply.header("access-control-allow-methods") == "GET, POST"
     assert reply.header("access-control-allow-headers") == "authorization, content-type"
     assert reply.header("access-control-max-age") == "600"
 
@@ -115,7 +118,7 @@ def test_the_function_and_the_template_take_their_origins_from_one_place() -> No
     "asked",
     [
         {"access-control-request-method": "DELETE"},
-        {"access-control-request-method": "GET"},
+        {"access-control-request-method": "PUT"},
         {"access-control-request-method": "POST", "access-control-request-headers": "x-api-key"},
         {
             "access-control-request-method": "POST",
@@ -123,7 +126,7 @@ def test_the_function_and_the_template_take_their_origins_from_one_place() -> No
         },
         {},
     ],
-    ids=["delete", "get", "unlisted_header", "cookie_among_listed", "no_method_asked"],
+    ids=["delete", "put", "unlisted_header", "cookie_among_listed", "no_method_asked"],
 )
 def test_a_preflight_asking_for_more_than_the_rules_is_granted_nothing(
     handler: Any, asked: dict[str, str]

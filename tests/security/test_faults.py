@@ -426,9 +426,15 @@ def test_a_hanging_openai_is_cut_at_the_lambda_deadline(
 
     client = aws_client(faulty_dynamodb.url, deps.DYNAMODB_CONFIG)
     env = BASE_ENV | {"OPENAI_BASE_URL": hanging_base}
+    # Built before the clock starts: this measures the request, not a cold container.
+    scheduler = aws_client(faulty_dynamodb.url, service="scheduler")
     handler = app_module.create_handler(
         lambda: deps.build_container(
-            env, http=httpx.Client(transport=Route()), dynamodb=client, secretsmanager=Secrets()
+            env,
+            http=httpx.Client(transport=Route()),
+            dynamodb=client,
+            secretsmanager=Secrets(),
+            scheduler=scheduler,
         )
     )
     started = time.monotonic()

@@ -160,3 +160,38 @@ def test_dependency_faults_leave_no_secret_in_the_logs(
 
     assert reply.status in (502, 503)
     assert_clean(everything_at_debug.text, [token, *secrets.values], internet)
+
+
+def test_server_owned_calls_leave_no_secret_in_the_logs(
+    handler: Any, issuer: Issuer, internet: FakeInternet, aws: Any, everything_at_debug: Any
+) -> None:
+    """A call placed, listed, refused upstream, hung up and ended by its deadline, at DEBUG:
+    no key, no JWT, and no SDP (it carries the peers' ICE credentials) in the logs."""
+    import json as json_module
+
+    from tests.conftest import SCHEDULE_GROUP, LambdaContext
+    from tests.fakes import ANSWER_SDP, OFFER_SDP
+
+    token = issuer.token()
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/sdp"}
+    offer = OFFER_SDP + "a=ice-pwd:offersecretpassword0123456789\r\n"
+
+    def place() -> str:
+        reply = invoke(handler, http_event("POST", "/v1/realtime/calls", headers, offer))
+        assert reply.status == 201, reply.body
+        return str(reply.header("location")).rsplit("/", 1)[-1]
+
+    first = place()
+    second = place()
+    invoke(handler, http_event("GET", "/v1/realtime/calls", {"authorization": f"Bearer {token}"}))
+    invoke(handler, http_event("POST", f"/v1/realtime/calls/{first}/hangup", headers))
+    (schedule,) = aws.scheduler.list_schedules(GroupName=SCHEDULE_GROUP)["Schedules"]
+    target = aws.scheduler.get_schedule(Name=schedule["Name"], GroupName=SCHEDULE_GROUP)
+    handler(json_module.loads(target["Target"]["Input"]), LambdaContext())
+    internet.openai_script = [lambda r: openai_error(400, "invalid_offer", "Bad SDP " + offer)]
+    assert invoke(handler, http_event("POST", "/v1/realtime/calls", headers, offer)).status == 502
+
+    text = everything_at_debug.text
+    assert_clean(text, [token], internet)
+    assert "offersecretpassword" not in text and ANSWER_SDP.splitlines()[1] not in text
+    assert second in text  # call ids are not secret: they are what an operator looks for

@@ -33,6 +33,9 @@ CONTRACT_VARIABLES = {
     "QUOTA_TABLE",
     "QUOTAS",
     "GLOBAL_QUOTAS",
+    "CALL_LIMITS",
+    "SCHEDULE_GROUP",
+    "SCHEDULER_ROLE_ARN",
     "AUTH_ISSUER",
     "AUTH_AUDIENCE",
     "AUTH_JWKS_URL",
@@ -77,24 +80,78 @@ def test_the_function_runs_python313_on_arm64_within_10_seconds_with_snapstart()
     )
 
 
-def test_the_function_may_touch_exactly_its_table_and_its_secret() -> None:
+HANGUP_ROLE_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AWS::StackName}-hangup"
+}
+GROUP_SCHEDULES = {
+    "Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}"
+    ":schedule/${CallScheduleGroup}/*"
+}
+
+
+def test_the_function_may_touch_exactly_its_table_secret_schedules_and_hangup_role() -> None:
     policies = props("TokenFunction")["Policies"]
     # No managed policy names or SAM policy templates: only statements we can read here.
     assert all(isinstance(p, dict) and set(p) == {"Statement"} for p in policies)
     statements = [s for policy in policies for s in policy["Statement"]]
 
-    grants = {(s["Action"], json.dumps(s["Resource"], sort_keys=True)) for s in statements}
+    grants = {
+        (action, json.dumps(s["Resource"], sort_keys=True))
+        for s in statements
+        for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
     assert grants == {
         ("dynamodb:UpdateItem", json.dumps({"Fn::GetAtt": ["QuotaTable", "Arn"]})),
+        ("dynamodb:GetItem", json.dumps({"Fn::GetAtt": ["QuotaTable", "Arn"]})),
         ("secretsmanager:GetSecretValue", json.dumps({"Ref": "OpenAIKeySecret"})),
+        ("scheduler:CreateSchedule", json.dumps(GROUP_SCHEDULES)),
+        ("scheduler:DeleteSchedule", json.dumps(GROUP_SCHEDULES)),
+        ("iam:PassRole", json.dumps(HANGUP_ROLE_ARN)),
     }
-    assert all(s["Effect"] == "Allow" and "*" not in json.dumps(s["Resource"]) for s in statements)
-    assert all(set(s) == {"Effect", "Action", "Resource"} for s in statements)
+    assert all(s["Effect"] == "Allow" for s in statements)
+    # The only wildcard is the schedule name inside exactly the function's group.
+    wildcards = [s["Resource"] for s in statements if "*" in json.dumps(s["Resource"])]
+    assert wildcards == [GROUP_SCHEDULES]
+    (pass_role,) = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
+    }
+    assert all(set(s) <= {"Effect", "Action", "Resource", "Condition"} for s in statements)
 
 
-def test_no_other_iam_is_declared_so_the_function_role_is_all_sam_generates() -> None:
-    assert not [name for name, r in R.items() if r["Type"].startswith("AWS::IAM::")]
-    assert "Role" not in props("TokenFunction")
+def test_the_only_other_iam_is_the_role_scheduler_uses_to_invoke_exactly_this_function() -> None:
+    iam = {name: r for name, r in R.items() if r["Type"].startswith("AWS::IAM::")}
+    assert list(iam) == ["HangupSchedulerRole"] and "Role" not in props("TokenFunction")
+    role = props("HangupSchedulerRole")
+
+    # The function is told the role's ARN by name (a !GetAtt would be a dependency cycle).
+    assert role["RoleName"] == {"Fn::Sub": "${AWS::StackName}-hangup"}
+    env = props("TokenFunction")["Environment"]["Variables"]
+    assert env["SCHEDULER_ROLE_ARN"] == HANGUP_ROLE_ARN
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Action"] == "sts:AssumeRole"
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    (policy,) = role["Policies"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "lambda:InvokeFunction"
+    assert statement["Resource"] == [
+        {"Fn::GetAtt": ["TokenFunction", "Arn"]},
+        {"Fn::Sub": "${TokenFunction.Arn}:*"},  # its versions and the `live` alias
+    ]
+    assert "ManagedPolicyArns" not in role
+
+
+def test_hangups_live_in_their_own_schedule_group_and_retries_are_bounded() -> None:
+    assert R["CallScheduleGroup"]["Type"] == "AWS::Scheduler::ScheduleGroup"
+    env = props("TokenFunction")["Environment"]["Variables"]
+    assert env["SCHEDULE_GROUP"] == {"Ref": "CallScheduleGroup"}
+    assert env["CALL_LIMITS"] == {"Ref": "CallLimits"}
+    assert T["Parameters"]["CallLimits"]["Default"] == "concurrent=2,minutes/day=60"
+    assert props("TokenFunction")["EventInvokeConfig"] == {
+        "MaximumRetryAttempts": 2,
+        "MaximumEventAgeInSeconds": 900,
+    }
 
 
 def test_the_function_gets_every_contract_variable() -> None:
@@ -147,12 +204,15 @@ def test_the_parameters_have_safe_defaults() -> None:
 # --- The HTTP API ------------------------------------------------------------------------------
 
 
-def test_the_function_is_reached_by_its_two_routes_only_and_checks_the_jwt_itself() -> None:
+def test_the_function_is_reached_by_its_routes_only_and_checks_the_jwt_itself() -> None:
     routes = {n: r for n, r in R.items() if r["Type"] == "AWS::ApiGatewayV2::Route"}
     integrations = {n: r for n, r in R.items() if r["Type"] == "AWS::ApiGatewayV2::Integration"}
 
     assert {r["Properties"]["RouteKey"] for r in routes.values()} == {
         "POST /v1/realtime/client_secrets",
+        "POST /v1/realtime/calls",
+        "GET /v1/realtime/calls",
+        "POST /v1/realtime/calls/{call_id}/hangup",
         "GET /openapi.json",
     }
     assert all(r["Properties"]["ApiId"] == {"Ref": "HttpApi"} for r in routes.values())
@@ -196,9 +256,12 @@ def test_cors_allows_no_wildcard_no_credentials_and_exposes_the_rate_limit_heade
     cors = props("HttpApi")["CorsConfiguration"]
 
     assert "*" not in json.dumps(cors["AllowOrigins"])
-    assert cors["AllowCredentials"] is False and cors["AllowMethods"] == ["POST"]
+    assert cors["AllowCredentials"] is False and cors["AllowMethods"] == ["GET", "POST"]
     assert cors["AllowHeaders"] == ["authorization", "content-type"]
-    assert set(cors["ExposeHeaders"]) == {"retry-after", "ratelimit", "ratelimit-policy"}
+    assert set(cors["ExposeHeaders"]) == {
+        "retry-after", "ratelimit", "ratelimit-policy", "location", "call-ends-at",
+        "call-minutes-left",
+    }  # fmt: skip
     assert 60 <= cors["MaxAge"] <= 86400  # minutes to hours
 
 
@@ -269,7 +332,13 @@ def test_the_secret_is_created_without_a_key_anyone_could_know() -> None:
 def test_the_outputs_name_the_api_the_table_the_secret_and_the_function() -> None:
     outputs = T["Outputs"]
 
-    assert {"ApiUrl", "ClientSecretsUrl", "QuotaTableName", "OpenAIKeySecretArn"} <= set(outputs)
+    assert {
+        "ApiUrl",
+        "ClientSecretsUrl",
+        "CallsUrl",
+        "QuotaTableName",
+        "OpenAIKeySecretArn",
+    } <= set(outputs)
     assert "FunctionName" in outputs
     api_url = outputs["ApiUrl"]["Value"]["Fn::Sub"]
     assert api_url.startswith("https://${HttpApi}.execute-api.")
@@ -613,8 +682,15 @@ def test_the_quota_table_definition_omits_ttl_when_the_template_has_none() -> No
 def test_the_cors_configuration_is_the_template_rules() -> None:
     assert cors_configuration(T) == {
         "AllowHeaders": ["authorization", "content-type"],
-        "ExposeHeaders": ["retry-after", "ratelimit", "ratelimit-policy"],
-        "AllowMethods": ["POST"],
+        "ExposeHeaders": [
+            "retry-after",
+            "ratelimit",
+            "ratelimit-policy",
+            "location",
+            "call-ends-at",
+            "call-minutes-left",
+        ],
+        "AllowMethods": ["GET", "POST"],
         "MaxAge": 600,
         "AllowCredentials": False,
     }

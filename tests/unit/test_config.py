@@ -28,6 +28,31 @@ def test_a_complete_environment_gives_settings() -> None:
     assert settings.auth_algorithms == ("RS256",)
     assert settings.webrtc_url == "https://api.openai.test/v1/realtime/calls"
     assert settings.profiles.default == "assistant"
+    assert settings.call_limits.concurrent == 2 and settings.call_limits.seconds_per_day == 3600
+    assert settings.scheduler_precision_seconds == 60 and settings.calls_problems() == []
+    assistant = settings.profiles.by_name["assistant"]
+    assert assistant.max_call_seconds == 600 and assistant.flows == ("calls", "client_secrets")
+
+
+def test_call_limits_default_to_two_calls_and_an_hour_a_day() -> None:
+    env = {k: v for k, v in BASE_ENV.items() if k not in ("CALL_LIMITS", "SCHEDULE_GROUP")}
+    settings = Settings.from_env(env | {"CALL_LIMITS": "minutes/day=5"})
+
+    assert (settings.call_limits.concurrent, settings.call_limits.seconds_per_day) == (2, 300)
+    assert settings.calls_problems() == ["SCHEDULE_GROUP is required for server-owned calls"]
+
+
+def test_a_call_shorter_than_two_scheduler_units_cannot_be_promised(tmp_path: Path) -> None:
+    spec = {"models": ["m"], "instructions": "x", "max_call_seconds": 90}
+    env = write(tmp_path, {"profiles": {"p": spec}})
+
+    (problem,) = problems_for(env)
+    assert problem.startswith("profile 'p': 'max_call_seconds' must be at least 120")
+    # A local runner that fires to the second can promise short calls.
+    assert Settings.from_env(env | {"SCHEDULER_PRECISION_SECONDS": "1"})
+    # A profile that serves only client secrets has no calls to end.
+    spec["flows"] = ["client_secrets"]
+    assert Settings.from_env(write(tmp_path, {"profiles": {"p": spec}}))
 
 
 def test_every_missing_variable_is_named_at_once() -> None:
@@ -56,6 +81,13 @@ def test_every_missing_variable_is_named_at_once() -> None:
         ("ALLOWED_ORIGINS", "null"),
         ("ALLOWED_ORIGINS", "http://app.example.com"),
         ("AUTH_LEEWAY_SECONDS", "-1"),
+        ("CALL_LIMITS", "concurrent=0"),
+        ("CALL_LIMITS", "concurrent=2,concurrent=3"),
+        ("CALL_LIMITS", "calls=2"),
+        ("CALL_LIMITS", "concurrent=11"),
+        ("SCHEDULE_GROUP", "bad group!"),
+        ("SCHEDULER_ROLE_ARN", "my-role"),
+        ("SCHEDULER_PRECISION_SECONDS", "61"),
     ],
 )
 def test_a_bad_value_fails_naming_its_variable(name: str, value: str) -> None:
@@ -91,6 +123,8 @@ def test_a_bad_profile_fails_naming_the_profile_and_field(tmp_path: Path) -> Non
                     "expires_after_seconds": 900,
                     "session": {"temperature": 0.7, "audio": {"output": {"voice": "marin"}}},
                     "colour": "blue",
+                    "max_call_seconds": 7200,
+                    "flows": ["calls", "sip"],
                 }
             }
         },
@@ -106,6 +140,8 @@ def test_a_bad_profile_fails_naming_the_profile_and_field(tmp_path: Path) -> Non
         "'session.temperature'",
         "'session.audio.output.voice'",
         "'colour'",
+        "'max_call_seconds'",
+        "'flows'",
     ):
         assert f"profile 'p': {field}" in text
 

@@ -1,0 +1,265 @@
+"""The use case of server-owned calls: place a call for a verified caller, end it, list them.
+
+Nothing here knows HTTP. Order matters for money, as for a mint: the request is checked
+before anything is spent; the mint quota, then the call ledger, are taken before OpenAI is
+called; whatever fails afterwards for reasons not the caller's gives back what was taken.
+A call exists only with a guaranteed end: if its hangup cannot be scheduled or the ledger
+cannot record it, it is hung up at once and the caller gets a 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from concurrent.futures import Executor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .auth import Caller
+from .deadline import Deadline
+from .errors import CallNotFound, DependencyError, DependencyUnavailable, InvalidRequest
+from .ledger import CallRecord, CallsView, Reservation
+from .openai_client import PlacedCall
+from .policy import CallPlan, Profiles, resolve_call
+from .schedule import call_deadline, fire_time
+from .service import MIN_SECONDS_FOR_QUOTA, Quota
+
+MAX_SDP_BYTES = 32 * 1024
+# Time kept back from OpenAI's call for what must follow it: the ledger's record and the
+# schedule (in parallel, one attempt each), and a hangup if either fails.
+SECONDS_AFTER_UPSTREAM = 4.0
+_SDP_LINE = re.compile(r"^[a-z]=[^\x00]*$")
+
+
+class Ledger(Protocol):
+    def now(self) -> float: ...
+    def admit(self, user: str, ends_at: int, deadline: Deadline) -> Reservation: ...
+    def record(self, reservation: Reservation, call_id: str, deadline: Deadline) -> None: ...
+    def release(self, reservation: Reservation, deadline: Deadline) -> bool: ...
+    def settle(self, user: str, call: CallRecord, deadline: Deadline) -> int | None: ...
+    def view(self, user: str, deadline: Deadline) -> CallsView: ...
+
+
+class RealtimeCalls(Protocol):  # OpenAI's side of a call
+    def create_call(
+        self, sdp: str, session: dict[str, Any], safety_identifier: str, deadline: Deadline
+    ) -> PlacedCall: ...
+    def hang_up(self, call_id: str, deadline: Deadline) -> bool: ...
+
+
+class Scheduler(Protocol):
+    def create(
+        self, call_id: str, user: str, at: int, function_arn: str, deadline: Deadline
+    ) -> None: ...
+    def delete(self, call_id: str, deadline: Deadline) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Placed:
+    plan: CallPlan
+    call: PlacedCall
+    reservation: Reservation
+    windows: Any  # the mint quota's windows, for the RateLimit headers
+
+    @property
+    def location(self) -> str:
+        return f"/v1/realtime/calls/{self.call.call_id}"
+
+
+@dataclass(frozen=True)
+class Ended:
+    call: CallRecord
+    ended_at: int
+    minutes_left: int
+    settled: bool  # False: it had ended already (a repeated hangup)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "id": self.call.id,
+            "object": "realtime.call",
+            "status": "ended",
+            "started_at": self.call.started_at,
+            "ended_at": self.ended_at,
+            "minutes_left_today": self.minutes_left,
+        }
+
+
+def check_sdp(sdp: str) -> str:
+    """An SDP offer, roughly: RFC 8866 lines, `v=0` first, at least one media section."""
+    if not sdp.strip():
+        raise InvalidRequest("the SDP offer is empty", "sdp")
+    if len(sdp.encode()) > MAX_SDP_BYTES:
+        raise InvalidRequest(f"the SDP offer must be at most {MAX_SDP_BYTES} bytes", "sdp")
+    lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line]
+    if (
+        lines[0] != "v=0"
+        or not any(line.startswith("m=") for line in lines)
+        or not all(_SDP_LINE.match(line) for line in lines)
+    ):
+        raise InvalidRequest("the body is not an SDP offer", "sdp")
+    return sdp
+
+
+class CallService:
+    def __init__(
+        self,
+        *,
+        profiles: Profiles,
+        quota: Quota,
+        ledger: Ledger,
+        realtime: RealtimeCalls,
+        scheduler: Scheduler,
+        precision: int,
+        executor: Executor,
+        log: logging.Logger | Any = None,
+    ) -> None:
+        self._profiles = profiles
+        self._quota = quota
+        self._ledger = ledger
+        self._realtime = realtime
+        self._scheduler = scheduler
+        self._precision = precision
+        self._executor = executor
+        self._log = log or logging.getLogger(__name__)
+
+    def place(
+        self,
+        caller: Caller,
+        sdp: str,
+        session: dict[str, Any],
+        profile: str | None,
+        function_arn: str,
+        deadline: Deadline,
+    ) -> Placed:
+        plan = resolve_call(self._profiles, session, profile, caller.scopes)
+        check_sdp(sdp)
+        if not deadline.allows(MIN_SECONDS_FOR_QUOTA + SECONDS_AFTER_UPSTREAM):
+            raise DependencyUnavailable("budget", "too little time left to place a call", 1)
+        user = caller.user_hash
+        ends_at = call_deadline(self._ledger.now(), plan.profile.max_call_seconds, self._precision)
+        grant = self._quota.consume(user, deadline)
+        try:
+            reservation = self._ledger.admit(user, ends_at, deadline)
+        except Exception:
+            self._quota.give_back(grant, deadline)
+            raise
+        try:
+            call = self._realtime.create_call(
+                sdp, plan.session, user, deadline.shortened(SECONDS_AFTER_UPSTREAM)
+            )
+        except DependencyError:
+            released = self._ledger.release(reservation, deadline)
+            returned = self._quota.give_back(grant, deadline)
+            self._log.info(
+                "call not placed; reservation returned",
+                extra={"released": released, "returned": returned},
+            )
+            raise
+        self._guarantee_end(call, reservation, function_arn, deadline, grant)
+        return Placed(plan, call, reservation, grant.windows)
+
+    def _guarantee_end(
+        self,
+        call: PlacedCall,
+        reservation: Reservation,
+        function_arn: str,
+        deadline: Deadline,
+        grant: Any,
+    ) -> None:
+        """Schedule the hangup while the ledger records the call (in parallel: one round trip
+        of wall time). Either failing hangs the call up at once."""
+        at = fire_time(reservation.ends_at, self._precision)
+        scheduled = self._executor.submit(
+            self._scheduler.create, call.call_id, reservation.user, at, function_arn, deadline
+        )
+        # Whatever goes wrong here, expected or not, the call must not outlive this request
+        # without a scheduled end: every exception counts as a failure.
+        failures: list[DependencyError] = []
+        try:
+            self._ledger.record(reservation, call.call_id, deadline)
+        except Exception as exc:
+            failures.append(_as_dependency_error(exc, "quota_store"))
+        try:
+            scheduled.result(timeout=max(deadline.remaining(), 0.01))
+            is_scheduled = True
+        except FutureTimeout:
+            failures.append(DependencyUnavailable("scheduler", "no answer in time", 5))
+            is_scheduled = False
+        except Exception as exc:
+            failures.append(_as_dependency_error(exc, "scheduler"))
+            is_scheduled = False
+        if not failures:
+            return
+        hung_up = self._hang_up_quietly(call.call_id, deadline)
+        if is_scheduled:
+            self._scheduler.delete(call.call_id, deadline)
+        self._ledger.release(reservation, deadline)
+        self._quota.give_back(grant, deadline)
+        self._log.warning(
+            "call hung up: its end could not be guaranteed",
+            extra={"reason": str(failures[0]), "hung_up": hung_up},
+        )
+        first = failures[0]
+        raise DependencyUnavailable(first.dependency, first.reason, retry_after=5)
+
+    def _hang_up_quietly(self, call_id: str, deadline: Deadline) -> bool:
+        try:
+            return self._realtime.hang_up(call_id, deadline)
+        except Exception as exc:
+            self._log.error(
+                "hangup failed; OpenAI ends the call at its own cap",
+                extra={"reason": str(exc)},
+            )
+            return False
+
+    def hang_up(self, caller: Caller, call_id: str, deadline: Deadline) -> Ended:
+        """The owner ends a call. Anyone else learns nothing: CallNotFound."""
+        _enough_time(deadline)
+        user = caller.user_hash
+        view = self._ledger.view(user, deadline)
+        call = next((c for c in view.calls if c.id == call_id), None)
+        if call is None:
+            raise CallNotFound(call_id)
+        if call.done:
+            return Ended(call, call.ends_at, view.minutes_left, settled=False)
+        self._realtime.hang_up(call.id, deadline)  # a failure leaves the schedule in place
+        self._scheduler.delete(call.id, deadline)
+        left = self._ledger.settle(user, call, deadline)
+        ended_at = min(int(self._ledger.now()), call.ends_at)
+        return Ended(call, ended_at, view.minutes_left if left is None else left, left is not None)
+
+    def scheduled_hangup(self, user: str, call_id: str, deadline: Deadline) -> str:
+        """The deadline: hang up first (the guarantee), then settle if nobody has. An
+        upstream failure raises, so the invocation is retried."""
+        _enough_time(deadline)
+        self._realtime.hang_up(call_id, deadline)
+        view = self._ledger.view(user, deadline)
+        call = next((c for c in view.calls if c.id == call_id), None)
+        if call is None or call.done:
+            return "already-ended"
+        return (
+            "settled" if self._ledger.settle(user, call, deadline) is not None else "already-ended"
+        )
+
+    def list(self, caller: Caller, deadline: Deadline) -> dict[str, Any]:
+        view = self._ledger.view(caller.user_hash, deadline)
+        now = self._ledger.now()
+        live = [c for c in view.calls if not c.done and c.ends_at > now]
+        return {
+            "object": "list",
+            "data": [{"id": c.id, "started_at": c.started_at, "ends_at": c.ends_at} for c in live],
+            "minutes_left_today": view.minutes_left,
+        }
+
+
+def _enough_time(deadline: Deadline) -> None:
+    """A hangup reads the ledger, calls OpenAI and writes: not started without time for it."""
+    if not deadline.allows(MIN_SECONDS_FOR_QUOTA + 1):
+        raise DependencyUnavailable("budget", "too little time left to hang up", 1)
+
+
+def _as_dependency_error(exc: Exception, dependency: str) -> DependencyError:
+    if isinstance(exc, DependencyError):
+        return exc
+    return DependencyUnavailable(dependency, f"unexpected {type(exc).__name__}", retry_after=5)

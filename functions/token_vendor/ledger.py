@@ -1,0 +1,324 @@
+"""The call ledger: at most N live calls per user and a daily budget of call seconds, decided
+in one conditional write before OpenAI is called.
+
+One item per user (`pk = calls#<user>`) in the quota table holds everything the decision
+needs, so a single conditional UpdateItem decides it atomically:
+
+- N fixed slots, each a few attributes: `s<i>_ref` (this reservation), `s<i>_end` (when
+  the server will have ended the call, Unix seconds), `s<i>_start`, `s<i>_day` (the UTC day
+  it was reserved on), `s<i>_call` (OpenAI's call id, once placed), `s<i>_done` (ended).
+  A slot is free when it has no `_end` or its `_end` has passed: a call past its end time
+  frees its slot whether or not anything cleaned up after it; no limit depends on TTL.
+- one counter per UTC day, `m_<day>`: the seconds reserved that day. Admission adds the
+  call's reservation; settling subtracts the part the call did not use.
+
+Admission names one slot: "that slot is free AND the day's counter leaves room". When the
+slot was taken, the write's failure returns the item as it was (one round trip) and the
+next attempt names a slot that image shows free; every attempt is itself atomic, so N holds
+exactly under any contention. Settling is conditional on the reservation still holding its
+slot and not being ended, so duplicate hangups settle exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .config import CallLimits
+from .deadline import Deadline
+from .errors import CallLimitExceeded, DependencyUnavailable
+from .quota import ATTEMPT_SECONDS, unavailable
+from .retry_guard import RetryGuard
+
+DAY = 86400
+OLD_DAYS_DROPPED = 7  # past days' counters removed on each admission (they decide nothing)
+SLOT_FIELDS = ("ref", "end", "start", "day", "call", "done")
+
+
+@dataclass(frozen=True)
+class Reservation:
+    user: str
+    slot: int
+    ref: str
+    started_at: int
+    ends_at: int
+    seconds: int
+    day: int
+    minutes_left: int
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    id: str
+    slot: int
+    ref: str
+    started_at: int
+    ends_at: int
+    day: int
+    done: bool
+
+
+@dataclass(frozen=True)
+class CallsView:
+    calls: tuple[CallRecord, ...]
+    minutes_left: int
+
+
+class CallLedger:
+    def __init__(
+        self,
+        table: str,
+        limits: CallLimits,
+        client: Any,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_ref: Callable[[], str] = lambda: secrets.token_hex(8),
+    ) -> None:
+        self._table = table
+        self._limits = limits
+        self._client = client
+        self._clock = clock
+        self._new_ref = new_ref
+        self._guard = RetryGuard(client, "dynamodb", ATTEMPT_SECONDS)
+
+    def now(self) -> float:
+        return self._clock()
+
+    # --- admission ------------------------------------------------------------------------
+
+    def admit(self, user: str, ends_at: int, deadline: Deadline) -> Reservation:
+        """Reserve a slot and `ends_at - now` seconds of today's budget, or CallLimitExceeded."""
+        now = int(self._clock())
+        seconds = max(ends_at - now, 1)
+        day = now // DAY
+        budget = self._limits.seconds_per_day
+        if seconds > budget:
+            raise self._over_budget(0, seconds, now)
+        slot, ref = 0, self._new_ref()
+        with self._guard.within(deadline):
+            for _ in range(self._limits.concurrent + 2):
+                if not deadline.allows(ATTEMPT_SECONDS):
+                    raise DependencyUnavailable("quota_store", "no time left to admit the call", 1)
+                item = self._try_admit(user, slot, ref, now, ends_at, seconds, day)
+                if "Attributes" in item:
+                    used = _number(item["Attributes"].get(f"m_{day}"))
+                    return Reservation(
+                        user, slot, ref, now, ends_at, seconds, day, _minutes(budget - used)
+                    )
+                slot = self._next_slot(item.get("Item", {}), now, seconds, day)
+        raise DependencyUnavailable("quota_store", "the calls item changed on every attempt", 1)
+
+    def _try_admit(
+        self, user: str, slot: int, ref: str, now: int, ends_at: int, seconds: int, day: int
+    ) -> dict[str, Any]:
+        s = _slot_names(slot)
+        old = {f"#old{i}": f"m_{day - i}" for i in range(1, OLD_DAYS_DROPPED + 1)}
+        try:
+            return dict(
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=_key(user),
+                    UpdateExpression=(
+                        "SET #ref = :ref, #end = :end, #start = :start, #day = :day, #ttl = :ttl"
+                        " REMOVE #call, #done, " + ", ".join(old) + " ADD #used :seconds"
+                    ),
+                    ConditionExpression=(
+                        "(attribute_not_exists(#end) OR #end <= :now)"
+                        " AND (attribute_not_exists(#used) OR #used <= :room)"
+                    ),
+                    ExpressionAttributeNames=s | old | {"#used": f"m_{day}", "#ttl": "ttl"},
+                    ExpressionAttributeValues={
+                        ":ref": {"S": ref},
+                        ":end": _n(ends_at),
+                        ":start": _n(now),
+                        ":day": _n(day),
+                        ":now": _n(now),
+                        ":seconds": _n(seconds),
+                        ":room": _n(self._limits.seconds_per_day - seconds),
+                        # Never a timer: the item is deleted only after two idle days.
+                        ":ttl": _n((day + 3) * DAY),
+                    },
+                    ReturnValues="UPDATED_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return {"Item": exc.response.get("Item", {})}
+            raise unavailable(exc) from None
+        except BotoCoreError as exc:
+            raise unavailable(exc) from None
+
+    def _next_slot(self, item: dict[str, Any], now: int, seconds: int, day: int) -> int:
+        """The slot the image shows free, or the refusal the image explains."""
+        used = _number(item.get(f"m_{day}"))
+        if used + seconds > self._limits.seconds_per_day:
+            raise self._over_budget(used, seconds, now)
+        ends = [_number(item.get(f"s{i}_end")) for i in range(self._limits.concurrent)]
+        free = [i for i, end in enumerate(ends) if end <= now]
+        if free:
+            return free[0]
+        retry = max(min(ends) - now, 1)
+        n = self._limits.concurrent
+        calls = "1 call" if n == 1 else f"{n} calls"
+        raise CallLimitExceeded(
+            "concurrent",
+            f"You already have {calls} in progress, the most allowed at once; "
+            f"end one or try again in {retry} seconds.",
+            retry,
+            _minutes(self._limits.seconds_per_day - used),
+        )
+
+    def _over_budget(self, used: int, seconds: int, now: int) -> CallLimitExceeded:
+        left = _minutes(self._limits.seconds_per_day - used)
+        needs = math.ceil(seconds / 60)
+        until_midnight = DAY - now % DAY
+        return CallLimitExceeded(
+            "minutes",
+            f"You have {left} call minute{'s' if left != 1 else ''} left today and a call "
+            f"may last up to {needs} minute{'s' if needs != 1 else ''}; "
+            f"your minutes renew at midnight UTC, in {math.ceil(until_midnight / 3600)} hours.",
+            until_midnight,
+            left,
+        )
+
+    # --- after admission ------------------------------------------------------------------
+
+    def record(self, reservation: Reservation, call_id: str, deadline: Deadline) -> None:
+        """Bind OpenAI's call id to the reservation: the owner can now find and end it."""
+        s = _slot_names(reservation.slot)
+        with self._guard.within(deadline):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=_key(reservation.user),
+                    UpdateExpression="SET #call = :call",
+                    ConditionExpression="#ref = :ref",
+                    ExpressionAttributeNames={"#call": s["#call"], "#ref": s["#ref"]},
+                    ExpressionAttributeValues={
+                        ":call": {"S": call_id},
+                        ":ref": {"S": reservation.ref},
+                    },
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise unavailable(exc) from None
+
+    def release(self, reservation: Reservation, deadline: Deadline) -> bool:
+        """A call that was never placed: the slot and every reserved second come back."""
+        s = _slot_names(reservation.slot)
+        with self._guard.within(deadline):
+            try:
+                left = self._conditional_settle(
+                    reservation.user,
+                    reservation.ref,
+                    "REMOVE " + ", ".join(s) + " ADD #used :back",
+                    s | {"#used": f"m_{reservation.day}"},
+                    {":back": _n(-reservation.seconds)},
+                )
+            except DependencyUnavailable:
+                return False  # best effort: the slot frees itself at its end time anyway
+        return left is not None
+
+    def settle(self, user: str, call: CallRecord, deadline: Deadline) -> int | None:
+        """End a call in the ledger: its slot frees now, the unused seconds come back. The
+        minutes left on the call's day after it; None when it was settled already (a
+        duplicate hangup): nothing changes then."""
+        now = math.ceil(self._clock())
+        unused = max(call.ends_at - now, 0)
+        s = _slot_names(call.slot)
+        with self._guard.within(deadline):
+            return self._conditional_settle(
+                user,
+                call.ref,
+                "SET #end = :ended, #done = :true ADD #used :back",
+                {k: s[k] for k in ("#ref", "#end", "#done")} | {"#used": f"m_{call.day}"},
+                {
+                    ":back": _n(-unused),
+                    ":ended": _n(min(int(self._clock()), call.ends_at)),
+                    ":true": _n(1),
+                },
+            )
+
+    def _conditional_settle(
+        self, user: str, ref: str, update: str, names: dict[str, str], values: dict[str, Any]
+    ) -> int | None:
+        """One write, only while the reservation still holds its slot and is not ended."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=_key(user),
+                UpdateExpression=update,
+                ConditionExpression="#ref = :ref AND attribute_not_exists(#done)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values | {":ref": {"S": ref}},
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise unavailable(exc) from None
+        except BotoCoreError as exc:
+            raise unavailable(exc) from None
+        used = _number(response.get("Attributes", {}).get(names["#used"]))
+        return _minutes(self._limits.seconds_per_day - used)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def view(self, user: str, deadline: Deadline) -> CallsView:
+        """Every call the user's slots remember (live or ended) and the minutes left today."""
+        with self._guard.within(deadline):
+            try:
+                item = self._client.get_item(
+                    TableName=self._table, Key=_key(user), ConsistentRead=True
+                ).get("Item", {})
+            except (ClientError, BotoCoreError) as exc:
+                raise unavailable(exc) from None
+        day = int(self._clock()) // DAY
+        calls = []
+        for i in range(self._limits.concurrent):
+            call = item.get(f"s{i}_call", {}).get("S")
+            ref = item.get(f"s{i}_ref", {}).get("S")
+            if call and ref:
+                calls.append(
+                    CallRecord(
+                        id=call,
+                        slot=i,
+                        ref=ref,
+                        started_at=_number(item.get(f"s{i}_start")),
+                        ends_at=_number(item.get(f"s{i}_end")),
+                        day=_number(item.get(f"s{i}_day")),
+                        done=f"s{i}_done" in item,
+                    )
+                )
+        left = _minutes(self._limits.seconds_per_day - _number(item.get(f"m_{day}")))
+        return CallsView(tuple(calls), left)
+
+
+def _slot_names(slot: int) -> dict[str, str]:
+    return {f"#{name}": f"s{slot}_{name}" for name in SLOT_FIELDS}
+
+
+def _key(user: str) -> dict[str, Any]:
+    return {"pk": {"S": f"calls#{user}"}}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _number(attribute: dict[str, str] | None) -> int:
+    return int(attribute["N"]) if attribute and "N" in attribute else 0
+
+
+def _minutes(seconds: int) -> int:
+    return max(seconds, 0) // 60
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,127 @@
+"""The call ledger against moto with a clock we move: slots that free themselves at their end
+time (no cleanup, no TTL), the day's budget, settling once, and the deadline arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+from token_vendor.config import CallLimits
+from token_vendor.deadline import Deadline
+from token_vendor.errors import CallLimitExceeded, DependencyUnavailable
+from token_vendor.ledger import CallLedger
+from token_vendor.schedule import call_deadline, fire_time, schedule_name
+
+from tests.conftest import TABLE, Aws
+from tests.unit.test_quota import START, Clock
+
+LIMITS = CallLimits(concurrent=2, seconds_per_day=1800)
+
+
+def ledger(aws: Aws, clock: Clock, limits: CallLimits = LIMITS) -> CallLedger:
+    return CallLedger(TABLE, limits, aws.dynamodb, clock=clock)
+
+
+def deadline() -> Deadline:
+    return Deadline(9.0)
+
+
+def test_a_slot_is_free_once_its_call_has_passed_its_end_without_any_cleanup(aws: Aws) -> None:
+    clock = Clock(START + 5)
+    calls = ledger(aws, clock)
+    calls.admit("u", int(START) + 65, deadline())
+    calls.admit("u", int(START) + 125, deadline())
+    with pytest.raises(CallLimitExceeded) as full:
+        calls.admit("u", int(START) + 185, deadline())
+    assert full.value.limit == "concurrent" and full.value.retry_after == 60
+
+    clock.now = START + 65  # the first call's end: nothing settled it, nothing deleted it
+    third = calls.admit("u", int(START) + 125, deadline())
+
+    assert third.slot == 0 and third.seconds == 60
+
+
+def test_the_budget_counts_reservations_and_refuses_what_it_cannot_cover(aws: Aws) -> None:
+    clock = Clock(START)
+    calls = ledger(aws, clock, CallLimits(concurrent=5, seconds_per_day=1000))
+    first = calls.admit("u", int(START) + 600, deadline())
+    assert first.seconds == 600 and first.minutes_left == 6
+
+    with pytest.raises(CallLimitExceeded) as refused:
+        calls.admit("u", int(START) + 600, deadline())
+
+    assert refused.value.limit == "minutes" and refused.value.minutes_left == 6
+    assert refused.value.retry_after == 86400 - int(START) % 86400
+    assert "6 call minutes left today" in refused.value.detail
+    assert calls.admit("u", int(START) + 400, deadline()).minutes_left == 0  # exactly fits
+
+
+def test_a_new_utc_day_starts_a_new_budget(aws: Aws) -> None:
+    clock = Clock(START)
+    calls = ledger(aws, clock, CallLimits(concurrent=5, seconds_per_day=600))
+    calls.admit("u", int(START) + 600, deadline())
+    clock.now = (START // 86400 + 1) * 86400 + 1
+
+    assert calls.admit("u", int(clock.now) + 600, deadline()).minutes_left == 0
+
+
+def test_settling_returns_the_unused_part_exactly_once(aws: Aws) -> None:
+    clock = Clock(START)
+    calls = ledger(aws, clock)
+    reservation = calls.admit("u", int(START) + 600, deadline())
+    calls.record(reservation, "rtc_1", deadline())
+    clock.now = START + 120.4
+    (call,) = calls.view("u", deadline()).calls
+
+    assert calls.settle("u", call, deadline()) == (1800 - 121) // 60
+    assert calls.settle("u", call, deadline()) is None  # a duplicate changes nothing
+    view = calls.view("u", deadline())
+    assert view.minutes_left == (1800 - 121) // 60 and view.calls[0].done
+
+
+def test_a_released_reservation_gives_back_everything_and_its_slot(aws: Aws) -> None:
+    clock = Clock(START)
+    calls = ledger(aws, clock, CallLimits(concurrent=1, seconds_per_day=600))
+    reservation = calls.admit("u", int(START) + 600, deadline())
+
+    assert calls.release(reservation, deadline()) is True
+    assert calls.release(reservation, deadline()) is False
+    assert calls.admit("u", int(START) + 600, deadline()).minutes_left == 0
+
+
+def test_users_do_not_share_slots_or_minutes(aws: Aws) -> None:
+    clock = Clock(START)
+    calls = ledger(aws, clock, CallLimits(concurrent=1, seconds_per_day=600))
+    calls.admit("alice", int(START) + 600, deadline())
+
+    assert calls.admit("bob", int(START) + 600, deadline()).slot == 0
+
+
+def test_no_time_left_is_unavailable_before_any_write(aws: Aws) -> None:
+    calls = ledger(aws, Clock(START))
+
+    with pytest.raises(DependencyUnavailable):
+        calls.admit("u", int(START) + 600, Deadline(0.5))
+    assert aws.quota_items() == []
+
+
+@pytest.mark.parametrize(
+    ("started", "seconds", "precision", "ends_at"),
+    [
+        (1_000_000_010.7, 600, 60, 1_000_000_560),  # the last minute boundary before 610.7
+        (1_000_000_020.0, 600, 60, 1_000_000_620),  # on a boundary already
+        (1_000_000_010.7, 5, 1, 1_000_000_015),
+    ],
+)
+def test_the_promised_end_is_a_scheduler_boundary_never_past_the_profiles_limit(
+    started: float, seconds: int, precision: int, ends_at: int
+) -> None:
+    promised = call_deadline(started, seconds, precision)
+
+    assert promised == ends_at and promised <= started + seconds
+    # Scheduler fires somewhere in [at, at + precision): ended by the promise.
+    assert fire_time(promised, precision) + precision == promised
+
+
+def test_schedule_names_are_valid_for_any_call_id() -> None:
+    assert schedule_name("rtc_abc") == "call-rtc_abc"
+    odd = schedule_name("rtc/" + "x" * 200)
+    assert odd.startswith("call-") and len(odd) <= 64

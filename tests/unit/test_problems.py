@@ -1,0 +1,60 @@
+"""problems.py: every problem document also carries OpenAI's error envelope."""
+
+from __future__ import annotations
+
+import pytest
+from token_vendor.errors import (
+    BodyTooLarge,
+    CallLimitExceeded,
+    CallNotFound,
+    ConfigError,
+    DependencyUnavailable,
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    QuotaExceeded,
+    UnsupportedMediaType,
+    UpstreamRejected,
+    UpstreamTimeout,
+    WrongFlow,
+)
+from token_vendor.problems import problem_for
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "kind", "param"),
+    [
+        (InvalidToken("expired", "The token has expired."), 401, "authentication_error", None),
+        (InsufficientScope("scope", "Needs a scope.", ("a",)), 403, "permission_error", None),
+        (InvalidRequest("no", "session.model"), 400, "invalid_request_error", "session.model"),
+        (
+            WrongFlow("p", "calls", "/v1/realtime/client_secrets"),
+            400,
+            "invalid_request_error",
+            "profile",
+        ),
+        (BodyTooLarge("big"), 413, "invalid_request_error", None),
+        (UnsupportedMediaType("type"), 415, "invalid_request_error", None),
+        (QuotaExceeded(5, (), "minute"), 429, "rate_limit_error", None),
+        (CallLimitExceeded("concurrent", "Too many calls.", 9, 3), 429, "rate_limit_error", None),
+        (CallNotFound("rtc_1"), 404, "not_found_error", None),
+        (DependencyUnavailable("openai", "down"), 503, "server_error", None),
+        (UpstreamRejected("openai", "HTTP 400"), 502, "server_error", None),
+        (UpstreamTimeout("openai", "slow"), 504, "server_error", None),
+        (ConfigError(["X"]), 500, "server_error", None),
+        (RuntimeError("boom"), 500, "server_error", None),
+    ],
+)
+def test_every_problem_carries_openais_error_envelope(
+    error: Exception, status: int, kind: str, param: str | None
+) -> None:
+    problem = problem_for(error)
+    body = problem.body()
+
+    assert problem.status == status == body["status"]
+    assert body["error"] == {
+        "message": body["detail"],
+        "type": kind,
+        "param": param,
+        "code": body["type"].rsplit(":", 1)[-1].replace("-", "_"),
+    }
