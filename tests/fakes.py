@@ -261,8 +261,8 @@ def multipart_parts(request: httpx.Request) -> dict[str, str]:
     if not message.is_multipart():
         return {}
     return {
-        str(part.get_param("name", header="content-disposition")): part.get_payload(
-            decode=True
+        str(part.get_param("name", header="content-disposition")): bytes(
+            part.get_payload(decode=True)
         ).decode()
         for part in message.iter_parts()
     }

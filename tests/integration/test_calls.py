@@ -15,15 +15,8 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import (
-    ORIGIN,
-    SCHEDULE_GROUP,
-    Aws,
-    LambdaContext,
-    Reply,
-    http_event,
-    invoke,
-)
+from devstack.lambda_events import LambdaContext, http_event
+from tests.conftest import ORIGIN, SCHEDULE_GROUP, Aws, Reply, invoke
 from tests.fakes import OFFER_SDP, FakeInternet, Issuer, openai_error
 from tests.integration.test_handler import assert_problem, count_aws_calls
 
@@ -133,11 +126,11 @@ def test_a_raw_offer_places_a_call_with_a_guaranteed_end(
     call_id = call_id_of(reply)
     assert internet.live_calls() == [call_id]
     # The profile's 600 s, ended by the last minute boundary at or before then.
-    ends_at = int(reply.header("call-ends-at"))
+    ends_at = int(reply.required_header("call-ends-at"))
     assert ends_at % 60 == 0 and before + 600 - 60 < ends_at <= time.time() + 600
-    assert int(reply.header("call-minutes-left")) == (3600 - (ends_at - int(before))) // 60
-    assert reply.header("ratelimit").startswith('"minute";r=2;t=')
-    assert "call-ends-at" in reply.header("access-control-expose-headers")
+    assert int(reply.required_header("call-minutes-left")) == (3600 - (ends_at - int(before))) // 60
+    assert reply.required_header("ratelimit").startswith('"minute";r=2;t=')
+    assert "call-ends-at" in reply.required_header("access-control-expose-headers")
     # Upstream: the standard key, multipart sdp + session built from the profile.
     placed = internet.calls[call_id]
     assert placed["sdp"] == OFFER_SDP
@@ -221,7 +214,7 @@ def test_the_openai_sdk_places_and_hangs_up_a_call_and_reads_our_refusals(
     client = openai.OpenAI(
         api_key=issuer.token(),
         base_url="https://vendor.example.com/v1",
-        http_client=httpx.Client(transport=httpx.MockTransport(gateway)),
+        http_client=httpx.Client(transport=httpx.MockTransport(gateway)),  # type: ignore[arg-type]
         max_retries=0,
     )
 
@@ -257,9 +250,9 @@ def test_the_call_is_listed_until_it_ends(call: Call, handler: Any, issuer: Issu
     assert entry == {
         "id": call_id,
         "started_at": entry["started_at"],
-        "ends_at": int(placed.header("call-ends-at")),
+        "ends_at": int(placed.required_header("call-ends-at")),
     }
-    assert listed.json["minutes_left_today"] == int(placed.header("call-minutes-left"))
+    assert listed.json["minutes_left_today"] == int(placed.required_header("call-minutes-left"))
     assert listing(handler, issuer, "someone-else").json == {
         "object": "list",
         "data": [],
@@ -395,7 +388,7 @@ def test_a_call_beyond_the_concurrent_limit_is_429_with_a_sentence_and_costs_not
     body = assert_problem(reply, 429, "call-limit")
     assert body["policy"] == "concurrent"
     assert body["detail"].startswith("You already have 2 calls in progress")
-    retry = int(reply.header("retry-after"))
+    retry = int(reply.required_header("retry-after"))
     assert 500 < retry <= 600 and body["retry_after"] == retry
     assert (
         body["error"]["type"] == "rate_limit_error" and body["error"]["message"] == body["detail"]
@@ -416,7 +409,7 @@ def test_a_call_the_day_budget_cannot_cover_is_429_until_midnight(
     assert re.match(
         r"^You have \d call minutes? left today and a call may last up to 10", body["detail"]
     )
-    assert int(reply.header("retry-after")) == 86400 - int(time.time()) % 86400
+    assert int(reply.required_header("retry-after")) == 86400 - int(time.time()) % 86400
     assert len(internet.calls) == 1
 
 

@@ -13,6 +13,8 @@ each running the real handler (botocore to the stand-in, a fake OpenAI per proce
 
 from __future__ import annotations
 
+import functools
+import logging
 import multiprocessing
 import os
 import sys
@@ -47,7 +49,9 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
     os.environ.update(env)
     from token_vendor import app, deps
 
-    app.logger.registered_handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
+    log_handler = app.logger.registered_handler
+    assert isinstance(log_handler, logging.StreamHandler)
+    log_handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
     from tests.fakes import ANSWER_SDP
 
     def upstream(request: httpx.Request) -> httpx.Response:
@@ -63,12 +67,12 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
     http = httpx.Client(transport=httpx.MockTransport(upstream))
     for limits in (f"concurrent={CONCURRENT},minutes/day=600", "concurrent=10,minutes/day=30"):
         _handlers[limits] = app.create_handler(
-            lambda limits=limits: deps.build_container(env | {"CALL_LIMITS": limits}, http=http)
+            functools.partial(deps.build_container, env | {"CALL_LIMITS": limits}, http=http)
         )
 
 
 def _place(token: str, limits: str, count: int, start_at: float) -> list[dict[str, Any]]:
-    from tests.conftest import LambdaContext, http_event
+    from devstack.lambda_events import LambdaContext, http_event
 
     event = http_event(
         "POST",
@@ -93,7 +97,7 @@ def _place(token: str, limits: str, count: int, start_at: float) -> list[dict[st
 
 
 def _fire(event: dict[str, Any], limits: str, start_at: float) -> str:
-    from tests.conftest import LambdaContext
+    from devstack.lambda_events import LambdaContext
 
     time.sleep(max(start_at - time.time(), 0))
     return str(_handlers[limits](event, LambdaContext())["status"])

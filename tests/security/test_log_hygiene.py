@@ -169,7 +169,8 @@ def test_server_owned_calls_leave_no_secret_in_the_logs(
     no key, no JWT, and no SDP (it carries the peers' ICE credentials) in the logs."""
     import json as json_module
 
-    from tests.conftest import SCHEDULE_GROUP, LambdaContext
+    from devstack.lambda_events import LambdaContext
+    from tests.conftest import SCHEDULE_GROUP
     from tests.fakes import ANSWER_SDP, OFFER_SDP
 
     token = issuer.token()

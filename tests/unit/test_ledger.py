@@ -11,7 +11,8 @@ from token_vendor.ledger import CallLedger
 from token_vendor.schedule import call_deadline, fire_time, schedule_name
 
 from tests.conftest import TABLE, Aws
-from tests.unit.test_quota import START, Clock
+from tests.fakes import Clock
+from tests.unit.test_quota import START
 
 LIMITS = CallLimits(concurrent=2, seconds_per_day=1800)
 
