@@ -78,7 +78,8 @@ NOT_MEASURED = "*Explanation, not a measurement of this run:*"
 def render(r: dict[str, Any]) -> str:
     return "\n".join(
         _intro(r) + _cold(r) + _warm(r["warm"]) + _round_trips(r["cold"]["round_trips"])
-        + (_flows(r["browser_flows"]) if r.get("browser_flows") else _browser(r.get("browser")))
+        + (_flows(r["browser_flows"]) + _preflight(r.get("browser")) if r.get("browser_flows")
+           else _browser(r.get("browser")))
         + _load(r.get("load")) + _cost(r["cold"])
         + _sam_local(r.get("sam_local"), r["cold"])
     ) + "\n"  # fmt: skip
@@ -306,20 +307,24 @@ def _browser(b: dict[str, Any] | None) -> list[str]:
             "because a server without trickle ICE needs every candidate in the offer.",
             "",
         ]
-    pre = b.get("preflight")
-    if pre:
-        lines += [
-            "The first click's mint from a fresh browser: through the page's own origin, one"
-            " request; straight to the API's origin (before the API moved under the page's"
-            " distribution), a CORS preflight and then the POST, two round trips in sequence. In"
-            " production that is one browser-to-API round trip saved. Timed with Chromium's"
-            f" network emulation adding {pre['rtt_ms']} ms",
-            f"per request (median of {pre['rounds']}): {pre['same_origin_ms']:.0f} ms against"
-            f" {pre['cross_origin_ms']:.0f} ms; the emulation",
-            "does not always delay preflights, so these figures are indicative only.",
-            "",
-        ]
-    return lines
+    return lines + _preflight(b)
+
+
+def _preflight(b: dict[str, Any] | None) -> list[str]:
+    pre = (b or {}).get("preflight")
+    if not pre:
+        return []
+    return [
+        "The first click's mint from a fresh browser: through the page's own origin, one"
+        " request; straight to the API's origin (before the API moved under the page's"
+        " distribution), a CORS preflight and then the POST, two round trips in sequence. In"
+        " production that is one browser-to-API round trip saved. Timed with Chromium's"
+        f" network emulation adding {pre['rtt_ms']} ms",
+        f"per request (median of {pre['rounds']}): {pre['same_origin_ms']:.0f} ms against"
+        f" {pre['cross_origin_ms']:.0f} ms; the emulation",
+        "does not always delay preflights, so these figures are indicative only.",
+        "",
+    ]
 
 
 FLOW_NAMES = {
