@@ -5,7 +5,9 @@ Every figure is measured in this run, on this machine, next to what it is compar
    versus a bare `import boto3` in the same function-only environment (Python 3.13);
 2. warm overhead: CPU per warm request versus one RS256 check + one SigV4 signing;
 3. round trips: counted at the fakes, cold and warm;
-4. browser connect time: read from the browser test's measurement, when it ran;
+4. browser connect time: Start talking -> session.created for the server-owned call and the
+   client-secret flow, measured alternately in one browser against one local stack
+   (tests/e2e/test_connect_time.py, run by this command);
 5. throughput through the local stack (see stack_load.py), when requested;
 6. cost per million mints, from public prices and the measured duration.
 """
@@ -360,10 +362,28 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}"
 
 
+def browser_flows() -> dict[str, object] | None:
+    """Both flows' connect time, measured now by the browser test (None if it cannot run)."""
+    out = ROOT / "artifacts" / "browser-flows.json"
+    out.unlink(missing_ok=True)  # a figure from an earlier run must not pass for this one's
+    print("browser connect time, both flows ...", flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/e2e/test_connect_time.py"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0 or not out.exists():
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+        print(f"browser flows not measured (exit {done.returncode}):\n{tail}", flush=True)
+        return None
+    return dict(json.loads(out.read_text()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=30, help="cold-start pairs")
     parser.add_argument("--skip-load", action="store_true", help="skip the local-stack load")
+    parser.add_argument("--skip-browser", action="store_true", help="skip the browser flows")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure
@@ -381,6 +401,7 @@ def main() -> None:
             choices = import_choices(python, 15) | own_modules_without_bytecode(python, fakes, 10)
         finally:
             fakes.close()
+    flows = None if args.skip_browser else browser_flows()
     if not args.skip_load:
         print("throughput through the local stack ...", flush=True)
         from bench import stack_load
@@ -404,6 +425,7 @@ def main() -> None:
         "warm": warm,
         "package": package,
         "browser": report.read_browser_measurement(ROOT / "artifacts"),
+        "browser_flows": flows,
         "load": report.read_load_measurement(ROOT / "artifacts"),
         "sam_local": report.read_sam_local_measurement(ROOT / "artifacts"),
     }

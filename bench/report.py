@@ -78,7 +78,9 @@ NOT_MEASURED = "*Explanation, not a measurement of this run:*"
 def render(r: dict[str, Any]) -> str:
     return "\n".join(
         _intro(r) + _cold(r) + _warm(r["warm"]) + _round_trips(r["cold"]["round_trips"])
-        + _browser(r.get("browser")) + _load(r.get("load")) + _cost(r["cold"])
+        + (_flows(r["browser_flows"]) + _preflight(r.get("browser")) if r.get("browser_flows")
+           else _browser(r.get("browser")))
+        + _load(r.get("load")) + _cost(r["cold"])
         + _sam_local(r.get("sam_local"), r["cold"])
     ) + "\n"  # fmt: skip
 
@@ -305,20 +307,97 @@ def _browser(b: dict[str, Any] | None) -> list[str]:
             "because a server without trickle ICE needs every candidate in the offer.",
             "",
         ]
-    pre = b.get("preflight")
-    if pre:
-        lines += [
-            "The first click's mint from a fresh browser: through the page's own origin, one"
-            " request; straight to the API's origin (before the API moved under the page's"
-            " distribution), a CORS preflight and then the POST, two round trips in sequence. In"
-            " production that is one browser-to-API round trip saved. Timed with Chromium's"
-            f" network emulation adding {pre['rtt_ms']} ms",
-            f"per request (median of {pre['rounds']}): {pre['same_origin_ms']:.0f} ms against"
-            f" {pre['cross_origin_ms']:.0f} ms; the emulation",
-            "does not always delay preflights, so these figures are indicative only.",
-            "",
-        ]
-    return lines
+    return lines + _preflight(b)
+
+
+def _preflight(b: dict[str, Any] | None) -> list[str]:
+    pre = (b or {}).get("preflight")
+    if not pre:
+        return []
+    return [
+        "The first click's mint from a fresh browser: through the page's own origin, one"
+        " request; straight to the API's origin (before the API moved under the page's"
+        " distribution), a CORS preflight and then the POST, two round trips in sequence. In"
+        " production that is one browser-to-API round trip saved. Timed with Chromium's"
+        f" network emulation adding {pre['rtt_ms']} ms",
+        f"per request (median of {pre['rounds']}): {pre['same_origin_ms']:.0f} ms against"
+        f" {pre['cross_origin_ms']:.0f} ms; the emulation",
+        "does not always delay preflights, so these figures are indicative only.",
+        "",
+    ]
+
+
+FLOW_NAMES = {
+    "calls": "server-owned call (the offer to `POST /v1/realtime/calls`: one request)",
+    "client_secrets": "client secret (`POST /v1/realtime/client_secrets`, then the offer)",
+}
+FLOW_PARTS = {
+    "microphoneMs": "microphone prompt (in parallel with the next)",
+    "tokenMs": "the user's token (server-owned) / a client secret from our API",
+    "offerMs": "offer and ICE gathering",
+    "sdpMs": "the exchange: our API placing the call / the offer to OpenAI",
+    "iceDtlsMs": "ICE and DTLS",
+    "channelMs": "SCTP, data channel, first event",
+}
+
+
+def _flows(flows: dict[str, Any]) -> list[str]:
+    calls, secrets = flows["calls"], flows["client_secrets"]
+    lines = [
+        "## 4. Browser connect time",
+        "",
+        "In headless Chromium against the local stack, measured by this run",
+        f"(`tests/e2e/test_connect_time.py`: {calls['runs']} runs per flow, alternating, after one",
+        'warm-up each): from the click on "Start talking" to `session.created`.',
+        "",
+        "| flow | median ms | runs (ms) |",
+        "|---|---|---|",
+    ]
+    for name, flow in flows.items():
+        runs = ", ".join(f"{v:.0f}" for v in flow["connect_ms"])
+        lines.append(f"| {FLOW_NAMES.get(name, name)} | **{flow['median_ms']:.0f}** | {runs} |")
+    lines += ["", _flows_verdict(calls, secrets), ""]
+    lines += [
+        "Where the time goes (medians of each part):",
+        "",
+        "| part | server-owned call | client secret |",
+        "|---|---|---|",
+    ]
+    for key, label in FLOW_PARTS.items():
+        a, b = calls["parts_median_ms"].get(key), secrets["parts_median_ms"].get(key)
+        if a is None and b is None:
+            continue
+        lines.append(f"| {label} | {_whole(a)} | {_whole(b)} |")
+    return [
+        *lines,
+        "",
+        f"{NOT_MEASURED} the server-owned call makes one request to our API, carrying the offer",
+        "(the function checks the token, admits the call in DynamoDB, creates its end-of-call",
+        "schedule and relays the offer to OpenAI); the client-secret flow makes two, a secret",
+        "from our API while the microphone opens, then the offer to OpenAI from the browser. On",
+        "loopback a request costs no network time, so the server's extra work shows and the",
+        "saved browser round trip does not; across a real network each request in a row costs",
+        "a round trip.",
+        "",
+    ]
+
+
+def _whole(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.0f}"
+
+
+def _flows_verdict(calls: dict[str, Any], secrets: dict[str, Any]) -> str:
+    """How the medians compare, and whether the runs' ranges overlap."""
+    difference = secrets["median_ms"] - calls["median_ms"]
+    a, b = calls["connect_ms"], secrets["connect_ms"]
+    than = "faster than" if difference > 0 else "slower than"
+    verdict = (
+        f"The server-owned call's median is {abs(difference):.0f} ms {than} the client secret's"
+    )
+    if min(a) <= max(b) and min(b) <= max(a):
+        spans = f"{min(a):.0f}-{max(a):.0f} vs {min(b):.0f}-{max(b):.0f} ms"
+        return f"{verdict}; their runs overlap ({spans})."
+    return f"{verdict}, and no runs overlap."
 
 
 def _load(load: dict[str, Any] | None) -> list[str]:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from devstack.stack import (
+    DEFAULT_CALL_LIMITS,
     DEFAULT_PORTS,
     DEFAULT_QUOTAS,
     ROOT,
@@ -37,21 +38,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quotas", default=os.environ.get("DEVSTACK_QUOTAS", DEFAULT_QUOTAS), help="QUOTAS"
     )
+    parser.add_argument(
+        "--call-limits",
+        default=os.environ.get("DEVSTACK_CALL_LIMITS", DEFAULT_CALL_LIMITS),
+        help="CALL_LIMITS (env DEVSTACK_CALL_LIMITS)",
+    )
+    parser.add_argument(
+        "--max-call-seconds",
+        type=int,
+        default=int(os.environ["DEVSTACK_MAX_CALL_SECONDS"])
+        if os.environ.get("DEVSTACK_MAX_CALL_SECONDS")
+        else None,
+        help="end every call after this many seconds, to watch the server hang up "
+        "(env DEVSTACK_MAX_CALL_SECONDS; default: the profiles' own)",
+    )
     parser.add_argument("--web-dir", type=Path, default=ROOT / "web")
     parser.add_argument("--quiet", action="store_true", help="logs to .devstack/logs only")
     return parser.parse_args(argv)
 
 
-def banner(stack: Stack, real_openai: bool) -> str:
+def banner(
+    stack: Stack, real_openai: bool, call_limits: str, max_call_seconds: int | None = None
+) -> str:
     urls = stack.urls
     openai = "the real OpenAI (OPENAI_API_KEY)" if real_openai else "emulator"
+    calls = (
+        f"calls end after {max_call_seconds} s (--max-call-seconds)"
+        if max_call_seconds
+        else "calls end at their profile's max_call_seconds"
+    )
     return f"""
 Local stack ready in {stack.startup_seconds:.1f} s (logs: {stack.log_dir})
   web page   {urls["web"]}/  (production's headers and CSP; the API under /v1/, as CloudFront)
-  API        {urls["api"]}  (POST /v1/realtime/client_secrets, GET /openapi.json)
+  API        {urls["api"]}  (POST /v1/realtime/client_secrets and /v1/realtime/calls,
+             GET /openapi.json; CALL_LIMITS {call_limits}; {calls})
   issuer     {urls["issuer"]}  (sign in with any user name; no password)
   OpenAI     {urls["openai"]}  ({openai})
   AWS        {urls["aws"]}  (moto: table devstack-quota, secret devstack/openai-api-key)
+  Scheduler  {urls["scheduler"]}/status  (runs the call deadlines in moto's schedule group)
 
 A token for curl:  make token USER=alice   (or: python -m devstack.token alice)
 Mint a client secret:
@@ -74,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             stack = start_stack(
                 ports,
                 quotas=args.quotas,
+                extra_env={"CALL_LIMITS": args.call_limits},
+                max_call_seconds=args.max_call_seconds,
                 openai_api_key=real_key,
                 web_root=args.web_dir,
                 log_dir=state_file.parent / "logs",
@@ -90,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         except KeyboardInterrupt:
             return 130
-        print(banner(stack, real_key is not None), flush=True)
+        print(
+            banner(stack, real_key is not None, args.call_limits, args.max_call_seconds),
+            flush=True,
+        )
         try:
             while not stack.exited():
                 time.sleep(0.5)

@@ -6,6 +6,10 @@ back to HTTP, and CORS answered by the gateway from the CorsConfiguration, overr
 CORS header the function sets. The function runs in-process, one call at a time, like one
 warm Lambda execution environment.
 
+It also serves Lambda's own Invoke API (`POST /2015-03-31/functions/{name}/invocations`), so
+what reaches the function without HTTP on AWS (the Scheduler's hangup events) reaches the same
+handler here: boto3's lambda client with `endpoint_url` set to this server works.
+
 `python -m devstack.apigw --port 3001 --function-dir functions`
 (the function's settings come from this process's environment, read when it is imported).
 """
@@ -15,10 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import importlib
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 import uuid
@@ -27,12 +33,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from devstack.lambda_events import LambdaContext, http_event
+from devstack.lambda_events import ACCOUNT_ID, LambdaContext, function_arn, http_event
 from devstack.net import serve
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -41,6 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ROUTES = ("POST /v1/realtime/client_secrets", "GET /openapi.json")
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # HTTP API's payload limit
 MAX_EVENT_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation limit
+MAX_ASYNC_EVENT_BYTES = 1024 * 1024  # and its asynchronous one
+INVOKE_PREFIX = "/2015-03-31/functions/"
+INVOKE_SUFFIX = "/invocations"
 # Response headers the gateway owns (hop-by-hop, or set from the body it sends).
 DROPPED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 # HTTP API passes these bodies as text; everything else arrives base64-encoded.
@@ -128,6 +137,31 @@ def load_handler(function_dir: Path, spec: str = "token_vendor.app.handler") -> 
     return handler  # type: ignore[no-any-return]
 
 
+_PARAMETER = re.compile(r"\{([A-Za-z0-9_]+)(\+?)\}")
+
+
+def match_route(routes: Iterable[str], method: str, path: str) -> tuple[str, dict[str, str]] | None:
+    """The route key an HTTP API picks for a request, and its path parameters: `{name}`
+    matches one path segment, `{name+}` the rest of the path; an exact route wins."""
+    if f"{method} {path}" in routes:
+        return f"{method} {path}", {}
+    for route in sorted(routes, key=lambda r: r.count("{")):
+        route_method, _, template = route.partition(" ")
+        if route_method not in (method, "ANY"):
+            continue
+        pattern, end = "", 0
+        for part in _PARAMETER.finditer(template):
+            pattern += re.escape(template[end : part.start()])
+            pattern += (
+                f"(?P<{part.group(1)}>.+)" if part.group(2) else f"(?P<{part.group(1)}>[^/]+)"
+            )
+            end = part.end()
+        found = re.fullmatch(pattern + re.escape(template[end:]), path)
+        if found:
+            return route, {k: unquote(v) for k, v in found.groupdict().items()}
+    return None
+
+
 def build_event(request: web.Request, body: bytes, request_id: str) -> dict[str, Any]:
     """A payload-format-2.0 event, shaped as the gateway shapes it."""
     headers: dict[str, str] = {}
@@ -204,6 +238,29 @@ def _gateway_message(status: int, message: str, request_id: str) -> web.Response
     return _gateway_response(status, body, request_id, {}, "application/json")
 
 
+class FunctionTimedOut(Exception):
+    """The handler ran past the function's timeout (not a TimeoutError the handler raised)."""
+
+
+def _lambda_error(status: int, error_type: str, message: str, request_id: str) -> web.Response:
+    """An error of Lambda's own API, as botocore parses it (x-amzn-ErrorType + message)."""
+    headers = {"x-amzn-ErrorType": error_type, "x-amzn-RequestId": request_id}
+    body = json.dumps({"Type": "User", "message": message})
+    return web.Response(status=status, text=body, headers=headers, content_type="application/json")
+
+
+def _function_error(exc: BaseException, request_id: str) -> dict[str, Any]:
+    """The payload Lambda returns when the handler raised or ran out of time."""
+    if isinstance(exc, FunctionTimedOut):
+        return {"errorType": "Sandbox.Timedout", "errorMessage": f"RequestId: {request_id} {exc}"}
+    return {
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "requestId": request_id,
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+
+
 @dataclass
 class Gateway:
     handler: Handler
@@ -212,46 +269,161 @@ class Gateway:
     timeout: float = 10.0
     function_name: str = "TokenFunction"
     memory_mb: int = 512
+    # The qualifiers the function answers to besides $LATEST: SAM's AutoPublishAlias.
+    aliases: frozenset[str] = frozenset()
     # One call at a time, as in one execution environment; the thread survives a timeout.
     _executor: ThreadPoolExecutor = field(
         init=False, default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="lambda")
     )
     _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+
+    @property
+    def function_arn(self) -> str:
+        return function_arn(self.function_name)
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id = str(uuid.uuid4())
+        if request.path.startswith(INVOKE_PREFIX):
+            return await self.invoke_api(request, request_id)
         origin = request.headers.get("Origin")
         if request.method == "OPTIONS" and self.cors is not None:
             headers = {"apigw-requestid": request_id, **self.cors.preflight(request.headers)}
             return web.Response(status=204, headers=headers)
-        route_key = f"{request.method} {request.path}"
-        if route_key not in self.routes:
+        matched = match_route(self.routes, request.method, request.rel_url.raw_path)
+        if matched is None:
             return _gateway_message(404, "Not Found", request_id)
+        route_key, path_parameters = matched
         body = await request.read()
         event = build_event(request, body, request_id)
+        # The route the request matched, as the gateway names it (a template, not the path).
+        event["routeKey"] = event["requestContext"]["routeKey"] = route_key
+        if path_parameters:
+            event["pathParameters"] = path_parameters
         if len(json.dumps(event)) > MAX_EVENT_BYTES:
             return _gateway_message(413, "Request Entity Too Large", request_id)
+        # With AutoPublishAlias the gateway's integration names the alias.
+        arn = self.function_arn + "".join(f":{a}" for a in sorted(self.aliases)[:1])
         try:
-            result = await self._invoke(event, request_id)
+            result = await self._invoke(event, request_id, arn)
         except Exception:
             return _gateway_message(500, "Internal Server Error", request_id)
         return to_response(result, request_id, self.cors.actual(origin) if self.cors else {})
 
-    async def _invoke(self, event: dict[str, Any], request_id: str) -> Any:
-        context = LambdaContext(
-            int(self.timeout * 1000),
-            aws_request_id=request_id,
-            function_name=self.function_name,
-            memory_limit_in_mb=self.memory_mb,
+    # --- Lambda's Invoke API ---------------------------------------------------------------
+
+    async def invoke_api(self, request: web.Request, request_id: str) -> web.Response:
+        """`Invoke`, for callers that are not HTTP clients of the API (the Scheduler).
+
+        Only a SigV4-signed request is served: a web page cannot send one across origins
+        (this path grants no CORS), so no site the developer visits can invoke the function.
+        The signature itself is not checked; moto does not check its own either.
+        """
+        name = unquote(request.path.removeprefix(INVOKE_PREFIX))
+        if request.method != "POST" or not name.endswith(INVOKE_SUFFIX):
+            return _lambda_error(404, "UnknownOperationException", "Unknown operation", request_id)
+        if not request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 "):
+            return _lambda_error(
+                403,
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+                request_id,
+            )
+        name = name.removesuffix(INVOKE_SUFFIX)
+        arn = self._resolve(name, request.query.get("Qualifier"))
+        if arn is None:
+            return _lambda_error(
+                404, "ResourceNotFoundException", f"Function not found: {name}", request_id
+            )
+        kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        if kind not in ("RequestResponse", "Event", "DryRun"):
+            return _lambda_error(
+                400,
+                "InvalidParameterValueException",
+                f"Invalid invocation type: {kind}",
+                request_id,
+            )
+        body = await request.read()
+        limit = MAX_ASYNC_EVENT_BYTES if kind == "Event" else MAX_EVENT_BYTES
+        if len(body) > limit:
+            return _lambda_error(
+                413,
+                "RequestTooLargeException",
+                f"Request must be smaller than {limit} bytes for the Invoke operation",
+                request_id,
+            )
+        try:
+            event = json.loads(body) if body.strip() else {}
+        except ValueError as exc:
+            return _lambda_error(
+                400,
+                "InvalidRequestContentException",
+                f"Could not parse request body into json: {exc}",
+                request_id,
+            )
+        headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST"}
+        if kind == "DryRun":
+            return web.Response(status=204, headers=headers)
+        if kind == "Event":
+            # Queued and run later, as Lambda's asynchronous invocation does; errors are logged.
+            task = asyncio.ensure_future(self._invoke_quietly(event, request_id, arn))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return web.Response(status=202, headers=headers)
+        try:
+            result = await self._invoke(event, request_id, arn)
+        except Exception as exc:
+            headers["X-Amz-Function-Error"] = "Unhandled"
+            result = _function_error(exc, request_id)
+        try:
+            payload = json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            headers["X-Amz-Function-Error"] = "Unhandled"
+            payload = json.dumps({"errorType": "Runtime.MarshalError", "errorMessage": str(exc)})
+        return web.Response(
+            status=200, text=payload, headers=headers, content_type="application/json"
         )
+
+    def _resolve(self, name: str, qualifier: str | None) -> str | None:
+        """The ARN invoked, if `name` (a name, partial or full ARN) is this function."""
+        parts = name.split(":")
+        base = self.function_arn
+        if len(parts) in (1, 2):  # name, name:qualifier
+            named, qualifier = parts[0], (parts[1] if len(parts) == 2 else qualifier)
+        elif len(parts) in (3, 4) and parts[1] == "function":  # account:function:name[:q]
+            named = parts[2] if parts[0] == ACCOUNT_ID else ""
+            qualifier = parts[3] if len(parts) == 4 else qualifier
+        elif len(parts) in (7, 8) and ":".join(parts[:7]) == base:  # the full ARN[:q]
+            named = self.function_name
+            qualifier = parts[7] if len(parts) == 8 else qualifier
+        else:
+            return None
+        if named != self.function_name:
+            return None
+        if qualifier in (None, "$LATEST") or qualifier in self.aliases:
+            return base if qualifier is None else f"{base}:{qualifier}"
+        return None
+
+    async def _invoke_quietly(self, event: dict[str, Any], request_id: str, arn: str) -> None:
+        with contextlib.suppress(Exception):  # _call has already written the error to the log
+            await self._invoke(event, request_id, arn)
+
+    async def _invoke(self, event: dict[str, Any], request_id: str, arn: str = "") -> Any:
         loop = asyncio.get_running_loop()
-        async with self._lock:
+        async with self._lock:  # the clock starts when the environment takes the event
+            context = LambdaContext(
+                int(self.timeout * 1000),
+                aws_request_id=request_id,
+                function_name=self.function_name,
+                memory_limit_in_mb=self.memory_mb,
+                invoked_function_arn=arn or None,
+            )
             call = loop.run_in_executor(self._executor, self._call, event, context)
-            try:
-                return await asyncio.wait_for(call, self.timeout)
-            except TimeoutError:
+            done, _ = await asyncio.wait({call}, timeout=self.timeout)
+            if not done:
                 log.error("%s Task timed out after %.2f seconds", request_id, self.timeout)
-                raise
+                raise FunctionTimedOut(f"Task timed out after {self.timeout:.2f} seconds")
+            return call.result()
 
     def _call(self, event: dict[str, Any], context: LambdaContext) -> Any:
         try:
@@ -272,8 +444,11 @@ def create_app(
     timeout: float = 10.0,
     function_name: str = "TokenFunction",
     memory_mb: int = 512,
+    aliases: Iterable[str] = (),
 ) -> web.Application:
-    gateway = Gateway(handler, frozenset(routes), cors, timeout, function_name, memory_mb)
+    gateway = Gateway(
+        handler, frozenset(routes), cors, timeout, function_name, memory_mb, frozenset(aliases)
+    )
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app.router.add_route("*", "/{path:.*}", gateway.handle)
     app.on_cleanup.append(lambda _: _shutdown(gateway))
@@ -281,6 +456,8 @@ def create_app(
 
 
 async def _shutdown(gateway: Gateway) -> None:
+    for task in list(gateway._background):
+        task.cancel()
     gateway._executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -303,16 +480,26 @@ def template_routes(template: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(routes)
 
 
+def template_aliases(template: Mapping[str, Any]) -> tuple[str, ...]:
+    """The AutoPublishAlias of the template's functions: qualifiers Invoke accepts."""
+    return tuple(
+        str(resource["Properties"]["AutoPublishAlias"])
+        for resource in (template.get("Resources") or {}).values()
+        if resource.get("Type") == "AWS::Serverless::Function"
+        and "AutoPublishAlias" in (resource.get("Properties") or {})
+    )
+
+
 def from_template(
     template_path: Path, origins: Iterable[str]
-) -> tuple[tuple[str, ...], Cors | None]:
-    """Routes and CORS as the template declares them; origins as deployed (ALLOWED_ORIGINS)."""
+) -> tuple[tuple[str, ...], Cors | None, tuple[str, ...]]:
+    """Routes, CORS and aliases as the template declares them; origins as deployed."""
     from devstack.template import cors_configuration, load_template
 
     template = load_template(template_path)
     config = cors_configuration(template)
     cors = None if config is None else Cors.from_configuration(config, origins)
-    return template_routes(template) or DEFAULT_ROUTES, cors
+    return template_routes(template) or DEFAULT_ROUTES, cors, template_aliases(template)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -328,10 +515,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     origins = [o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip()]
-    routes, cors = from_template(args.template, origins)
+    routes, cors, aliases = from_template(args.template, origins)
     # Imported before serving, as Lambda's init phase: a broken function fails the start.
     handler = load_handler(args.function_dir, args.handler)
-    app = create_app(handler, routes=routes, cors=cors, timeout=args.timeout)
+    app = create_app(handler, routes=routes, cors=cors, timeout=args.timeout, aliases=aliases)
     serve(app, args.host, args.port, "api")
 
 

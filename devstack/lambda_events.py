@@ -84,6 +84,10 @@ def http_event(
     return event
 
 
+def function_arn(function_name: str = FUNCTION_NAME) -> str:
+    return f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{function_name}"
+
+
 def region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
@@ -106,13 +110,13 @@ class LambdaContext:
         aws_request_id: str | None = None,
         function_name: str = FUNCTION_NAME,
         memory_limit_in_mb: int = 512,
+        invoked_function_arn: str | None = None,
     ) -> None:
         self.aws_request_id = aws_request_id or new_request_id()
         self.function_name = function_name
         self.memory_limit_in_mb = memory_limit_in_mb
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:{region()}:{ACCOUNT_ID}:function:{function_name}"
-        )
+        # The ARN the caller named: qualified when it named a version or an alias.
+        self.invoked_function_arn = invoked_function_arn or function_arn(function_name)
         self.log_group_name = f"/aws/lambda/{function_name}"
         self._deadline = time.monotonic() + remaining_ms / 1000
 

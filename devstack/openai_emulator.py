@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from devstack.openai_rtc import Call
+from devstack.openai_rtc import SESSION_LIMIT_S, Call
 from devstack.openai_schema import (
     ApiError,
     apply_session,
@@ -47,6 +47,7 @@ RECORDED_HEADERS = (
     "OpenAI-Safety-Identifier",
     "User-Agent",
 )
+ENDED_CALLS_KEPT = 50
 SECRET_KEYS = frozenset({"value", "client_secret", "api_key", "authorization", "api-key"})
 
 
@@ -73,8 +74,10 @@ class Emulator:
 
     server_key: str
     clock: Clock
+    session_limit_s: float = SESSION_LIMIT_S
     secrets: dict[str, Secret] = field(default_factory=dict)
     calls: dict[str, Call] = field(default_factory=dict)
+    ended_calls: list[dict[str, Any]] = field(default_factory=list)  # the latest, oldest first
     faults: dict[str, Fault] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
     last_requests: dict[str, Any] = field(default_factory=dict)
@@ -143,6 +146,8 @@ class Emulator:
                 {"id": call.id, "audio": call.audio_source, "events_sent": call.events_sent}
                 for call in self.calls.values()
             ],
+            "ended_calls": list(self.ended_calls),
+            "session_limit_s": self.session_limit_s,
         }
 
     def fault_state(self) -> dict[str, Any]:
@@ -152,7 +157,11 @@ class Emulator:
         }
 
     def forget_call(self, call: Call) -> None:
+        """Called once per call, however it ended: what ended it stays visible to tests."""
         self.calls.pop(call.id, None)
+        seconds = round(time.monotonic() - call.started, 3)
+        self.ended_calls.append({"id": call.id, "ended_by": call.ended_by, "seconds": seconds})
+        del self.ended_calls[:-ENDED_CALLS_KEPT]
 
     def prune_secrets(self) -> None:
         # Old secrets only need to be remembered long enough to answer "expired" clearly.
@@ -375,7 +384,7 @@ async def create_call(request: web.Request) -> web.StreamResponse:
             code="missing_required_parameter",
             param="sdp",
         )
-    call = Call(session, on_closed=emulator.forget_call)
+    call = Call(session, on_closed=emulator.forget_call, limit_s=emulator.session_limit_s)
     try:
         answer = await call.answer(sdp)
     except BaseException:
@@ -472,7 +481,7 @@ async def hangup(request: web.Request) -> web.StreamResponse:
     call = emulator.calls.get(call_id)
     if call is None:
         raise ApiError(404, f"Call '{call_id}' not found.", code="call_not_found", param="call_id")
-    await call.close()
+    await call.close("hangup")
     emulator.hangups += 1
     return json_response({})
 
@@ -528,6 +537,16 @@ def apply_fault_request(emulator: Emulator, body: Any) -> None:
                 param=endpoint,
             )
         emulator.faults[endpoint] = Fault(str(kind), times)
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def parse_fault_flag(flag: str) -> tuple[str, str]:
@@ -591,7 +610,7 @@ async def close_calls(app: web.Application) -> None:
     emulator = app[EMULATOR]
     emulator.stopping.set()
     calls = list(emulator.calls.values())
-    await asyncio.gather(*(call.close() for call in calls), return_exceptions=True)
+    await asyncio.gather(*(call.close("shutdown") for call in calls), return_exceptions=True)
 
 
 def create_app(
@@ -599,11 +618,15 @@ def create_app(
     *,
     clock: Clock = time.time,
     faults: Sequence[tuple[str, str]] = (),
+    session_limit_s: float = SESSION_LIMIT_S,
 ) -> web.Application:
+    """`session_limit_s` is OpenAI's 60-minute cap; tests shorten it to see a call hit it."""
     if not server_key:
         raise ValueError("server_key must not be empty")
+    if not session_limit_s > 0:
+        raise ValueError("session_limit_s must be positive")
     app = web.Application(middlewares=[openai_errors, plain_errors])
-    emulator = Emulator(server_key=server_key, clock=clock)
+    emulator = Emulator(server_key=server_key, clock=clock, session_limit_s=session_limit_s)
     for endpoint, kind in faults:
         emulator.faults[endpoint] = Fault(kind, None)
     app[EMULATOR] = emulator
@@ -640,6 +663,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="ENDPOINT=FAULT",
         help="e.g. client_secrets=429; repeatable",
     )
+    parser.add_argument(
+        "--session-limit",
+        type=positive_seconds,
+        default=os.environ.get("OPENAI_EMULATOR_SESSION_LIMIT_S", str(SESSION_LIMIT_S)),
+        metavar="SECONDS",
+        help="the longest a call lasts, OpenAI's 60 minutes by default "
+        "(env OPENAI_EMULATOR_SESSION_LIMIT_S)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if not args.server_key:
@@ -672,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    app = create_app(args.server_key, faults=args.fault)
+    app = create_app(args.server_key, faults=args.fault, session_limit_s=args.session_limit)
     try:
         asyncio.run(serve(app, args.host, args.port))
     except OSError as error:

@@ -32,6 +32,9 @@ log = logging.getLogger("openai_emulator.rtc")
 
 EVENTS_CHANNEL = "oai-events"
 SESSION_LIMIT_S = 60 * 60  # no request field shortens it; only hangup ends a call early
+# How long a closing call waits for its last event to leave: closing aborts the SCTP
+# association, and an abort drops whatever is still queued.
+FLUSH_S = 0.5
 DELTA_PAUSE_S = 0.01  # enough to arrive as separate messages, like a streamed reply
 CLIENT_EVENTS = (
     "session.update",
@@ -100,6 +103,7 @@ class Call:
         session: dict[str, Any],
         *,
         on_closed: Callable[[Call], None] = lambda call: None,
+        limit_s: float = SESSION_LIMIT_S,
     ) -> None:
         self.id = "rtc_" + secrets.token_hex(16)
         self.pc = RTCPeerConnection(rtc_configuration())
@@ -110,6 +114,9 @@ class Call:
         self.audio_source = "none"
         self.events_sent = 0
         self.closed = False
+        self.ended_by: str | None = None  # hangup, session_limit, peer or shutdown
+        self.started = time.monotonic()
+        self.limit_s = limit_s
         self._on_closed = on_closed
         self._relay = MediaRelay()
         self._remote_audio: MediaStreamTrack | None = None
@@ -118,7 +125,7 @@ class Call:
         self._responding = False
         self._last_response_id: str | None = None
         self._expiry: asyncio.Future[None] | None = None
-        self._limit = asyncio.get_running_loop().call_later(SESSION_LIMIT_S, self._expire)
+        self._limit = asyncio.get_running_loop().call_later(limit_s, self._expire)
         self.pc.on("datachannel", self._attach)
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
@@ -160,16 +167,41 @@ class Call:
 
     async def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
-            await self.close()
+            await self.close("peer")
 
     def _expire(self) -> None:
         # Not one of self._tasks: close() cancels those, and must not cancel itself.
-        self._expiry = asyncio.ensure_future(self.close())
+        self._expiry = asyncio.ensure_future(self._end_session())
 
-    async def close(self) -> None:
+    async def _end_session(self) -> None:
+        """What OpenAI does at the cap: an `error` event saying why, then the call ends."""
+        minutes = self.limit_s / 60
+        span = f"{minutes:g} minutes" if minutes >= 1 else f"{self.limit_s:g} seconds"
+        self.send_error(
+            ApiError(
+                400,
+                f"Your session hit the maximum duration of {span}.",
+                code="session_expired",
+            )
+        )
+        await self._flush()
+        await self.close("session_limit")
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FLUSH_S
+        channel = self.channel
+        while channel is not None and channel.bufferedAmount and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(max(0.0, min(0.1, deadline - loop.time())))  # in flight, unacked
+
+    async def close(self, reason: str = "shutdown") -> None:
+        """Ends the call for good: the SCTP association is aborted and DTLS shut down, so the
+        caller's data channel closes and its connection leaves `connected` at once."""
         if self.closed:
             return
         self.closed = True
+        self.ended_by = reason
         self._limit.cancel()
         for task in list(self._tasks):
             task.cancel()

@@ -38,9 +38,16 @@ from devstack.net import PortBusy, free_port, port_is_free, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_FILE = ROOT / ".devstack" / "state.json"
-COMPONENTS = ("aws", "openai", "issuer", "web", "api")
-DEFAULT_PORTS = {"api": 3001, "issuer": 3002, "openai": 3003, "aws": 3004, "web": 5173}
+COMPONENTS = ("aws", "openai", "issuer", "web", "api", "scheduler")
+DEFAULT_PORTS = {
+    "api": 3001, "issuer": 3002, "openai": 3003, "aws": 3004, "scheduler": 3005, "web": 5173,
+}  # fmt: skip
 DEFAULT_QUOTAS = "5/minute,50/day"
+DEFAULT_CALL_LIMITS = "concurrent=2,minutes/day=60"
+SCHEDULE_GROUP = "devstack-calls"
+# moto does not check that the role exists; the function only passes it to Scheduler.
+SCHEDULER_ROLE_ARN = f"arn:aws:iam::{aws.ACCOUNT_ID}:role/devstack-scheduler"
+SHIPPED_PROFILES = ROOT / "functions" / "token_vendor" / "profiles.json"
 REAL_OPENAI = "https://api.openai.com/v1"
 TABLE = "devstack-quota"
 SECRET_ID = "devstack/openai-api-key"  # noqa: S105  the secret's name, not a secret
@@ -51,7 +58,10 @@ START_TIMEOUT = 45.0
 STOP_TIMEOUT = 5.0
 # Variables of the developer's shell that must not reach the stack: real cloud credentials
 # and settings would point the function at a real account.
-INHERITED_PREFIXES = ("AWS_", "OPENAI_", "POWERTOOLS_", "AUTH_", "QUOTA", "ALLOWED_ORIGINS")
+INHERITED_PREFIXES = (
+    "AWS_", "OPENAI_", "POWERTOOLS_", "AUTH_", "QUOTA", "ALLOWED_ORIGINS", "CALL_LIMITS",
+    "SCHEDULE", "SCHEDULER_",
+)  # fmt: skip
 _print_lock = threading.Lock()
 
 
@@ -275,6 +285,11 @@ def _api_env(urls: Mapping[str, str], quotas: str, extra: Mapping[str, str]) -> 
         "AUTH_TOKEN_USE": "access",
         "ALLOWED_ORIGINS": urls["web"],
         "AWS_ENDPOINT_URL": urls["aws"],
+        "SCHEDULE_GROUP": SCHEDULE_GROUP,
+        "SCHEDULER_ROLE_ARN": SCHEDULER_ROLE_ARN,
+        "CALL_LIMITS": DEFAULT_CALL_LIMITS,
+        # The local Scheduler fires to the second (AWS: within the minute).
+        "SCHEDULER_PRECISION_SECONDS": "1",
         "AWS_REGION": aws.REGION,
         "AWS_DEFAULT_REGION": aws.REGION,
         "POWERTOOLS_SERVICE_NAME": "token-vendor",
@@ -297,13 +312,20 @@ def start_stack(
     state_file: Path | None = None,
     echo: bool = False,
     issuer_style: Literal["oidc", "cognito"] = "oidc",
+    max_call_seconds: int | None = None,
+    session_limit_s: float | None = None,
+    web_flow: str | None = None,
 ) -> Stack:
     """Start every component, wait until each answers, and return the running stack.
 
     With `openai_api_key` the real OpenAI is used and no emulator starts. `extra_env` goes
-    to the function (after the stack's own settings, so it can override them).
-    `issuer_style="cognito"` runs the dev issuer with Cognito's sign-out contract, and tells
-    the page so, as a deploy with the stack's own user pool does.
+    to the function (after the stack's own settings, so it can override them: CALL_LIMITS,
+    PROFILES_FILE...). `issuer_style="cognito"` runs the dev issuer with Cognito's sign-out
+    contract, and tells the page so, as a deploy with the stack's own user pool does.
+    `max_call_seconds` shortens every profile's calls (a profiles file written beside the
+    logs), so a call visibly ends at its deadline; `session_limit_s` shortens the emulator's
+    60-minute cap. `web_flow` is the page's `flow` in config.json ("calls", its default, or
+    "client_secrets").
     """
     started = time.monotonic()
     chosen = choose_ports(ports, host, web_host)
@@ -315,6 +337,7 @@ def start_stack(
         "issuer": f"http://{host}:{chosen['issuer']}",
         "openai": f"http://{host}:{chosen['openai']}/v1" if emulate else REAL_OPENAI,
         "aws": f"http://{host}:{chosen['aws']}",
+        "scheduler": f"http://{host}:{chosen['scheduler']}",
         "web": f"http://{web_host}:{chosen['web']}",
     }
     urls["token"] = urls["issuer"] + "/dev/token"
@@ -328,8 +351,16 @@ def start_stack(
         state_file=state_file,
     )
     stack.log_dir.mkdir(parents=True, exist_ok=True)
+    extra_env = dict(extra_env or {})
+    if max_call_seconds is not None:
+        extra_env["PROFILES_FILE"] = str(
+            short_call_profiles(stack.log_dir, max_call_seconds, extra_env.get("PROFILES_FILE"))
+        )
     try:
-        _spawn_all(stack, quotas, extra_env or {}, web_root, template, echo, emulate, issuer_style)
+        _spawn_all(
+            stack, quotas, extra_env, web_root, template, echo, emulate, issuer_style,
+            session_limit_s, web_flow,
+        )  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT
         _wait(stack, "aws", host, deadline)
         try:
@@ -339,6 +370,7 @@ def start_stack(
                 secret_id=SECRET_ID,
                 secret_value=stack.openai_key,
                 template_path=template,
+                schedule_group=SCHEDULE_GROUP,
             )
         except Exception as exc:
             raise StackError(f"provisioning moto failed: {type(exc).__name__}: {exc}") from exc
@@ -362,6 +394,8 @@ def _spawn_all(
     echo: bool,
     emulate: bool,
     issuer_style: str = "oidc",
+    session_limit_s: float | None = None,
+    web_flow: str | None = None,
 ) -> None:
     ports, urls, py = stack.ports, stack.urls, sys.executable
     host, web_host = stack.host, stack.web_host
@@ -372,7 +406,7 @@ def _spawn_all(
         "clientId": CLIENT_ID,
         "redirectUri": redirect_uri,
         "scopes": SCOPES,
-    }
+    } | ({"flow": web_flow} if web_flow else {})
     if issuer_style == "cognito":  # as deploy/publish_web.py writes it from the outputs
         web_config |= {
             "cognitoLogoutUrl": urls["issuer"] + "/logout",
@@ -400,11 +434,19 @@ def _spawn_all(
              "--template", str(template)],
             _api_env(urls, quotas, extra_env),
         ),
+        # EventBridge Scheduler's stand-in: fires the function's one-time schedules.
+        "scheduler": (
+            [py, "-m", "devstack.scheduler", "--host", host, "--port", str(ports["scheduler"]),
+             "--aws-endpoint", urls["aws"], "--lambda-endpoint", urls["api"],
+             "--group", SCHEDULE_GROUP],
+            _base_env() | aws.FAKE_CREDENTIALS | {"AWS_DEFAULT_REGION": aws.REGION},
+        ),
     }  # fmt: skip
     if emulate:
+        limit = [] if session_limit_s is None else ["--session-limit", str(session_limit_s)]
         commands["openai"] = (
             [py, "-m", "devstack.openai_emulator", "--host", host, "--port",
-             str(ports["openai"])],
+             str(ports["openai"]), *limit],
             _base_env() | {"OPENAI_EMULATOR_SERVER_KEY": stack.openai_key},
         )  # fmt: skip
     for name in COMPONENTS:  # the order they are stopped in is the reverse
@@ -413,6 +455,17 @@ def _spawn_all(
             log = stack.log_dir / f"{name}.log"
             # moto logs every request; its log file is enough.
             stack.processes[name] = Process(name, command, env, log, echo and name != "aws")
+
+
+def short_call_profiles(directory: Path, seconds: int, source: str | None = None) -> Path:
+    """The profiles file (the shipped one unless `source`) with every profile's calls
+    ending after `seconds`: how `make dev` shows a call reaching its deadline."""
+    profiles = json.loads(Path(source or SHIPPED_PROFILES).read_text())
+    for profile in profiles["profiles"].values():
+        profile["max_call_seconds"] = seconds
+    path = directory / "profiles.json"
+    path.write_text(json.dumps(profiles, indent=2) + "\n")
+    return path
 
 
 def _wait(stack: Stack, name: str, host: str, deadline: float) -> None:

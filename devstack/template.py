@@ -55,6 +55,17 @@ def quota_table_definition(template: dict[str, Any]) -> dict[str, Any]:
     return definition
 
 
+def schedule_group_definition(template: dict[str, Any]) -> dict[str, Any] | None:
+    """`create_schedule_group` arguments (its tags) for the template's schedule group, or None
+    when the template declares none. The name is the stack's: CloudFormation names it there."""
+    for resource in (template.get("Resources") or {}).values():
+        if resource.get("Type") == "AWS::Scheduler::ScheduleGroup":
+            tags = (resource.get("Properties") or {}).get("Tags") or []
+            plain = [t for t in tags if isinstance(t.get("Value"), str)]  # no intrinsics here
+            return {"Tags": plain} if plain else {}
+    return None
+
+
 def cors_configuration(template: dict[str, Any]) -> dict[str, Any]:
     """The HttpApi's CORS rules, header names lower-cased (AllowOrigins is a parameter)."""
     cors = template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -57,7 +58,10 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Any]:
-    with start_stack(quotas="20/minute,200/day") as running:
+    # These suites drive the client-secret flow (their held stages are its requests); the
+    # server-owned flow, the page's default, has its own stacks (test_calls, test_connect_time).
+    flow = os.environ.get("E2E_FLOW", "client_secrets")
+    with start_stack(quotas="20/minute,200/day", web_flow=flow) as running:
         yield running
 
 
@@ -103,3 +107,15 @@ def wait_until(page: Any, expression: str, timeout_ms: int = 15_000) -> Any:
 def shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def use_flow(page: Any, flow: str) -> None:
+    """The page reads its flow from config.json, as a deployment would set it."""
+
+    def rewrite(route: Any) -> None:
+        response = route.fetch()
+        config = response.json() | {"flow": flow}
+        route.fulfill(response=response, body=json.dumps(config))
+
+    page.unroute("**/config.json")
+    page.route("**/config.json", rewrite)

@@ -93,12 +93,17 @@ def test_sign_in_talk_type_mute_and_hang_up(page: Any, stack: Any) -> None:
     record_connect_time(metrics)
 
 
-def record_connect_time(metrics: dict[str, float]) -> None:
-    parts = {k: round(v, 1) for k, v in metrics.items() if k != "connectMs"}
-    print(f"\nStart talking -> session.created: {metrics['connectMs']:.0f} ms; parts: {parts}")
+def record_connect_time(metrics: dict[str, Any]) -> None:
+    parts = {
+        k: round(v, 1)
+        for k, v in metrics.items()
+        if k != "connectMs" and isinstance(v, float | int)
+    }
+    flow = metrics.get("flow")
+    print(f"\nStart talking -> session.created ({flow}): {metrics['connectMs']:.0f} ms; {parts}")
     out = ROOT / "artifacts" / "browser-connect.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"connect_ms": metrics["connectMs"], "parts": parts}))
+    out.write_text(json.dumps({"connect_ms": metrics["connectMs"], "flow": flow, "parts": parts}))
 
 
 def test_microphone_denied_says_how_to_allow_it(browser: Any, stack: Any) -> None:

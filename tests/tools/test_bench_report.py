@@ -122,3 +122,27 @@ def test_a_bytecode_saving_is_claimed_only_when_the_run_measured_one() -> None:
     assert "Shipping bytecode saved 40 ms" in report.render(results(choices=choices(140, 100)))
     text = report.render(results(choices=choices(185, 376)))
     assert "saved" not in text and "no saving measured" in text
+
+
+def flows(calls: list[float], secrets: list[float]) -> dict[str, Any]:
+    def flow(runs: list[float]) -> dict[str, Any]:
+        ordered = sorted(runs)
+        parts = {"offerMs": 120.0, "sdpMs": 50.0}
+        return {"runs": len(runs), "connect_ms": runs, "median_ms": ordered[len(runs) // 2],
+                "parts_median_ms": parts}  # fmt: skip
+
+    return {"calls": flow(calls), "client_secrets": flow(secrets)}
+
+
+def test_the_flows_verdict_follows_the_runs() -> None:
+    results = copy.deepcopy(RESULTS)
+    results["browser_flows"] = flows([200.0, 210.0, 220.0], [230.0, 240.0, 250.0])
+    faster = "The server-owned call's median is 30 ms faster than the client secret's, and no"
+    assert faster in report.render(results)
+    results["browser_flows"] = flows([260.0, 270.0, 280.0], [230.0, 240.0, 250.0])
+    assert "median is 30 ms slower than the client secret's, and no" in report.render(results)
+    results["browser_flows"] = flows([200.0, 255.0, 260.0], [230.0, 240.0, 250.0])
+    text = report.render(results)
+    assert "median is 15 ms slower than the client secret's; their runs overlap" in text
+    assert "(200-260 vs 230-250 ms)" in text
+    assert "| offer and ICE gathering | 120 | 120 |" in text

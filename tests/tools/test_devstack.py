@@ -4,7 +4,6 @@ system started, used through the browser's sign-in flow, and stopped, over real 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -15,20 +14,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
+import botocore.config
 import httpx
 import jwt
 import pytest
-from aiohttp import web
 
 from devstack import apigw, idp
 from devstack.net import free_port
-from devstack.stack import AUDIENCE, CLIENT_ID, StackError, start_stack
+from devstack.stack import AUDIENCE, CLIENT_ID, DEFAULT_PORTS, StackError, start_stack
+from tests.tools.serving import serving
 
 pytestmark = pytest.mark.stack
 
@@ -43,26 +44,6 @@ TEMPLATE_CORS = {
     "MaxAge": 600,
     "AllowCredentials": False,
 }
-
-
-@contextmanager
-def serving(make_app: Callable[[str], web.Application]) -> Iterator[str]:
-    """An aiohttp app on a free loopback port, in a thread, for the length of the tests."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(make_app(url))
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield url
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -326,7 +307,8 @@ def test_mint_token_is_stable_per_user_name() -> None:
 def gateway() -> Iterator[str]:
     handler = apigw.load_handler(ROOT / "tests" / "tools" / "fixtures", "echo_handler.handler")
     cors = apigw.Cors.from_configuration(TEMPLATE_CORS, [WEB_ORIGIN])
-    app = apigw.create_app(handler, routes=["POST /echo", "GET /echo"], cors=cors)
+    routes = ["POST /echo", "GET /echo", "POST /echo/{item_id}/close", "GET /files/{path+}"]
+    app = apigw.create_app(handler, routes=routes, cors=cors)
     with serving(lambda _: app) as url:
         yield url
 
@@ -372,6 +354,34 @@ def test_requests_become_payload_2_0_events(http: httpx.Client, gateway: str) ->
     assert context["domainName"] == urlsplit(gateway).netloc
     assert answer.headers["apigw-requestid"] == context["requestId"]
     assert abs(context["timeEpoch"] / 1000 - time.time()) < 60
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route", "parameters"),
+    [
+        ("POST", "/echo/rtc_1%2Fx/close", "POST /echo/{item_id}/close", {"item_id": "rtc_1/x"}),
+        ("GET", "/files/a/b/c.txt", "GET /files/{path+}", {"path": "a/b/c.txt"}),
+        ("GET", "/echo", "GET /echo", None),
+    ],
+)
+def test_path_parameters_are_matched_like_the_gateway(
+    http: httpx.Client,
+    gateway: str,
+    method: str,
+    path: str,
+    route: str,
+    parameters: dict[str, str] | None,
+) -> None:
+    event = http.request(method, f"{gateway}{path}").json()["event"]
+
+    assert event["routeKey"] == event["requestContext"]["routeKey"] == route
+    assert event.get("pathParameters") == parameters
+    assert event["rawPath"] == path
+
+
+@pytest.mark.parametrize("path", ["/echo/a/b/close", "/echo//close", "/echo/x/close/more"])
+def test_a_parameter_matches_one_segment_only(http: httpx.Client, gateway: str, path: str) -> None:
+    assert http.post(f"{gateway}{path}").status_code == 404
 
 
 def test_binary_bodies_arrive_base64_encoded(http: httpx.Client, gateway: str) -> None:
@@ -439,6 +449,119 @@ def test_a_handler_past_its_timeout_is_a_gateway_500(http: httpx.Client) -> None
 
     assert answer.status_code == 500
     assert answer.json() == {"message": "Internal Server Error"}
+
+
+# -- Lambda's Invoke API on the same stand-in -----------------------------------------------------
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:TokenFunction"
+
+
+def lambda_client(url: str) -> Any:
+    return boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=botocore.config.Config(retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture(scope="module")
+def invocable() -> Iterator[str]:
+    handler = apigw.load_handler(ROOT / "tests" / "tools" / "fixtures", "echo_handler.handler")
+    cors = apigw.Cors.from_configuration(TEMPLATE_CORS, [WEB_ORIGIN])
+    app = apigw.create_app(handler, routes=["POST /echo"], cors=cors, aliases=["live"])
+    with serving(lambda _: app) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    ("name", "qualifier", "arn"),
+    [
+        ("TokenFunction", None, FUNCTION_ARN),
+        (FUNCTION_ARN, None, FUNCTION_ARN),
+        (FUNCTION_ARN + ":live", None, FUNCTION_ARN + ":live"),
+        ("123456789012:function:TokenFunction", "$LATEST", FUNCTION_ARN + ":$LATEST"),
+        ("TokenFunction", "live", FUNCTION_ARN + ":live"),
+    ],
+)
+def test_boto3_invokes_the_handler_with_the_raw_event(
+    invocable: str, name: str, qualifier: str | None, arn: str
+) -> None:
+    event = {"action": "hangup", "call_id": "rtc_1", "user": "alice"}
+    extra = {"Qualifier": qualifier} if qualifier else {}
+
+    answer = lambda_client(invocable).invoke(
+        FunctionName=name, Payload=json.dumps(event).encode(), **extra
+    )
+
+    assert answer["StatusCode"] == 200
+    assert "FunctionError" not in answer
+    assert json.loads(answer["Payload"].read()) == {"echo": event, "invoked_function_arn": arn}
+
+
+def test_an_invocation_that_raises_is_a_function_error(invocable: str) -> None:
+    answer = lambda_client(invocable).invoke(FunctionName="TokenFunction", Payload=b'{"raise": 1}')
+
+    assert answer["StatusCode"] == 200 and answer["FunctionError"] == "Unhandled"
+    error = json.loads(answer["Payload"].read())
+    assert (error["errorType"], error["errorMessage"]) == ("RuntimeError", "asked to fail")
+
+
+def test_an_invocation_past_its_timeout_is_a_function_error() -> None:
+    def slow(event: dict[str, Any], context: Any) -> str:
+        time.sleep(0.5)
+        return "too late"
+
+    with serving(lambda _: apigw.create_app(slow, timeout=0.1)) as url:
+        answer = lambda_client(url).invoke(FunctionName="TokenFunction", Payload=b"{}")
+
+    assert answer["FunctionError"] == "Unhandled"
+    assert json.loads(answer["Payload"].read())["errorType"] == "Sandbox.Timedout"
+
+
+def test_an_event_invocation_is_queued_and_run(http: httpx.Client) -> None:
+    seen: list[Any] = []
+    ran = threading.Event()
+
+    def record(event: Any, context: Any) -> None:
+        seen.append(event)
+        ran.set()
+
+    with serving(lambda _: apigw.create_app(record)) as url:
+        client = lambda_client(url)
+        queued = client.invoke(FunctionName="TokenFunction", InvocationType="Event", Payload=b"[1]")
+        assert queued["StatusCode"] == 202 and queued["Payload"].read() == b""
+        assert ran.wait(5)
+        dry = client.invoke(FunctionName="TokenFunction", InvocationType="DryRun", Payload=b"[2]")
+        assert dry["StatusCode"] == 204
+    assert seen == [[1]]
+
+
+def test_invoke_refusals_are_lambdas_errors(http: httpx.Client, invocable: str) -> None:
+    client = lambda_client(invocable)
+    for name, qualifier in [
+        ("OtherFunction", None),
+        ("TokenFunction", "v7"),
+        ("arn:aws:lambda:us-east-1:999999999999:function:TokenFunction", None),
+    ]:
+        extra = {"Qualifier": qualifier} if qualifier else {}
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            client.invoke(FunctionName=name, Payload=b"{}", **extra)
+    with pytest.raises(client.exceptions.InvalidRequestContentException):
+        client.invoke(FunctionName="TokenFunction", Payload=b"not json")
+    with pytest.raises(client.exceptions.RequestTooLargeException):
+        client.invoke(FunctionName="TokenFunction", Payload=b" " * (6 * 1024 * 1024 + 1))
+    # Unsigned (what a web page could send): refused, and no CORS grant for this path.
+    url = f"{invocable}/2015-03-31/functions/TokenFunction/invocations"
+    unsigned = http.post(url, content=b"{}", headers={"Origin": WEB_ORIGIN})
+    assert unsigned.status_code == 403
+    assert unsigned.headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
+    assert "access-control-allow-origin" not in unsigned.headers
+    preflight = http.options(
+        url, headers={"Origin": WEB_ORIGIN, "Access-Control-Request-Method": "POST"}
+    )
+    assert "access-control-allow-origin" not in preflight.headers
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/other"), ("DELETE", "/echo")])
@@ -591,7 +714,7 @@ def dev_command_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_make_dev_prints_a_token_and_ctrl_c_stops_every_process(tmp_path: Path) -> None:
-    ports = [f"--{name}-port={free_port()}" for name in ("api", "issuer", "openai", "aws", "web")]
+    ports = [f"--{name}-port={free_port()}" for name in DEFAULT_PORTS]
     env = dev_command_env(tmp_path)
     dev = subprocess.Popen(
         [sys.executable, "-m", "devstack", "--quiet", *ports],
@@ -633,7 +756,7 @@ def test_make_dev_prints_a_token_and_ctrl_c_stops_every_process(tmp_path: Path) 
     assert dev.returncode == 0, err
     assert "Traceback" not in err
     assert sorted(children) == sorted(state["pids"].values())
-    assert sorted(state["pids"]) == ["api", "aws", "issuer", "openai", "web"]
+    assert sorted(state["pids"]) == ["api", "aws", "issuer", "openai", "scheduler", "web"]
     assert [pid for pid in children if alive(pid)] == []
     assert not state_file.exists()
 
@@ -663,7 +786,7 @@ def listening() -> Iterator[int]:
 
 
 def test_a_busy_port_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
-    others = [f"--{name}-port={free_port()}" for name in ("issuer", "openai", "aws", "web")]
+    others = [f"--{name}-port={free_port()}" for name in DEFAULT_PORTS if name != "api"]
     with listening() as busy:
         result = subprocess.run(
             [sys.executable, "-m", "devstack", f"--api-port={busy}", *others],

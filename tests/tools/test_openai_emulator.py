@@ -163,10 +163,10 @@ class Running:
 
 
 @contextlib.contextmanager
-def emulator_thread() -> Iterator[Running]:
+def emulator_thread(**options: Any) -> Iterator[Running]:
     # Its own loop and thread: the tests' WebRTC clients run on theirs, as a browser would.
     clock = FakeClock()
-    app = create_app(KEY, clock=clock)
+    app = create_app(KEY, clock=clock, **options)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app, shutdown_timeout=2)
     ready = threading.Event()
@@ -599,6 +599,8 @@ class Caller:
         self.channel = self.pc.createDataChannel("oai-events")
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.channel.on("message", lambda message: self.events.put_nowait(json.loads(message)))
+        self.channel_closed = asyncio.Event()
+        self.channel.on("close", self.channel_closed.set)
         self.frames = 0
         self._readers: list[asyncio.Task[None]] = []
         self.pc.on("track", self._on_track)
@@ -839,6 +841,90 @@ async def _server_side_call(emulator: Running) -> None:
     finally:
         await caller.close()
         await server.close()
+
+
+def test_hangup_ends_the_callers_peer(http: httpx.Client, emulator: Running) -> None:
+    """What a browser sees: its data channel closes and its audio stops, at once."""
+    rtc_id, seconds = run(_hangup_ends_the_callers_peer(emulator))
+    (ended,) = [c for c in state(http)["ended_calls"] if c["id"] == rtc_id]
+    assert ended["ended_by"] == "hangup" and ended["seconds"] < 10
+    print(f"hangup -> caller's channel closed in {seconds * 1000:.0f} ms")
+
+
+async def _hangup_ends_the_callers_peer(emulator: Running) -> tuple[str, float]:
+    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
+    caller = Caller(microphone=True)
+    try:
+        raw = await server.realtime.calls.with_raw_response.create(
+            sdp=await caller.offer(), session={"type": "realtime"}
+        )
+        location = LOCATION.match(raw.headers["location"])
+        assert location is not None
+        await caller.accept(raw.text)
+        await caller.until("conversation.created")
+        await caller.wait_frames(10)
+        assert caller.pc.connectionState == "connected"
+        hung_up = time.monotonic()
+        await server.realtime.calls.hangup(location.group(1))
+        await asyncio.wait_for(caller.channel_closed.wait(), 5)
+        seconds = time.monotonic() - hung_up
+        assert caller.channel.readyState == "closed"
+        await caller.wait_state("closed", timeout=5)
+        frames = caller.frames
+        await asyncio.sleep(0.3)
+        assert caller.frames == frames, "audio kept arriving after the hangup"
+        return location.group(1), seconds
+    finally:
+        await caller.close()
+        await server.close()
+
+
+def test_a_call_ends_at_the_session_limit() -> None:
+    """OpenAI's 60-minute cap, shortened: an `error` event saying why, then the call ends."""
+    with emulator_thread(session_limit_s=1.5) as short:
+        rtc_id, error, lasted = run(_a_call_ends_at_the_session_limit(short))
+        seen = httpx.get(short.url + "/__emulator/state").json()
+    assert error["code"] == "session_expired"
+    assert error["message"] == "Your session hit the maximum duration of 1.5 seconds."
+    assert 1.4 <= lasted < 5
+    assert seen["calls_open"] == 0 and seen["session_limit_s"] == 1.5
+    assert [c["ended_by"] for c in seen["ended_calls"] if c["id"] == rtc_id] == ["session_limit"]
+
+
+async def _a_call_ends_at_the_session_limit(
+    emulator: Running,
+) -> tuple[str, dict[str, Any], float]:
+    caller = Caller(microphone=False)
+    try:
+        async with httpx.AsyncClient(base_url=emulator.url, timeout=10) as client:
+            minted = await client.post("/v1/realtime/client_secrets", headers=server_headers())
+            started = time.monotonic()
+            answer = await post_offer(client, minted.json()["value"], await caller.offer())
+            rtc_id = call_id(answer)
+            await caller.accept(answer.text)
+            await caller.until("conversation.created")
+            (error,) = [e for e in await caller.until("error") if e["type"] == "error"]
+            await asyncio.wait_for(caller.channel_closed.wait(), 5)
+            await caller.wait_state("closed", timeout=5)
+            return rtc_id, error["error"], time.monotonic() - started
+    finally:
+        await caller.close()
+
+
+def test_the_session_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        create_app(KEY, session_limit_s=0)
+    for bad in ("0", "-1", "nan", "soon"):
+        done = subprocess.run(
+            emulator_command("--port", "0", "--session-limit", bad),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 2 and "positive number of seconds" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
 
 
 def test_a_secret_opens_several_calls_until_it_expires(

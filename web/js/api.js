@@ -63,7 +63,17 @@ export async function requestClientSecret(apiBaseUrl, accessToken, request = {},
   }
   const quota = parseRateLimit(response.headers.get("RateLimit"));
   if (response.ok) return { secret: await response.json(), quota };
+  throw await refusal(response, quota);
+}
+
+/**
+ * The ApiError for a refused request: its problem document, Retry-After and quota.
+ * @param {Response} response
+ * @param {QuotaWindow[]} quota
+ * @returns {Promise<ApiError>}
+ */
+export async function refusal(response, quota) {
   const problem = await response.json().catch(() => null);
   const retryAfter = Number(response.headers.get("Retry-After")) || problem?.retry_after || null;
-  throw new ApiError(response.status, problem, retryAfter, quota);
+  return new ApiError(response.status, problem, retryAfter, quota);
 }

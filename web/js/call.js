@@ -6,11 +6,16 @@
 // and stops. (The pattern of openai-agents-js's WebRTC transport, with one object per
 // attempt as the attempt's token.) No DOM here: the page passes hooks.
 
-import { CallEnded, ConnectionLost, InvalidTransition, MicrophoneError, SessionLimitReached } from "./errors.js";
+import { CallEnded, CallLimitReached, ConnectionLost, InvalidTransition, MicrophoneError, SessionLimitReached } from "./errors.js";
 import { connect } from "./negotiation.js";
 
 /** OpenAI ends a Realtime session after 60 minutes. */
 export const SESSION_LIMIT_S = 60 * 60;
+// A server-owned call's hangup fires within the minute before its deadline (Scheduler's
+// precision on AWS): a drop that close to the deadline is the server ending the call...
+const SERVER_HANGUP_SLACK_MS = 65_000;
+// ...and a call still up this long after its deadline is ended from here.
+const SERVER_HANGUP_GRACE_MS = 30_000;
 
 /** @typedef {"idle" | "connecting" | "connected" | "ended"} CallState */
 /** @typedef {import("./negotiation.js").Exchange} Exchange */
@@ -63,6 +68,10 @@ export class Call {
   #connection = null;
   #muted = false;
   #started = 0;
+  /** The server's deadline (epoch ms) of a server-owned call, once placed. @type {number | null} */
+  #deadline = null;
+  #limitS = SESSION_LIMIT_S;
+  #expired = false;
   /** @type {Timing} */
   timing = {};
 
@@ -118,7 +127,7 @@ export class Call {
           if (this.#state !== "ended") this.hooks.onRemoteStream(stream);
         },
         onStateChange: (state) => {
-          if (DEAD.includes(state)) this.end(new ConnectionLost(state));
+          if (DEAD.includes(state)) this.end(this.#dropCause(state));
         },
       });
       this.#checkpoint();
@@ -148,6 +157,18 @@ export class Call {
     }
     this.#connection = null;
     this.hooks.onEnded(cause instanceof CallEnded ? null : cause);
+  }
+
+  /**
+   * The server-owned call's deadline, from the server that placed it: the countdown runs to
+   * it, and the connection dropping near it is the server ending the call.
+   * @param {number} endsAtMs epoch milliseconds
+   */
+  setDeadline(endsAtMs) {
+    if (this.#state === "ended") return;
+    this.#deadline = endsAtMs;
+    // The deadline is rounded down to the Scheduler's precision: read the limit back rounded up.
+    this.#limitS = Math.max(1, Math.ceil((endsAtMs - Date.now()) / 1000));
   }
 
   /** @param {object} event a client event; dropped unless connected */
@@ -205,9 +226,19 @@ export class Call {
     return value;
   }
 
+  /** Why the connection dropped: the call's limit, when it came at the limit. @param {string} state */
+  #dropCause(state) {
+    if (this.#deadline !== null && Date.now() >= this.#deadline - SERVER_HANGUP_SLACK_MS) {
+      return new CallLimitReached(this.#limitS);
+    }
+    if (this.#expired) return new SessionLimitReached(SESSION_LIMIT_S);
+    return new ConnectionLost(state);
+  }
+
   /** @param {any} event */
   #onEvent(event) {
     if (this.#state === "ended") return;
+    if (event?.type === "error" && event.error?.code === "session_expired") this.#expired = true;
     if (event?.type === "session.created" && this.#state === "connecting") this.#connected();
     this.hooks.onEvent(event);
   }
@@ -220,11 +251,14 @@ export class Call {
       t.channelMs = t.connectMs - (t.iceDtlsMs + t.sdpMs + t.offerMs + Math.max(t.tokenMs ?? 0, t.microphoneMs ?? 0));
     }
     this.#enter("connected");
-    const ends = Date.now() + SESSION_LIMIT_S * 1000;
+    const deadline = this.#deadline;
+    const ends = deadline ?? Date.now() + SESSION_LIMIT_S * 1000;
     const tick = () => {
       const left = Math.max(0, (ends - Date.now()) / 1000);
       this.hooks.onTimeLeft(left);
-      if (left === 0) this.end(new SessionLimitReached(SESSION_LIMIT_S));
+      // At its deadline the server ends a server-owned call; the page waits for it a while.
+      const late = deadline === null ? left === 0 : Date.now() - deadline > SERVER_HANGUP_GRACE_MS;
+      if (late) this.end(new SessionLimitReached(this.#limitS));
     };
     const timer = setInterval(tick, 1000);
     this.#own(() => clearInterval(timer));

@@ -35,13 +35,17 @@ export class ConnectionLost extends AppError {
   }
 }
 
-/** The conversation reached the Realtime API's session limit. */
+/** The conversation reached its limit: the Realtime API's session cap, or the call's deadline. */
 export class SessionLimitReached extends AppError {
   /** @param {number} seconds */
   constructor(seconds) {
-    super("session-limit", `the conversation reached its ${seconds / 60}-minute limit`);
+    super("session-limit", `the conversation reached its ${seconds}-second limit`);
+    this.seconds = seconds;
   }
 }
+
+/** The server ended a server-owned call at its deadline: the call is over on its side too. */
+export class CallLimitReached extends SessionLimitReached {}
 
 /**
  * The microphone could not be opened. `reason` comes from the browser's DOMException name.

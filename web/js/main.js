@@ -4,12 +4,18 @@
 import { ApiError, requestClientSecret } from "./api.js";
 import { Auth, SignInRequired, SignInUnavailable } from "./auth.js";
 import { Call } from "./call.js";
-import { ConfigError, ConnectionLost, MicrophoneError, SessionLimitReached } from "./errors.js";
+import { callsExchange, hangUpCall, listCalls } from "./calls.js";
+import { CallLimitReached, ConfigError, ConnectionLost, MicrophoneError, SessionLimitReached } from "./errors.js";
 import { HandshakeError, clientSecretExchange } from "./negotiation.js";
 import { Transcript, userMessage } from "./session.js";
 import * as ui from "./ui.js";
 
-/** @typedef {{apiBaseUrl: string, issuer: string, clientId: string, redirectUri: string, scopes: string}} Config */
+/**
+ * `flow`: "calls" (the default: our API places the call, server-owned) or "client_secrets"
+ * (the API mints a secret and the browser sends its offer to OpenAI).
+ * @typedef {{apiBaseUrl: string, issuer: string, clientId: string, redirectUri: string, scopes: string, flow?: string}} Config
+ */
+/** @typedef {import("./calls.js").PlacedCall & {token: string}} Placed */
 /** @typedef {{label: string, run: () => void}} Action */
 
 /** @type {Auth} */
@@ -49,6 +55,8 @@ async function boot() {
     toggleMute,
     say,
   });
+  // Closing the tab ends a server-owned call now rather than at its deadline.
+  window.addEventListener("pagehide", () => call?.end());
 }
 
 /** @returns {Promise<Config>} */
@@ -86,9 +94,26 @@ function start() {
   ui.unlockAudio();
   const lines = new Transcript(ui.showTranscript);
   transcript = lines;
+  /** The server-owned call, once placed: hung up through the API when the page ends it. @type {Placed | null} */
+  let placed = null;
+  /**
+   * What placing a server-owned call takes: the user's token. The exchange then posts the
+   * offer to our API, which places the call: one request, no secret in the browser.
+   * @param {AbortSignal} signal
+   */
+  const placeThroughApi = async (signal) => {
+    const token = await auth.accessToken();
+    signal.throwIfAborted();
+    return callsExchange(config.apiBaseUrl, token, (call) => {
+      placed = { ...call, token };
+      ui.showQuota(call.quota);
+      ui.showMinutesLeft(call.minutesLeft);
+      attempt.setDeadline(call.endsAt * 1000);
+    });
+  };
   const attempt = new Call({
     audioContext,
-    authorize,
+    authorize: config.flow === "client_secrets" ? authorize : placeThroughApi,
     hooks: {
       onState: (state) => {
         if (state === "connecting") ui.showState("connecting", "Connecting…");
@@ -104,8 +129,14 @@ function start() {
       },
       onRemoteStream: ui.playRemote,
       onLevel: ui.showLevel,
-      onTimeLeft: ui.showTimeLeft,
-      onEnded: ended,
+      onTimeLeft: (left) => {
+        ui.showTimeLeft(left);
+        if (left === 0 && placed) ui.showStatus("Time is up: the conversation is ending…");
+      },
+      onEnded: (cause) => {
+        if (placed) release(placed, cause);
+        ended(cause);
+      },
     },
   });
   call = attempt;
@@ -124,13 +155,36 @@ async function authorize(signal) {
   return clientSecretExchange(minted.secret);
 }
 
+/**
+ * A server-owned call is over on the page: hang it up through the API (unless the server
+ * ended it), then show the minutes that came back. Best effort: the deadline ends it anyway.
+ * @param {Placed} placed
+ * @param {unknown} cause
+ */
+async function release(placed, cause) {
+  try {
+    // Signing out forgets the token before this runs: the one the call was placed with will do.
+    const token = await auth.accessToken().catch(() => placed.token);
+    if (!(cause instanceof CallLimitReached)) await hangUpCall(config.apiBaseUrl, token, placed.id);
+    ui.showMinutesLeft((await listCalls(config.apiBaseUrl, token)).minutes_left_today);
+  } catch {
+    // nothing to tell the user: the call is over for them either way
+  }
+}
+
+/** "This conversation reached its 10-minute limit." @param {number} seconds */
+function limitReached(seconds) {
+  const span = seconds >= 55 ? `${Math.ceil(seconds / 60)}-minute` : `${seconds}-second`;
+  return `This conversation reached its ${span} limit.`;
+}
+
 /** The call is over and has released everything; the page is ready again. @param {unknown} cause */
 function ended(cause) {
   ui.showLevel(0);
   ui.showTimeLeft(null);
   if (cause instanceof SessionLimitReached) {
     showAccount();
-    ui.showStatus("The conversation reached its 60-minute limit.");
+    ui.showStatus(limitReached(cause.seconds));
   } else if (cause) {
     fail(cause);
   } else {
@@ -193,6 +247,9 @@ function describe(error) {
       case 403:
         return { message: "Your account is not allowed to start conversations. Ask your administrator for access.", action: null };
       case 429:
+        if (error.problem?.detail && !String(error.problem.type || "").endsWith("quota-exceeded")) {
+          return { message: error.problem.detail, action: null }; // a call limit, in the server's words
+        }
         return { message: `You can start another conversation in ${wait}.`, action: null };
       case 503:
         return { message: `The voice service is busy right now. Please try again in ${wait}.`, action: retry };

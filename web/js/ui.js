@@ -7,7 +7,7 @@ const elements = {
   alert: $("alert"), alertText: $("alert-text"), alertAction: /** @type {HTMLButtonElement} */ ($("alert-action")),
   start: /** @type {HTMLButtonElement} */ ($("start")), mute: /** @type {HTMLButtonElement} */ ($("mute")),
   hangUp: /** @type {HTMLButtonElement} */ ($("hang-up")), level: /** @type {HTMLMeterElement} */ ($("level")),
-  timeLeft: $("time-left"), quota: $("quota"), transcript: $("transcript"),
+  timeLeft: $("time-left"), quota: $("quota"), minutesLeft: $("minutes-left"), transcript: $("transcript"),
   say: /** @type {HTMLFormElement} */ ($("say")), sayText: /** @type {HTMLInputElement} */ ($("say-text")),
   saySend: /** @type {HTMLButtonElement} */ ($("say-send")),
   audio: /** @type {HTMLAudioElement} */ ($("remote-audio")),
@@ -125,6 +125,11 @@ export function showTimeLeft(seconds) {
   const m = Math.floor(seconds / 60);
   const s = String(Math.floor(seconds % 60)).padStart(2, "0");
   elements.timeLeft.textContent = `${m}:${s}`;
+}
+
+/** Call minutes left today (server-owned calls). @param {number | null} minutes */
+export function showMinutesLeft(minutes) {
+  if (minutes !== null) elements.minutesLeft.textContent = String(minutes);
 }
 
 /** @param {import("./api.js").QuotaWindow[]} windows */

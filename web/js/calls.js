@@ -1,0 +1,96 @@
+// Server-owned calls: our API places the call with its own OpenAI key, counts it and ends it at
+// its deadline. The browser holds only the user's token; one request carries the SDP offer
+// there and brings back the answer with the call's terms.
+
+import { ApiError, parseRateLimit, refusal } from "./api.js";
+
+/**
+ * @typedef {import("./api.js").QuotaWindow} QuotaWindow
+ * @typedef {import("./negotiation.js").Exchange} Exchange
+ * @typedef {object} PlacedCall
+ * @property {string} id  the call's id, for hangup
+ * @property {number} endsAt  Unix seconds: the server ends the call by then (Call-Ends-At)
+ * @property {number | null} minutesLeft  call minutes left today (Call-Minutes-Left)
+ * @property {QuotaWindow[]} quota
+ */
+
+/** @param {string} apiBaseUrl */
+function callsUrl(apiBaseUrl) {
+  return `${apiBaseUrl.replace(/\/$/, "")}/v1/realtime/calls`;
+}
+
+/** @param {string | null} value @returns {number | null} */
+function numberOrNull(value) {
+  return value !== null && value !== "" && Number.isFinite(Number(value)) ? Number(value) : null;
+}
+
+/**
+ * The exchange of the server-owned flow: the offer to POST /v1/realtime/calls with the user's
+ * token. Never retried (a retry could place a second call), and not cancelled once sent: the
+ * server may have placed the call by then, so a call placed for a page that has meanwhile hung
+ * up is hung up at once, and `onPlaced` hears of every other.
+ * @param {string} apiBaseUrl
+ * @param {string} accessToken
+ * @param {(call: PlacedCall) => void} onPlaced
+ * @returns {Exchange}
+ */
+export function callsExchange(apiBaseUrl, accessToken, onPlaced) {
+  return async (offer, signal) => {
+    signal.throwIfAborted();
+    let response;
+    try {
+      response = await fetch(callsUrl(apiBaseUrl), {
+        method: "POST",
+        headers: { Authorization: `Bearer ${accessToken}`, "Content-Type": "application/sdp" },
+        body: offer,
+      });
+    } catch (error) {
+      signal.throwIfAborted();
+      throw new ApiError(0, null, null, [], { cause: error }); // offline, DNS, CORS: no answer
+    }
+    const quota = parseRateLimit(response.headers.get("RateLimit"));
+    if (response.status !== 201) throw await refusal(response, quota);
+    const answer = await response.text();
+    const id = decodeURIComponent((response.headers.get("Location") || "").split("/").pop() || "");
+    const endsAt = numberOrNull(response.headers.get("Call-Ends-At"));
+    if (signal.aborted || !answer.startsWith("v=") || !id || endsAt === null) {
+      if (id) hangUpCall(apiBaseUrl, accessToken, id).catch(() => {}); // the deadline ends it otherwise
+      signal.throwIfAborted();
+      throw new ApiError(502, null, null, quota); // not a call this page can follow
+    }
+    onPlaced({ id, endsAt, minutesLeft: numberOrNull(response.headers.get("Call-Minutes-Left")), quota });
+    return answer;
+  };
+}
+
+/**
+ * Ends the call upstream and gives its unused minutes back. `keepalive` lets it finish while
+ * the page unloads.
+ * @param {string} apiBaseUrl
+ * @param {string} accessToken
+ * @param {string} callId
+ * @returns {Promise<void>}
+ */
+export async function hangUpCall(apiBaseUrl, accessToken, callId) {
+  const response = await fetch(`${callsUrl(apiBaseUrl)}/${encodeURIComponent(callId)}/hangup`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${accessToken}` },
+    keepalive: true,
+  });
+  if (!response.ok) throw await refusal(response, []);
+}
+
+/**
+ * The user's live calls and the call minutes left today.
+ * @param {string} apiBaseUrl
+ * @param {string} accessToken
+ * @returns {Promise<{data: {id: string, started_at: number, ends_at: number}[], minutes_left_today: number}>}
+ */
+export async function listCalls(apiBaseUrl, accessToken) {
+  const response = await fetch(callsUrl(apiBaseUrl), {
+    headers: { Authorization: `Bearer ${accessToken}` },
+    cache: "no-store",
+  });
+  if (!response.ok) throw await refusal(response, []);
+  return response.json();
+}
