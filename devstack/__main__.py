@@ -76,6 +76,7 @@ Local stack ready in {stack.startup_seconds:.1f} s (logs: {stack.log_dir})
   OpenAI     {urls["openai"]}  ({openai})
   AWS        {urls["aws"]}  (moto: table devstack-quota, secret devstack/openai-api-key)
   Scheduler  {urls["scheduler"]}/status  (runs the call deadlines in moto's schedule group)
+  Watcher    {urls["watcher"]}  (CallWatcherFunction: Lambda's Invoke API, one per live call)
 
 A token for curl:  make token USER=alice   (or: python -m devstack.token alice)
 Mint a client secret:

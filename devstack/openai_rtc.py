@@ -502,7 +502,7 @@ class Call:
         response |= {
             "status": "completed",
             "output": [done_item],
-            "usage": self._usage(text, text_only),
+            "usage": self._usage(response_id, text, text_only),
         }
         self.send({"type": "response.done", "response": response})
         if not text_only:
@@ -534,7 +534,7 @@ class Call:
             "metadata": None,
         }
 
-    def _usage(self, reply: str, text_only: bool) -> dict[str, Any]:
+    def _usage(self, response_id: str, reply: str, text_only: bool) -> dict[str, Any]:
         """Token counts shaped like OpenAI's: about 4 tokens per 3 words of text, 8 audio tokens
         per spoken word (20 per second at 2.5 words a second), and the previous response's
         input found cached, as a conversation's growing prefix is. Each one is recorded."""
@@ -564,7 +564,9 @@ class Call:
             },
             "output_token_details": {"text_tokens": output_text, "audio_tokens": output_audio},
         }
-        self.usages.append({"model": self.session.get("model"), "usage": usage})
+        self.usages.append(
+            {"response_id": response_id, "model": self.session.get("model"), "usage": usage}
+        )
         return usage
 
 
