@@ -45,6 +45,7 @@ class Outcome(Enum):
     ENDED = "ended"  # the call is over and settled
     HANDED_OVER = "handed_over"  # a successor watches it now
     LOST_LEASE = "lost_lease"  # another watcher holds it: this one stepped back
+    OUT_OF_TIME = "out_of_time"  # no successor could be started: the deadline ends the call
 
 
 class Events(Protocol):
@@ -133,6 +134,10 @@ class CallWatch:
                 return self._end("deadline")
             if self.goodbye and now >= self.goodbye_at + GOODBYE_GRACE_SECONDS:
                 return self._end("budget")
+            if successor is None and now >= timing.hard_stop:
+                # Out of time and no successor: the scheduled deadline still ends the call.
+                self.events.close()
+                return Outcome.OUT_OF_TIME
             if successor is None and now >= timing.stop_at:
                 successor = hand_over()
                 if successor is None:
@@ -140,12 +145,9 @@ class CallWatch:
             if successor is not None:
                 if self._successor_attached(successor):
                     return self._drain()
-                if now >= timing.hard_stop:
+                if now >= timing.hard_stop:  # the successor is late: it may still attach
                     self.events.close()
-                    return Outcome.HANDED_OVER
-            elif now >= timing.hard_stop:
-                self.events.close()  # out of time and no successor: the deadline still holds
-                return Outcome.HANDED_OVER
+                    return Outcome.OUT_OF_TIME
             elif now >= renew_at:
                 if not self.leases.renew(job.call_id, job.token, timing.lease_seconds):
                     self.log.warning("lease lost", extra={"call_id": job.call_id})

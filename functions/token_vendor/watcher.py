@@ -33,7 +33,7 @@ from .lease import LeaseStore
 from .openai_key import OpenAIKeyStore
 from .sideband import Sideband, SidebandRefused
 from .spend import SpendLedger
-from .watch import CallWatch, Job, Timing
+from .watch import CallWatch, Job, Outcome, Timing
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "RealtimeTokenVendor")
 SERVICE = "call-watcher"
@@ -252,6 +252,10 @@ def watch(
         log=logger,
     )
     outcome = run.run(timing, lambda: hand_over(job, context, c, metrics))
+    if outcome is Outcome.OUT_OF_TIME:
+        # Live metering stops until a successor attaches (if one was started at all);
+        # the scheduled deadline still ends and settles the call.
+        metrics.count("WatcherFailures", stage="handover")
     logger.info(
         "watcher done",
         extra={
