@@ -305,12 +305,13 @@ def _api_env(urls: Mapping[str, str], quotas: str, extra: Mapping[str, str]) -> 
 
 
 def _watcher_env(urls: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
-    """The watcher's configuration, as template.yaml sets it; `extra` (WATCHER_*,
-    SPEND_LIMITS, PRICES) shortens its hand-overs in tests."""
+    """The watcher's configuration, as template.yaml sets it; `extra` (WATCHER_* to shorten
+    its hand-overs in tests, and the SPEND_LIMITS, PRICES, CALL_LIMITS both functions share)."""
     return _base_env() | aws.FAKE_CREDENTIALS | {
         "OPENAI_SECRET_ID": SECRET_ID,
         "OPENAI_BASE_URL": urls["openai"],
         "QUOTA_TABLE": TABLE,
+        "CALL_LIMITS": DEFAULT_CALL_LIMITS,  # to settle calls in the same ledger
         "AWS_ENDPOINT_URL": urls["aws"],
         "AWS_ENDPOINT_URL_LAMBDA": urls["watcher"],  # it starts its own successor
         "AWS_REGION": aws.REGION,
@@ -384,7 +385,9 @@ def start_stack(
             short_call_profiles(stack.log_dir, max_call_seconds, extra_env.get("PROFILES_FILE"))
         )
     try:
-        shared = {k: v for k, v in extra_env.items() if k in ("SPEND_LIMITS", "PRICES")}
+        shared = {
+            k: v for k, v in extra_env.items() if k in ("SPEND_LIMITS", "PRICES", "CALL_LIMITS")
+        }
         _spawn_all(
             stack, quotas, extra_env, web_root, template, echo, emulate, issuer_style,
             session_limit_s, web_flow, shared | dict(watcher_env or {}),

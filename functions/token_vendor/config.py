@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -77,6 +77,9 @@ class Settings:
     schedule_group: str = ""
     scheduler_role_arn: str = ""
     scheduler_precision_seconds: int = 60
+    spend_limits: SpendLimits = field(default_factory=SpendLimits)
+    # CallWatcherFunction's name or ARN: each admitted call gets a watcher (none when empty).
+    watcher_function: str = ""
 
     def calls_problems(self) -> list[str]:
         """What keeps server-owned calls from working (empty when they can)."""
@@ -154,6 +157,8 @@ class Settings:
             # EventBridge Scheduler fires an at() schedule somewhere in its minute; a local
             # runner that fires to the second may say 1 (see docs/design.md, "deadlines").
             scheduler_precision_seconds=integer("SCHEDULER_PRECISION_SECONDS", 60, 1, 60),
+            spend_limits=SpendLimits.parse(env.get("SPEND_LIMITS", ""), problems),
+            watcher_function=env.get("WATCHER_FUNCTION_NAME", "").strip(),
         )
         _check_calls(settings, problems)
         if problems:
@@ -263,6 +268,7 @@ class WatcherSettings:
     openai_secret_id: str
     openai_base_url: str
     table: str
+    call_limits: CallLimits  # to settle a call in the call ledger
     spend_limits: SpendLimits
     prices: PriceTable
     max_seconds: float  # how long one watcher watches before it hands over
@@ -304,6 +310,9 @@ class WatcherSettings:
             openai_secret_id=secret_id,
             openai_base_url=base_url.rstrip("/"),
             table=table,
+            call_limits=_parse_call_limits(
+                env.get("CALL_LIMITS", "").strip() or DEFAULT_CALL_LIMITS, problems
+            ),
             spend_limits=SpendLimits.parse(env.get("SPEND_LIMITS", ""), problems),
             prices=load_prices(
                 Path(env.get("PRICES_FILE", "").strip() or DEFAULT_PRICES_FILE),

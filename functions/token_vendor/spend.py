@@ -19,7 +19,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import DependencyUnavailable
+from .deadline import Deadline
+from .errors import DependencyUnavailable, SpendLimitExceeded
+from .retry_guard import RetryGuard
 
 DAY_SECONDS = 86400
 TTL_GRACE_SECONDS = 2 * DAY_SECONDS
@@ -94,6 +96,14 @@ class DaySpend:
     def exhausted(self) -> bool:
         return self.left == 0
 
+    def refusal(self) -> SpendLimitExceeded | None:
+        """Why a new call may not start now (None when it may)."""
+        if self.user_left == 0:
+            return SpendLimitExceeded("user", self.resets_after)
+        if self.global_left == 0:
+            return SpendLimitExceeded("global", self.resets_after)
+        return None
+
     def would_cross(self, next_micros: int) -> bool:
         """True when one more charge of `next_micros` would reach a limit."""
         left = self.left
@@ -124,6 +134,8 @@ class SpendLedger:
         self.limits = limits
         self._client = client
         self._clock = clock
+        # One DynamoDB attempt at worst: connect and read timeouts of deps.DYNAMODB_CONFIG.
+        self._guard = RetryGuard(client, "dynamodb", 3.0)
 
     def _day(self) -> tuple[str, int, int]:
         now = self._clock()
@@ -189,9 +201,10 @@ class SpendLedger:
             raise _unavailable(exc) from None
         return Charge(micros if counted else 0, counted, self._read(user_key, all_key, resets))
 
-    def today(self, user: str) -> DaySpend:
+    def today(self, user: str, deadline: Deadline | None = None) -> DaySpend:
         day, _, resets = self._day()
-        return self._read(*self._keys(user, day), resets)
+        with self._guard.within(deadline):
+            return self._read(*self._keys(user, day), resets)
 
     def call_total(self, call_id: str) -> int:
         """Micro-dollars charged to one call so far."""

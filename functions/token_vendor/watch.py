@@ -34,6 +34,9 @@ GOODBYE = (
     "and say goodbye. Do not ask a question."
 )
 GOODBYE_GRACE_SECONDS = 15.0  # the goodbye's own response may never finish: hang up anyway
+# A caller who starts a response each time one ends can keep the goodbye from being said:
+# after this many refused asks, the call ends when the response in progress is done.
+GOODBYE_ATTEMPTS = 3
 POLL_SECONDS = 0.5
 # At a hand-over the predecessor reads on until no event came for DRAIN_QUIET_SECONDS, or
 # for DRAIN_MAX_SECONDS: events sent before the successor attached are in flight that long.
@@ -111,6 +114,7 @@ class CallWatch:
     dearest_response: int = 0
     goodbye: str | None = None  # None, "sent", "retry"
     goodbye_at: float = 0.0
+    goodbye_asks: int = 0
     deviations_seen: int = 0
 
     def __post_init__(self) -> None:
@@ -236,6 +240,8 @@ class CallWatch:
         if self.goodbye == "sent":
             return self._end("budget")  # the goodbye has been said
         if self.goodbye == "retry":
+            if self.goodbye_asks >= GOODBYE_ATTEMPTS:
+                return self._end("budget")  # no goodbye could be said: end without one
             return self._say_goodbye()
         return self._check_budget(charge)
 
@@ -303,6 +309,7 @@ class CallWatch:
         if self.goodbye is None:
             self.goodbye_at = self.clock()
         self.goodbye = "sent"
+        self.goodbye_asks += 1
         if not self._send({"type": "response.create", "response": {"instructions": GOODBYE}}):
             return self._end("closed")
         return None

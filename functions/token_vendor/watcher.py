@@ -27,18 +27,23 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import WatcherSettings
+from .deadline import Deadline
 from .deps import DYNAMODB_CONFIG, SECRETS_CONFIG, quiet_library_loggers
-from .errors import DependencyUnavailable, TokenVendorError
+from .errors import DependencyError, DependencyUnavailable, TokenVendorError
 from .lease import LeaseStore
+from .ledger import CallLedger
+from .openai_client import RealtimeApi
 from .openai_key import OpenAIKeyStore
 from .sideband import Sideband, SidebandRefused
 from .spend import SpendLedger
+from .starter import watch_event
 from .watch import CallWatch, Job, Outcome, Timing
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "RealtimeTokenVendor")
 SERVICE = "call-watcher"
 ATTACH_ATTEMPTS = 3
 ATTACH_PAUSE_SECONDS = 0.5
+END_SECONDS = 15.0  # hangup and settle, each with its own retries inside
 _CALL_ID = re.compile(r"^rtc_[A-Za-z0-9_-]{1,128}$")
 # Lambda's async Invoke: connect and answer fast, retried once by botocore at most.
 LAMBDA_CONFIG = Config(
@@ -62,28 +67,27 @@ class EmfMetrics:
 
 
 class CallEnder:
-    """Ends a call: upstream hangup (best effort: the call may be gone already, 3b) and
-    the ledger's settle, which returns the slot and the unused minutes at once."""
+    """Ends a call the way its scheduled deadline would, only sooner: upstream hangup (best
+    effort: the call may be gone already, 3b), then the call ledger's settle, which frees the
+    slot and returns the unused minutes at once. The schedule still fires later and finds
+    the call settled (a no-op)."""
 
-    def __init__(self, base_url: str, http: httpx.Client, keys: OpenAIKeyStore, settle: Any):
-        self._base = base_url
-        self._http = http
-        self._keys = keys
-        self._settle = settle
+    def __init__(self, realtime: RealtimeApi, ledger: CallLedger) -> None:
+        self._realtime = realtime
+        self._ledger = ledger
 
     def end_call(self, call_id: str, user: str, reason: str) -> None:
+        deadline = Deadline(END_SECONDS)
         try:
-            reply = self._http.post(
-                f"{self._base}/realtime/calls/{call_id}/hangup",
-                headers=self._keys.get().headers(),
-                timeout=httpx.Timeout(5.0, connect=2.0),
-            )
-            if reply.status_code not in (200, 404):
-                logger.warning("upstream hangup refused", extra={"status": reply.status_code})
-        except httpx.HTTPError as exc:
-            logger.warning("upstream hangup failed", extra={"error": type(exc).__name__})
-        if self._settle is not None:
-            self._settle(call_id, user, reason)
+            self._realtime.hang_up(call_id, deadline)
+        except DependencyError as exc:
+            logger.warning("upstream hangup failed", extra={"error": str(exc)})
+        view = self._ledger.view(user, deadline)
+        call = next((c for c in view.calls if c.id == call_id), None)
+        if call is None or call.done:
+            return
+        left = self._ledger.settle(user, call, deadline)
+        logger.info("call settled", extra={"call_id": call_id, "minutes_left": left})
 
 
 @dataclass
@@ -100,7 +104,7 @@ _container: WatcherContainer | None = None
 _container_lock = threading.Lock()
 
 
-def build_container(env: Any = None, *, settle: Any = None) -> WatcherContainer:
+def build_container(env: Any = None) -> WatcherContainer:
     settings = WatcherSettings.from_env(env)
     quiet_library_loggers()
     session = botocore.session.get_session()
@@ -112,12 +116,13 @@ def build_container(env: Any = None, *, settle: Any = None) -> WatcherContainer:
     lambda_client = session.create_client("lambda", region_name=region, config=LAMBDA_CONFIG)
     http = httpx.Client(timeout=httpx.Timeout(8.0, connect=2.0), follow_redirects=False)
     keys = OpenAIKeyStore(settings.openai_secret_id, secretsmanager)
+    realtime = RealtimeApi(settings.openai_base_url, http, keys)
     return WatcherContainer(
         settings=settings,
         leases=LeaseStore(settings.table, dynamodb),
         spend=SpendLedger(settings.table, settings.spend_limits, dynamodb),
         keys=keys,
-        ender=CallEnder(settings.openai_base_url, http, keys, settle),
+        ender=CallEnder(realtime, CallLedger(settings.table, settings.call_limits, dynamodb)),
         lambda_client=lambda_client,
     )
 
@@ -172,20 +177,6 @@ def parse_job(event: Any) -> tuple[Job, bool]:
         handovers=handovers,
     )
     return job, token is not None
-
-
-def job_event(job: Job, token: str, handovers: int) -> dict[str, Any]:
-    return {
-        "action": "watch",
-        "call_id": job.call_id,
-        "user": job.user,
-        "profile": job.profile,
-        "session": job.session,
-        "on_session_change": job.on_session_change,
-        "ends_at": job.ends_at,
-        "token": token,
-        "handovers": handovers,
-    }
 
 
 # --- the handler ---------------------------------------------------------------------------
@@ -280,11 +271,12 @@ def attach(job: Job, c: WatcherContainer) -> Sideband:
         try:
             return Sideband.open(c.settings.openai_base_url, c.keys.get(), job.call_id)
         except SidebandRefused as exc:
-            if exc.status in (401, 403) or attempt == ATTACH_ATTEMPTS - 1:
+            if exc.status == 403 or attempt == ATTACH_ATTEMPTS - 1:
                 raise
             if exc.status == 401:
-                c.keys.refresh()
-            time.sleep(ATTACH_PAUSE_SECONDS)
+                c.keys.refresh()  # the key may have been rotated: read it again, once
+            else:
+                time.sleep(ATTACH_PAUSE_SECONDS)
     raise SidebandRefused(None, "unreachable")  # pragma: no cover
 
 
@@ -301,7 +293,18 @@ def hand_over(job: Job, context: Any, c: WatcherContainer, metrics: EmfMetrics) 
         c.lambda_client.invoke(
             FunctionName=function,
             InvocationType="Event",
-            Payload=json.dumps(job_event(job, successor, job.handovers + 1)).encode(),
+            Payload=json.dumps(
+                watch_event(
+                    job.call_id,
+                    job.user,
+                    job.profile,
+                    job.session,
+                    job.on_session_change,
+                    job.ends_at,
+                    successor,
+                    job.handovers + 1,
+                )
+            ).encode(),
         )
     except (ClientError, BotoCoreError) as exc:
         logger.error("successor not started", extra={"call_id": job.call_id, "error": str(exc)})

@@ -255,6 +255,25 @@ def test_a_goodbye_refused_while_the_model_talks_is_asked_again(aws: Aws) -> Non
     assert recorder.ended == [("rtc_1", "budget")]
 
 
+def test_a_caller_who_keeps_the_model_busy_gets_no_goodbye_but_the_call_ends(aws: Aws) -> None:
+    clock = Clock()
+    busy = {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "code": "conversation_already_has_active_response",
+        },
+    }
+    script: list[Step] = [done("resp_1", audio_out=20_000)]
+    for turn in range(2, 8):
+        script += [busy, done(f"resp_{turn}", audio_out=100)]
+    watch, events, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
+    watch.run(timing(), never)
+    assert [e["type"] for e in events.sent].count("response.create") == 3
+    assert recorder.ended == [("rtc_1", "budget")]
+    assert len(events.script) == 6  # resp_4 ended it: three (busy, done) pairs left
+
+
 def test_a_goodbye_that_never_ends_is_cut_after_the_grace(aws: Aws) -> None:
     clock = Clock()
     script: list[Step] = [done("resp_1", audio_out=20_000), *[None] * 40, done("resp_x")]
