@@ -44,6 +44,7 @@ SERVICE = "call-watcher"
 ATTACH_ATTEMPTS = 3
 ATTACH_PAUSE_SECONDS = 0.5
 END_SECONDS = 15.0  # hangup and settle, each with its own retries inside
+TOTALLED = frozenset({"WatcherFailures"})  # also emitted without dimensions: alarmed
 _CALL_ID = re.compile(r"^rtc_[A-Za-z0-9_-]{1,128}$")
 # Lambda's async Invoke: connect and answer fast, retried once by botocore at most.
 LAMBDA_CONFIG = Config(
@@ -58,6 +59,8 @@ class EmfMetrics:
     profile, deviations by profile, failures by stage)."""
 
     def count(self, name: str, value: float = 1, unit: str = "Count", **dims: str) -> None:
+        if dims and name in TOTALLED:
+            self.count(name, value, unit)  # the total, for the alarm; then by dimension
         with single_metric(
             name=name, unit=MetricUnit(unit), value=value, namespace=NAMESPACE
         ) as metric:
