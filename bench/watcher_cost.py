@@ -19,11 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import openai
-
-from devstack import aws
-from devstack.stack import WATCHER_FUNCTION, Stack, start_stack
-from tests.tools.test_openai_emulator import LOCATION, Caller, user_says
+# The stack, the SDK and aiortc are imported where a measurement runs: bench.report renders
+# this section without them.
 
 PRICES = {  # us-east-1, late 2026 list prices (docs/performance.md uses the same)
     "lambda_arm_gb_second": 0.0000133334,
@@ -53,7 +50,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def watched_call(stack: Stack, seconds: float, every: float) -> dict[str, Any]:
+async def watched_call(stack: Any, seconds: float, every: float) -> dict[str, Any]:
+    import openai
+
+    from devstack import aws
+    from devstack.stack import WATCHER_FUNCTION
+    from tests.tools.test_openai_emulator import LOCATION, Caller, user_says
+
     pid = stack.processes["watcher"].popen.pid
     caller = Caller(microphone=True)
     server = openai.AsyncOpenAI(base_url=stack.urls["openai"], api_key=stack.openai_key)
@@ -124,26 +127,56 @@ def openai_audio_hour() -> float:
     return heard + spoken
 
 
+def measure(seconds: float = 60, every: float = 5) -> dict[str, Any]:
+    """One watched call on the local stack, and what a watcher costs per call-hour."""
+    from devstack.stack import start_stack
+
+    with start_stack() as stack:
+        measured = asyncio.run(watched_call(stack, seconds, every))
+    return measured | {
+        "cpu_share": measured["cpu_seconds"] / measured["seconds"],
+        "per_call_hour": {str(mb): per_call_hour(measured, mb) for mb in (128, 256)},
+        "openai_audio_hour": openai_audio_hour(),
+    }
+
+
+def render(watcher: dict[str, Any] | None) -> list[str]:
+    """The section of docs/performance.md (see docs/watcher.md for the reasoning)."""
+    if watcher is None:
+        return []
+    lines = [
+        "## 8. The call watcher: cost per call-hour on AWS",
+        "",
+        f"One call watched for {watcher['seconds']:.0f} s with {watcher['responses']} responses"
+        f" (`python -m bench.watcher_cost`): the watcher used {watcher['cpu_seconds']:.2f} s of"
+        f" CPU ({watcher['cpu_share'] * 100:.2f} % of one core); its process peaked at"
+        f" {watcher['peak_rss_mb']:.0f} MB (an upper bound: it also serves the local Invoke API).",
+        "Lambda bills the wall time it waits times its memory; DynamoDB one transaction and one",
+        "read per response, a lease renewal every 20 s (docs/watcher.md).",
+        "",
+        "| memory | USD per call-hour | Lambda | DynamoDB |",
+        "|---|---|---|---|",
+    ]
+    for mb, cost in watcher["per_call_hour"].items():
+        lines.append(
+            f"| {mb} MB | {cost['total']:.4f} | {cost['lambda']:.4f} | {cost['dynamodb']:.5f} |"
+        )
+    return [
+        *lines,
+        "",
+        f"Next to it: an hour of audio on gpt-realtime-2.1 costs about"
+        f" ${watcher['openai_audio_hour']:.2f} (paper: half heard at $32/M audio tokens, half"
+        " spoken at $64/M, 10 and 20 tokens a second).",
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--every", type=float, default=5, help="seconds between responses")
     args = parser.parse_args()
-    with start_stack() as stack:
-        measured = asyncio.run(watched_call(stack, args.seconds, args.every))
-    cpu_share = measured["cpu_seconds"] / measured["seconds"]
-    print(
-        f"watched {measured['seconds']:.0f} s, {measured['responses']} responses: "
-        f"CPU {measured['cpu_seconds']:.2f} s ({cpu_share * 100:.2f} % of one core), "
-        f"peak RSS of the watcher's process {measured['peak_rss_mb']:.0f} MB"
-    )
-    for memory in (128, 256):
-        cost = per_call_hour(measured, memory)
-        print(
-            f"{memory} MB: ${cost['total']:.4f} per call-hour "
-            f"(Lambda ${cost['lambda']:.4f}, DynamoDB ${cost['dynamodb']:.5f})"
-        )
-    print(f"OpenAI, an hour of audio on gpt-realtime-2.1 (paper): ${openai_audio_hour():.2f}")
+    print("\n".join(render(measure(args.seconds, args.every))))
 
 
 if __name__ == "__main__":
