@@ -28,6 +28,7 @@ from devstack.openai_schema import (
     build_session,
     check_client_secret_request,
     check_session,
+    refuse_beta_shape,
 )
 from devstack.wire import NotJson, is_int, json_value
 from devstack.openai_sideband import open_sideband
@@ -344,14 +345,7 @@ async def create_client_secret(request: web.Request) -> web.StreamResponse:
     emulator.record("client_secrets", request, await peek_body(request))
     require_server_key(emulator, request)  # the credential first, as OpenAI does
     body = parse_json_body(await request.text())
-    if "realtime=v1" in request.headers.get("OpenAI-Beta", "").replace(" ", ""):
-        raise ApiError(
-            400,
-            "The beta Realtime API shape (OpenAI-Beta: realtime=v1) is disabled; "
-            "use the GA shape without that header.",
-            code="beta_api_shape_disabled",
-            param="OpenAI-Beta",
-        )
+    refuse_beta_shape(request.headers)
     seconds, session_request = check_client_secret_request(body)
     secret = Secret(
         value="ek_" + secrets.token_hex(16),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from devstack.openai_schema import ApiError
+from devstack.openai_schema import ApiError, refuse_beta_shape
 
 if TYPE_CHECKING:
     from devstack.openai_emulator import Emulator
@@ -92,14 +92,7 @@ def find_call(emulator: Emulator, request: web.Request) -> Call:
     # An ephemeral key cannot attach (reported: 404 call_id_not_found), even to its own call.
     if kind != "server_key" or call is None or call.closed:
         raise not_found()
-    if "realtime=v1" in request.headers.get("OpenAI-Beta", "").replace(" ", ""):
-        raise ApiError(
-            400,
-            "The beta Realtime API shape (OpenAI-Beta: realtime=v1) is disabled; "
-            "use the GA shape without that header.",
-            code="beta_api_shape_disabled",
-            param="OpenAI-Beta",
-        )
+    refuse_beta_shape(request.headers)
     return call
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import DependencyUnavailable
+from .retry_guard import unavailable
 
 KEEP_SECONDS = 2 * 86400  # the item's TTL after its last change
 
@@ -104,7 +104,7 @@ class LeaseStore:
                 TableName=self._table, Key={"pk": {"S": _key(call_id)}}, ConsistentRead=True
             ).get("Item", {})
         except (ClientError, BotoCoreError) as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc, "lease") from None
         return LeaseState(
             holder=item.get("holder", {}).get("S"),
             expires=float(item.get("expires", {}).get("N", "0")),
@@ -135,9 +135,9 @@ class LeaseStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False
-            raise _unavailable(exc) from None
+            raise unavailable(exc, "lease") from None
         except BotoCoreError as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc, "lease") from None
         return True
 
 
@@ -151,12 +151,3 @@ def _attribute(value: Any) -> dict[str, Any]:
     if isinstance(value, int | float):
         return {"N": repr(value)}
     return {"S": str(value)}
-
-
-def _unavailable(exc: Exception) -> DependencyUnavailable:
-    code = (
-        exc.response.get("Error", {}).get("Code", "error")
-        if isinstance(exc, ClientError)
-        else type(exc).__name__
-    )
-    return DependencyUnavailable("lease", f"DynamoDB: {code}", retry_after=2)

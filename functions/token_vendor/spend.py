@@ -20,8 +20,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .deadline import Deadline
-from .errors import DependencyUnavailable, SpendLimitExceeded
-from .retry_guard import RetryGuard
+from .errors import SpendLimitExceeded
+from .retry_guard import RetryGuard, unavailable
 
 DAY_SECONDS = 86400
 TTL_GRACE_SECONDS = 2 * DAY_SECONDS
@@ -195,10 +195,10 @@ class SpendLedger:
             counted = True
         except ClientError as exc:
             if not _already_charged(exc):
-                raise _unavailable(exc) from None
+                raise unavailable(exc, "spend_ledger") from None
             counted = False
         except BotoCoreError as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc, "spend_ledger") from None
         return Charge(micros if counted else 0, counted, self._read(user_key, all_key, resets))
 
     def today(self, user: str, deadline: Deadline | None = None) -> DaySpend:
@@ -213,7 +213,7 @@ class SpendLedger:
                 TableName=self._table, Key={"pk": {"S": f"meter#{call_id}"}}, ConsistentRead=True
             ).get("Item", {})
         except (ClientError, BotoCoreError) as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc, "spend_ledger") from None
         return _number(item.get("micros"))
 
     def _read(self, user_key: str, all_key: str, resets: int) -> DaySpend:
@@ -228,7 +228,7 @@ class SpendLedger:
                 }
             )
         except (ClientError, BotoCoreError) as exc:
-            raise _unavailable(exc) from None
+            raise unavailable(exc, "spend_ledger") from None
         found = {
             item["pk"]["S"]: _number(item.get("micros"))
             for item in response.get("Responses", {}).get(self._table, [])
@@ -245,12 +245,3 @@ def _already_charged(exc: ClientError) -> bool:
 
 def _number(attribute: dict[str, str] | None) -> int:
     return int(attribute["N"]) if attribute and "N" in attribute else 0
-
-
-def _unavailable(exc: Exception) -> DependencyUnavailable:
-    code = (
-        exc.response.get("Error", {}).get("Code", "error")
-        if isinstance(exc, ClientError)
-        else type(exc).__name__
-    )
-    return DependencyUnavailable("spend_ledger", f"DynamoDB: {code}", retry_after=2)

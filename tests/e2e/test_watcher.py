@@ -15,6 +15,7 @@ import pytest
 from devstack.stack import Stack, start_stack
 from tests.e2e.conftest import shot
 from tests.e2e.test_web import TIMEOUT, sign_in, wait_state
+from tests.integration.test_watcher_calls import emulator_call
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 BUDGET_USD = "0.03"
@@ -56,15 +57,6 @@ def page(browser: Any, stack: Stack) -> Iterator[Any]:
     page = context.new_page()
     yield page
     context.close()
-
-
-def emulator_call(stack: Stack, call_id: str) -> dict[str, Any]:
-    base = stack.urls["openai"].removesuffix("/v1")
-    state = httpx.get(base + "/__emulator/state", timeout=10).json()
-    for call in state["open_calls"] + state["ended_calls"]:
-        if call["id"] == call_id:
-            return dict(call)
-    return {}
 
 
 def live_calls(stack: Stack, user: str) -> dict[str, Any]:

@@ -223,11 +223,14 @@ async def _restore_and_meter(stack: Stack, session: dict[str, Any]) -> tuple[flo
 
 def test_duplicate_start_events_leave_one_watcher(stack: Stack) -> None:
     session = profile_session()
-    _, peak = asyncio.run(_duplicates(stack, session))
-    assert peak == 1
+    attached, handovers, peak = asyncio.run(_duplicates(stack, session))
+    # Eight start events, one watcher: every other sideband is a successor the lease named
+    # (this module's watchers hand over every two seconds, and a slow machine may see one).
+    assert attached == 1 + handovers
+    assert peak == 1 or handovers > 0
 
 
-async def _duplicates(stack: Stack, session: dict[str, Any]) -> tuple[str, int]:
+async def _duplicates(stack: Stack, session: dict[str, Any]) -> tuple[int, int, int]:
     caller = Caller(microphone=False)
     try:
         call_id = await place_call(stack, caller, session)
@@ -238,11 +241,11 @@ async def _duplicates(stack: Stack, session: dict[str, Any]) -> tuple[str, int]:
             lambda: (call_state(stack, call_id) or {}).get("sidebands") == 1, 10, "attached"
         )
         await asyncio.sleep(1.0)  # time for any duplicate to attach, if one could
-        state = call_state(stack, call_id) or {}
-        assert state["sidebands_total"] == 1
         hang_up(stack, call_id)
         await wait_until(lambda: "ended" in lease(stack, call_id), 10, "lease ended")
-        return call_id, int((call_state(stack, call_id) or {})["sidebands_peak"])
+        state = call_state(stack, call_id) or {}
+        handovers = int(lease(stack, call_id).get("handovers", {}).get("N", "0"))
+        return int(state["sidebands_total"]), handovers, int(state["sidebands_peak"])
     finally:
         await caller.close()
 

@@ -3,7 +3,6 @@ the per-user and global budgets, the SPEND_LIMITS setting."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -124,19 +123,13 @@ def test_no_limits_means_metering_only(aws: Aws) -> None:
     assert not charge.day.would_cross(10**12) and not spend.limits.any
 
 
-def test_concurrent_charges_of_one_event_count_once(aws: Aws) -> None:
+def test_repeated_charges_of_one_event_count_once(aws: Aws) -> None:
+    # Interleaved repeats, as overlapping watchers deliver them. (Atomicity under real
+    # concurrency is DynamoDB's; moto in-process is not atomic across threads, so the
+    # concurrent case runs against the serialising stand-in in tests/integration.)
     spend = ledger(aws, Clock(DAY_START))
-    results: list[bool] = []
-
-    def charge(event: str) -> None:
-        results.append(spend.charge("rtc_1", "alice", event, 1000).counted)
-
-    threads = [threading.Thread(target=charge, args=(f"resp:{i % 5}",)) for i in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(results).count(True) == 5
+    counted = [spend.charge("rtc_1", "alice", f"resp:{i % 5}", 1000).counted for i in range(20)]
+    assert counted == [True] * 5 + [False] * 15
     assert spend.today("alice").user_micros == 5000 == spend.call_total("rtc_1")
 
 

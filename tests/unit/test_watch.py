@@ -36,6 +36,11 @@ class Clock:
 
 
 Step = dict[str, Any] | Callable[[], None] | None
+# OpenAI's answer to a response.create while another response is in progress.
+BUSY = {
+    "type": "error",
+    "error": {"type": "invalid_request_error", "code": "conversation_already_has_active_response"},
+}
 
 
 class Scripted:
@@ -236,16 +241,9 @@ def test_the_goodbye_is_asked_before_a_response_like_the_dearest_would_cross(aws
 
 def test_a_goodbye_refused_while_the_model_talks_is_asked_again(aws: Aws) -> None:
     clock = Clock()
-    busy = {
-        "type": "error",
-        "error": {
-            "type": "invalid_request_error",
-            "code": "conversation_already_has_active_response",
-        },
-    }
     script: list[Step] = [
         done("resp_1", audio_out=20_000),  # over at once: goodbye asked
-        busy,  # the caller's own response is still running
+        BUSY,  # the caller's own response is still running
         done("resp_2", audio_out=100),  # that one ends: ask again
         done("resp_3", audio_out=100),  # the goodbye: hang up
     ]
@@ -257,16 +255,9 @@ def test_a_goodbye_refused_while_the_model_talks_is_asked_again(aws: Aws) -> Non
 
 def test_a_caller_who_keeps_the_model_busy_gets_no_goodbye_but_the_call_ends(aws: Aws) -> None:
     clock = Clock()
-    busy = {
-        "type": "error",
-        "error": {
-            "type": "invalid_request_error",
-            "code": "conversation_already_has_active_response",
-        },
-    }
     script: list[Step] = [done("resp_1", audio_out=20_000)]
     for turn in range(2, 8):
-        script += [busy, done(f"resp_{turn}", audio_out=100)]
+        script += [BUSY, done(f"resp_{turn}", audio_out=100)]
     watch, events, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
     watch.run(timing(), never)
     assert [e["type"] for e in events.sent].count("response.create") == 3
