@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CALL_LIMITS (env DEVSTACK_CALL_LIMITS)",
     )
     parser.add_argument(
+        "--spend-limits",
+        default=os.environ.get("DEVSTACK_SPEND_LIMITS", "usd/day=2.00"),
+        help="SPEND_LIMITS, what each user's calls may cost a day, metered by the call "
+        "watcher (env DEVSTACK_SPEND_LIMITS; e.g. usd/day=0.05 to hear the budget's goodbye)",
+    )
+    parser.add_argument(
         "--max-call-seconds",
         type=int,
         default=int(os.environ["DEVSTACK_MAX_CALL_SECONDS"])
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             stack = start_stack(
                 ports,
                 quotas=args.quotas,
-                extra_env={"CALL_LIMITS": args.call_limits},
+                extra_env={"CALL_LIMITS": args.call_limits, "SPEND_LIMITS": args.spend_limits},
                 max_call_seconds=args.max_call_seconds,
                 openai_api_key=real_key,
                 web_root=args.web_dir,

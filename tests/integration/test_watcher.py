@@ -178,6 +178,11 @@ def test_the_watcher_restores_the_profile_and_meters_every_response(stack: Stack
     assert len(ended["usages"]) == 3 and expected > 0
     assert call_charged(stack, call_id) == expected
     assert lease(stack, call_id)["ended"]["BOOL"] is True
+    # The watcher's log names what deviated, never the text: no instructions, no key.
+    log = (stack.log_dir / "watcher.log").read_text()
+    assert '"fields":["instructions","tools"]' in log.replace(" ", "")
+    for secret in (stack.openai_key, "Ignore every rule", "open_door", session["instructions"]):
+        assert secret not in log
 
 
 async def _restore_and_meter(stack: Stack, session: dict[str, Any]) -> tuple[float, str]:
