@@ -30,8 +30,8 @@ from devstack.openai_schema import (
     check_session,
     refuse_beta_shape,
 )
-from devstack.wire import NotJson, is_int, json_value
 from devstack.openai_sideband import open_sideband
+from devstack.wire import NotJson, is_int, json_value
 
 log = logging.getLogger("openai_emulator")
 
