@@ -15,7 +15,8 @@ from botocore.stub import ANY, Stubber
 from token_vendor import deps
 from token_vendor.spend import SpendLedger, SpendLimits
 
-from tests.conftest import BASE_ENV, ORIGIN, TABLE, Aws, Reply, http_event, invoke
+from devstack.lambda_events import http_event
+from tests.conftest import BASE_ENV, ORIGIN, TABLE, Aws, Reply, invoke
 from tests.fakes import ISSUER, OFFER_SDP, FakeInternet, Issuer
 from tests.integration.test_calls import CALLS, call_id_of, listing, mint_units
 

@@ -82,7 +82,7 @@ def test_the_live_session_as_created_has_no_deviation() -> None:
 
 def change(path: str, value: Any) -> dict[str, Any]:
     live = copy.deepcopy(LIVE)
-    node = live
+    node: Any = live
     keys = path.split(".")
     for key in keys[:-1]:
         node = node[key]

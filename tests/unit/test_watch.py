@@ -343,10 +343,11 @@ def test_no_successor_keeps_watching_until_the_hard_stop(aws: Aws) -> None:
     watch, events, recorder, _ = watcher(aws, clock, [None] * 1000)
     asked: list[bool] = []
 
-    def refuse() -> None:
+    def refuse() -> str | None:
         asked.append(True)
+        return None  # no successor could be started
 
-    outcome = watch.run(timing(stop_in=1, hard_in=5), refuse)  # type: ignore[arg-type]
+    outcome = watch.run(timing(stop_in=1, hard_in=5), refuse)
     assert outcome is Outcome.OUT_OF_TIME
     assert asked == [True] and events.closed and recorder.ended == []
     assert NOW + 5 <= clock.now < NOW + 6
