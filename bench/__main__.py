@@ -384,6 +384,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="cold-start pairs")
     parser.add_argument("--skip-load", action="store_true", help="skip the local-stack load")
     parser.add_argument("--skip-browser", action="store_true", help="skip the browser flows")
+    parser.add_argument(
+        "--skip-watcher", action="store_true", help="skip the call watcher's cost (~70 s)"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure
@@ -407,6 +410,12 @@ def main() -> None:
         from bench import stack_load
 
         stack_load.main()
+    watcher = None
+    if not args.skip_watcher:
+        print("the call watcher's cost per call-hour ...", flush=True)
+        from bench import watcher_cost
+
+        watcher = watcher_cost.measure()
     print("package size ...", flush=True)
     package = package_size()
     version = subprocess.run(
@@ -428,6 +437,7 @@ def main() -> None:
         "browser_flows": flows,
         "load": report.read_load_measurement(ROOT / "artifacts"),
         "sam_local": report.read_sam_local_measurement(ROOT / "artifacts"),
+        "watcher": watcher,
     }
     args.output.write_text(report.render(results))
     (ROOT / "artifacts").mkdir(exist_ok=True)

@@ -7,6 +7,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bench import watcher_cost
+
 # Public list prices, us-east-1, as published in 2026 (check before relying on them).
 PRICES = {
     "http_api_per_million": 1.00,  # API Gateway HTTP API, first 300 M requests/month
@@ -82,6 +84,7 @@ def render(r: dict[str, Any]) -> str:
            else _browser(r.get("browser")))
         + _load(r.get("load")) + _cost(r["cold"])
         + _sam_local(r.get("sam_local"), r["cold"])
+        + watcher_cost.render(r.get("watcher"))
     ) + "\n"  # fmt: skip
 
 

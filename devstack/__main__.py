@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="CALL_LIMITS (env DEVSTACK_CALL_LIMITS)",
     )
     parser.add_argument(
+        "--spend-limits",
+        default=os.environ.get("DEVSTACK_SPEND_LIMITS", "usd/day=2.00"),
+        help="SPEND_LIMITS, what each user's calls may cost a day, metered by the call "
+        "watcher (env DEVSTACK_SPEND_LIMITS; e.g. usd/day=0.05 to hear the budget's goodbye)",
+    )
+    parser.add_argument(
         "--max-call-seconds",
         type=int,
         default=int(os.environ["DEVSTACK_MAX_CALL_SECONDS"])
@@ -76,6 +82,7 @@ Local stack ready in {stack.startup_seconds:.1f} s (logs: {stack.log_dir})
   OpenAI     {urls["openai"]}  ({openai})
   AWS        {urls["aws"]}  (moto: table devstack-quota, secret devstack/openai-api-key)
   Scheduler  {urls["scheduler"]}/status  (runs the call deadlines in moto's schedule group)
+  Watcher    {urls["watcher"]}  (CallWatcherFunction: Lambda's Invoke API, one per live call)
 
 A token for curl:  make token USER=alice   (or: python -m devstack.token alice)
 Mint a client secret:
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             stack = start_stack(
                 ports,
                 quotas=args.quotas,
-                extra_env={"CALL_LIMITS": args.call_limits},
+                extra_env={"CALL_LIMITS": args.call_limits, "SPEND_LIMITS": args.spend_limits},
                 max_call_seconds=args.max_call_seconds,
                 openai_api_key=real_key,
                 web_root=args.web_dir,

@@ -271,12 +271,18 @@ class Gateway:
     memory_mb: int = 512
     # The qualifiers the function answers to besides $LATEST: SAM's AutoPublishAlias.
     aliases: frozenset[str] = frozenset()
-    # One call at a time, as in one execution environment; the thread survives a timeout.
-    _executor: ThreadPoolExecutor = field(
-        init=False, default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="lambda")
-    )
-    _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    # Execution environments: 1 runs one event at a time (the API's function, as one warm
+    # environment); more run events side by side, as Lambda scales a function out (the call
+    # watcher: one long invocation per live call, its successor beside it at a hand-over).
+    concurrency: int = 1
+    _executor: ThreadPoolExecutor = field(init=False)
+    _lock: asyncio.Semaphore = field(init=False)
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        # The thread survives a timeout, as Lambda's would until it is frozen.
+        self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="lambda")
+        self._lock = asyncio.Semaphore(self.concurrency)
 
     @property
     def function_arn(self) -> str:
@@ -445,9 +451,17 @@ def create_app(
     function_name: str = "TokenFunction",
     memory_mb: int = 512,
     aliases: Iterable[str] = (),
+    concurrency: int = 1,
 ) -> web.Application:
     gateway = Gateway(
-        handler, frozenset(routes), cors, timeout, function_name, memory_mb, frozenset(aliases)
+        handler,
+        frozenset(routes),
+        cors,
+        timeout,
+        function_name,
+        memory_mb,
+        frozenset(aliases),
+        concurrency,
     )
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app.router.add_route("*", "/{path:.*}", gateway.handle)
@@ -512,13 +526,34 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
     parser.add_argument("--timeout", type=float, default=10.0, help="the function's, seconds")
+    parser.add_argument("--function-name", default="TokenFunction")
+    parser.add_argument("--memory", type=int, default=512, help="the function's MemorySize, MB")
+    parser.add_argument(
+        "--invoke-only",
+        action="store_true",
+        help="serve only Lambda's Invoke API (a function without HTTP routes)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="events run side by side (environments)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     origins = [o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip()]
     routes, cors, aliases = from_template(args.template, origins)
+    if args.invoke_only:
+        routes, cors = (), None
     # Imported before serving, as Lambda's init phase: a broken function fails the start.
     handler = load_handler(args.function_dir, args.handler)
-    app = create_app(handler, routes=routes, cors=cors, timeout=args.timeout, aliases=aliases)
+    app = create_app(
+        handler,
+        routes=routes,
+        cors=cors,
+        timeout=args.timeout,
+        function_name=args.function_name,
+        memory_mb=args.memory,
+        aliases=aliases,
+        concurrency=max(args.concurrency, 1),
+    )
     serve(app, args.host, args.port, "api")
 
 

@@ -24,7 +24,8 @@ FAKE_CREDENTIALS = {
 
 
 def moto_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+    # moto's own server, one request at a time: DynamoDB's atomic updates under concurrency.
+    return [sys.executable, "-m", "devstack.moto_server", "-H", host, "-p", str(port)]
 
 
 def client(

@@ -28,14 +28,16 @@ from devstack.openai_schema import (
     build_session,
     check_client_secret_request,
     check_session,
+    refuse_beta_shape,
 )
+from devstack.openai_sideband import open_sideband
 from devstack.wire import NotJson, is_int, json_value
 
 log = logging.getLogger("openai_emulator")
 
 Clock = Callable[[], float]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ENDPOINTS = ("client_secrets", "calls")
+ENDPOINTS = ("client_secrets", "calls", "sideband")
 FAULTS = ("429", "insufficient_quota", "500", "503", "hang", "malformed", "missing_value")
 HANG_LIMIT_S = 60.0
 RETRY_AFTER_S = "1"
@@ -85,6 +87,7 @@ class Emulator:
     secrets_minted: int = 0
     calls_total: int = 0
     hangups: int = 0
+    sidebands_total: int = 0
     faults_served: int = 0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -143,9 +146,20 @@ class Emulator:
             "faults": self.fault_state(),
             "faults_served": self.faults_served,
             "open_calls": [
-                {"id": call.id, "audio": call.audio_source, "events_sent": call.events_sent}
+                {
+                    "id": call.id,
+                    "audio": call.audio_source,
+                    "events_sent": call.events_sent,
+                    # The effective session, as the model would follow it now.
+                    "session": call.session,
+                    "sidebands": len(call.listeners),
+                    "sidebands_total": call.sidebands_total,
+                    "sidebands_peak": call.sidebands_peak,
+                    "usages": call.usages,
+                }
                 for call in self.calls.values()
             ],
+            "sidebands_total": self.sidebands_total,
             "ended_calls": list(self.ended_calls),
             "session_limit_s": self.session_limit_s,
         }
@@ -160,7 +174,16 @@ class Emulator:
         """Called once per call, however it ended: what ended it stays visible to tests."""
         self.calls.pop(call.id, None)
         seconds = round(time.monotonic() - call.started, 3)
-        self.ended_calls.append({"id": call.id, "ended_by": call.ended_by, "seconds": seconds})
+        self.ended_calls.append(
+            {
+                "id": call.id,
+                "ended_by": call.ended_by,
+                "seconds": seconds,
+                "sidebands_total": call.sidebands_total,
+                "sidebands_peak": call.sidebands_peak,
+                "usages": call.usages,
+            }
+        )
         del self.ended_calls[:-ENDED_CALLS_KEPT]
 
     def prune_secrets(self) -> None:
@@ -322,14 +345,7 @@ async def create_client_secret(request: web.Request) -> web.StreamResponse:
     emulator.record("client_secrets", request, await peek_body(request))
     require_server_key(emulator, request)  # the credential first, as OpenAI does
     body = parse_json_body(await request.text())
-    if "realtime=v1" in request.headers.get("OpenAI-Beta", "").replace(" ", ""):
-        raise ApiError(
-            400,
-            "The beta Realtime API shape (OpenAI-Beta: realtime=v1) is disabled; "
-            "use the GA shape without that header.",
-            code="beta_api_shape_disabled",
-            param="OpenAI-Beta",
-        )
+    refuse_beta_shape(request.headers)
     seconds, session_request = check_client_secret_request(body)
     secret = Secret(
         value="ek_" + secrets.token_hex(16),
@@ -470,6 +486,16 @@ def merge_session_part(base: dict[str, Any], part: Any) -> dict[str, Any]:
     return apply_session(base, request)
 
 
+# --- GET /v1/realtime?call_id= (the sideband) ----------------------------------------------
+
+
+@fault_gate("sideband")
+async def sideband(request: web.Request) -> web.StreamResponse:
+    emulator = request.app[EMULATOR]
+    emulator.record("sideband", request, None)
+    return await open_sideband(emulator, request)
+
+
 # --- POST /v1/realtime/calls/{call_id}/hangup ----------------------------------------------
 
 
@@ -576,6 +602,8 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         if error.status < 400:
             raise
         response = json_response(route_error(request, error).envelope(), error.status)
+    if response.prepared:  # a sideband's upgrade: its headers left long ago
+        return response
     response.headers["x-request-id"] = "req_" + secrets.token_hex(16)
     return cors(response)
 
@@ -633,6 +661,7 @@ def create_app(
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
     app.router.add_post("/v1/realtime/calls", create_call)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup)
+    app.router.add_get("/v1/realtime", sideband)
     app.router.add_get("/__emulator/state", get_state)
     app.router.add_get("/__emulator/faults", get_faults)
     app.router.add_post("/__emulator/faults", set_faults)

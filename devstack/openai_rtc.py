@@ -13,7 +13,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from aiortc import (
@@ -90,6 +90,20 @@ class ToneTrack(MediaStreamTrack):
         await asyncio.sleep(self._start + self._timestamp / self.rate - time.monotonic())
 
 
+# What never reaches a sideband (openai-realtime.md 3c): the handshake events of the peer's own
+# channel; the audio itself stays on the media track.
+CHANNEL_ONLY_EVENTS = frozenset({"session.created", "conversation.created"})
+
+
+class Listener(Protocol):
+    """A sideband attached to a call (devstack.openai_sideband): it gets every server event
+    except the channel's own handshake, and is ended with the call."""
+
+    def deliver(self, event: dict[str, Any]) -> None: ...
+
+    def end(self, code: int, reason: str) -> None: ...
+
+
 def rtc_configuration() -> RTCConfiguration:
     # aiortc would otherwise ask Google's STUN server, which stalls gathering offline.
     return RTCConfiguration(iceServers=[])
@@ -124,6 +138,11 @@ class Call:
         self._tasks: set[asyncio.Task[None]] = set()
         self._responding = False
         self._last_response_id: str | None = None
+        self._last_input_tokens = 0  # the prefix the next response finds cached
+        self.listeners: list[Listener] = []
+        self.sidebands_total = 0
+        self.sidebands_peak = 0  # the most attached at once: the watcher's lease, seen from here
+        self.usages: list[dict[str, Any]] = []  # every response.done usage, for exact accounting
         self._expiry: asyncio.Future[None] | None = None
         self._limit = asyncio.get_running_loop().call_later(limit_s, self._expire)
         self.pc.on("datachannel", self._attach)
@@ -177,13 +196,10 @@ class Call:
         """What OpenAI does at the cap: an `error` event saying why, then the call ends."""
         minutes = self.limit_s / 60
         span = f"{minutes:g} minutes" if minutes >= 1 else f"{self.limit_s:g} seconds"
-        self.send_error(
-            ApiError(
-                400,
-                f"Your session hit the maximum duration of {span}.",
-                code="session_expired",
-            )
-        )
+        message = f"Your session hit the maximum duration of {span}."
+        self.send_error(ApiError(400, message, code="session_expired"))
+        for listener in list(self.listeners):
+            listener.end(1001, message)
         await self._flush()
         await self.close("session_limit")
 
@@ -207,8 +223,19 @@ class Call:
             task.cancel()
         for track in self._local_tracks:
             track.stop()
+        for listener in list(self.listeners):
+            listener.end(1000, "The call ended.")
         await self.pc.close()
         self._on_closed(self)
+
+    def attach(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+        self.sidebands_total += 1
+        self.sidebands_peak = max(self.sidebands_peak, len(self.listeners))
+
+    def detach(self, listener: Listener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -230,25 +257,52 @@ class Call:
             }
         )
 
-    def send(self, event: dict[str, Any]) -> None:
-        if self.channel is None or self.channel.readyState != "open":
+    def send(self, event: dict[str, Any], to: Listener | None = None) -> None:
+        """To the caller's channel and every sideband; with `to`, to that sideband only."""
+        full = {"event_id": new_id("event")} | event
+        if to is not None:
+            to.deliver(full)
             return
-        self.channel.send(json.dumps({"event_id": new_id("event")} | event))
-        self.events_sent += 1
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(json.dumps(full))
+            self.events_sent += 1
+        if event["type"] not in CHANNEL_ONLY_EVENTS:
+            for listener in list(self.listeners):
+                listener.deliver(full)
 
-    def send_error(self, error: ApiError, client_event_id: str | None = None) -> None:
-        self.send({"type": "error", "error": error.error() | {"event_id": client_event_id}})
+    def send_error(self, error: ApiError) -> None:
+        """An error about the call itself (the session cap): everyone hears it."""
+        self.send({"type": "error", "error": error.error() | {"event_id": None}})
+
+    def _send_channel_only(self, event: dict[str, Any]) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(json.dumps({"event_id": new_id("event")} | event))
+            self.events_sent += 1
 
     def _on_message(self, message: str | bytes) -> None:
+        self.receive(message, None)
+
+    def receive(self, message: str | bytes, origin: Listener | None) -> None:
+        """A client event from the caller's channel (origin None) or from a sideband: errors
+        go back to whoever sent the event; what it changes is told to everyone."""
         event = _parse_event(message)
         if event is None:
-            self.send_error(ApiError(400, "The event is not a JSON object.", code="invalid_json"))
+            error = ApiError(400, "The event is not a JSON object.", code="invalid_json")
+            self._reply_error(error, None, origin)
             return
         client_event_id = event.get("event_id")
         try:
             self._dispatch(event)
         except ApiError as error:
-            self.send_error(error, client_event_id if isinstance(client_event_id, str) else None)
+            event_id = client_event_id if isinstance(client_event_id, str) else None
+            self._reply_error(error, event_id, origin)
+
+    def _reply_error(self, error: ApiError, event_id: str | None, origin: Listener | None) -> None:
+        payload = {"type": "error", "error": error.error() | {"event_id": event_id}}
+        if origin is None:
+            self._send_channel_only(payload)
+        else:
+            self.send(payload, origin)
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -363,23 +417,34 @@ class Call:
                 code="invalid_value",
                 param="response.output_modalities",
             )
+        instructions = options.get("instructions")
+        if instructions is not None and not isinstance(instructions, str):
+            raise ApiError(
+                400,
+                "'response.instructions' must be a string.",
+                code="invalid_type",
+                param="response.instructions",
+            )
         self._responding = True
-        self._spawn(self._respond(modalities))
+        self._spawn(self._respond(modalities, instructions))
 
     # --- the scripted reply ------------------------------------------------------------------
 
-    def reply_text(self) -> str:
+    def reply_text(self, instructions: str | None = None) -> str:
+        if instructions:
+            # Per-response instructions (a server's goodbye) are obeyed to the letter.
+            return f"As instructed: {instructions}"
         said = _last_user_text(self.items)
         base = "Hello from the local Realtime emulator."
         return f"{base} You said: {said}" if said else base
 
-    async def _respond(self, modalities: list[str]) -> None:
+    async def _respond(self, modalities: list[str], instructions: str | None = None) -> None:
         try:
-            await self._stream_reply(modalities)
+            await self._stream_reply(modalities, instructions)
         finally:
             self._responding = False
 
-    async def _stream_reply(self, modalities: list[str]) -> None:
+    async def _stream_reply(self, modalities: list[str], instructions: str | None) -> None:
         text_only = modalities == ["text"]
         response_id, item_id = new_id("resp"), new_id("item")
         self._last_response_id = response_id
@@ -410,7 +475,7 @@ class Call:
         )
         if not text_only:
             self.send({"type": "output_audio_buffer.started", "response_id": response_id})
-        text = self.reply_text()
+        text = self.reply_text(instructions)
         await self._stream_text(text, text_only, where)
         full = (
             {"type": "text", "text": text} if text_only else {"type": "audio", "transcript": text}
@@ -437,7 +502,7 @@ class Call:
         response |= {
             "status": "completed",
             "output": [done_item],
-            "usage": self._usage(text, text_only),
+            "usage": self._usage(response_id, text, text_only),
         }
         self.send({"type": "response.done", "response": response})
         if not text_only:
@@ -469,27 +534,40 @@ class Call:
             "metadata": None,
         }
 
-    def _usage(self, reply: str, text_only: bool) -> dict[str, Any]:
-        # Rough token counts: the shape matters to clients, the numbers only need to add up.
+    def _usage(self, response_id: str, reply: str, text_only: bool) -> dict[str, Any]:
+        """Token counts shaped like OpenAI's: about 4 tokens per 3 words of text, 8 audio tokens
+        per spoken word (20 per second at 2.5 words a second), and the previous response's
+        input found cached, as a conversation's growing prefix is. Each one is recorded."""
         prompt = " ".join(_item_text(item) for item in self.items[:-1])
-        input_text = len((self.session.get("instructions", "") + " " + prompt).split())
-        output_text = len(reply.split())
-        output_audio = 0 if text_only else output_text * 5
-        input_tokens = input_text
+        words = len((self.session.get("instructions", "") + " " + prompt).split())
+        input_text = (words * 4 + 2) // 3
+        cached = min(self._last_input_tokens, input_text)
+        self._last_input_tokens = input_text
+        spoken = len(reply.split())
+        output_text = (spoken * 4 + 2) // 3
+        output_audio = 0 if text_only else spoken * 8
         output_tokens = output_text + output_audio
-        return {
-            "total_tokens": input_tokens + output_tokens,
-            "input_tokens": input_tokens,
+        usage = {
+            "total_tokens": input_text + output_tokens,
+            "input_tokens": input_text,
             "output_tokens": output_tokens,
             "input_token_details": {
                 "text_tokens": input_text,
                 "audio_tokens": 0,
                 "image_tokens": 0,
-                "cached_tokens": 0,
-                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
+                "cached_tokens": cached,
+                "cached_tokens_details": {
+                    "text_tokens": cached,
+                    "audio_tokens": 0,
+                    "image_tokens": 0,
+                },
             },
             "output_token_details": {"text_tokens": output_text, "audio_tokens": output_audio},
         }
+        self.usages.append(
+            {"response_id": response_id, "model": self.session.get("model"), "usage": usage}
+        )
+        return usage
 
 
 def _parse_event(message: str | bytes) -> dict[str, Any] | None:

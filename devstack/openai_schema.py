@@ -135,6 +135,18 @@ class ApiError(Exception):
         return {"error": self.error()}
 
 
+def refuse_beta_shape(headers: Mapping[str, str]) -> None:
+    """The beta shape (`OpenAI-Beta: realtime=v1`) is gone: GA clients send no such header."""
+    if "realtime=v1" in headers.get("OpenAI-Beta", "").replace(" ", ""):
+        raise ApiError(
+            400,
+            "The beta Realtime API shape (OpenAI-Beta: realtime=v1) is disabled; "
+            "use the GA shape without that header.",
+            code="beta_api_shape_disabled",
+            param="OpenAI-Beta",
+        )
+
+
 def unknown_parameter(param: str) -> ApiError:
     hint = ""
     if param.startswith("session.") and param.removeprefix("session.") in BETA_FIELDS:

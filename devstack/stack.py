@@ -38,10 +38,13 @@ from devstack.net import PortBusy, free_port, port_is_free, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_FILE = ROOT / ".devstack" / "state.json"
-COMPONENTS = ("aws", "openai", "issuer", "web", "api", "scheduler")
+COMPONENTS = ("aws", "openai", "issuer", "web", "watcher", "api", "scheduler")
 DEFAULT_PORTS = {
-    "api": 3001, "issuer": 3002, "openai": 3003, "aws": 3004, "scheduler": 3005, "web": 5173,
+    "api": 3001, "issuer": 3002, "openai": 3003, "aws": 3004, "scheduler": 3005,
+    "watcher": 3006, "web": 5173,
 }  # fmt: skip
+WATCHER_FUNCTION = "CallWatcherFunction"
+WATCHER_CONCURRENCY = 32  # live calls watched at once (Lambda scales out; here, threads)
 DEFAULT_QUOTAS = "5/minute,50/day"
 DEFAULT_CALL_LIMITS = "concurrent=2,minutes/day=60"
 SCHEDULE_GROUP = "devstack-calls"
@@ -60,7 +63,7 @@ STOP_TIMEOUT = 5.0
 # and settings would point the function at a real account.
 INHERITED_PREFIXES = (
     "AWS_", "OPENAI_", "POWERTOOLS_", "AUTH_", "QUOTA", "ALLOWED_ORIGINS", "CALL_LIMITS",
-    "SCHEDULE", "SCHEDULER_",
+    "SCHEDULE", "SCHEDULER_", "WATCHER_", "SPEND_LIMITS", "PRICES",
 )  # fmt: skip
 _print_lock = threading.Lock()
 
@@ -295,6 +298,27 @@ def _api_env(urls: Mapping[str, str], quotas: str, extra: Mapping[str, str]) -> 
         "POWERTOOLS_SERVICE_NAME": "token-vendor",
         "POWERTOOLS_METRICS_NAMESPACE": "RealtimeTokenVendor",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        # The call watcher: started with Lambda's Invoke API, served by its own gateway.
+        "WATCHER_FUNCTION_NAME": WATCHER_FUNCTION,
+        "AWS_ENDPOINT_URL_LAMBDA": urls["watcher"],
+    } | dict(extra)  # fmt: skip
+
+
+def _watcher_env(urls: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The watcher's configuration, as template.yaml sets it; `extra` (WATCHER_* to shorten
+    its hand-overs in tests, and the SPEND_LIMITS, PRICES, CALL_LIMITS both functions share)."""
+    return _base_env() | aws.FAKE_CREDENTIALS | {
+        "OPENAI_SECRET_ID": SECRET_ID,
+        "OPENAI_BASE_URL": urls["openai"],
+        "QUOTA_TABLE": TABLE,
+        "CALL_LIMITS": DEFAULT_CALL_LIMITS,  # to settle calls in the same ledger
+        "AWS_ENDPOINT_URL": urls["aws"],
+        "AWS_ENDPOINT_URL_LAMBDA": urls["watcher"],  # it starts its own successor
+        "AWS_REGION": aws.REGION,
+        "AWS_DEFAULT_REGION": aws.REGION,
+        "POWERTOOLS_SERVICE_NAME": "call-watcher",
+        "POWERTOOLS_METRICS_NAMESPACE": "RealtimeTokenVendor",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
     } | dict(extra)  # fmt: skip
 
 
@@ -315,6 +339,7 @@ def start_stack(
     max_call_seconds: int | None = None,
     session_limit_s: float | None = None,
     web_flow: str | None = None,
+    watcher_env: Mapping[str, str] | None = None,
 ) -> Stack:
     """Start every component, wait until each answers, and return the running stack.
 
@@ -325,7 +350,9 @@ def start_stack(
     `max_call_seconds` shortens every profile's calls (a profiles file written beside the
     logs), so a call visibly ends at its deadline; `session_limit_s` shortens the emulator's
     60-minute cap. `web_flow` is the page's `flow` in config.json ("calls", its default, or
-    "client_secrets").
+    "client_secrets"). `watcher_env` goes to the call watcher (WATCHER_MAX_SECONDS for quick
+    hand-overs...); SPEND_LIMITS and PRICES in `extra_env` reach both functions, as the
+    template passes them to both.
     """
     started = time.monotonic()
     chosen = choose_ports(ports, host, web_host)
@@ -338,6 +365,7 @@ def start_stack(
         "openai": f"http://{host}:{chosen['openai']}/v1" if emulate else REAL_OPENAI,
         "aws": f"http://{host}:{chosen['aws']}",
         "scheduler": f"http://{host}:{chosen['scheduler']}",
+        "watcher": f"http://{host}:{chosen['watcher']}",
         "web": f"http://{web_host}:{chosen['web']}",
     }
     urls["token"] = urls["issuer"] + "/dev/token"
@@ -357,9 +385,12 @@ def start_stack(
             short_call_profiles(stack.log_dir, max_call_seconds, extra_env.get("PROFILES_FILE"))
         )
     try:
+        shared = {
+            k: v for k, v in extra_env.items() if k in ("SPEND_LIMITS", "PRICES", "CALL_LIMITS")
+        }
         _spawn_all(
             stack, quotas, extra_env, web_root, template, echo, emulate, issuer_style,
-            session_limit_s, web_flow,
+            session_limit_s, web_flow, shared | dict(watcher_env or {}),
         )  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT
         _wait(stack, "aws", host, deadline)
@@ -396,6 +427,7 @@ def _spawn_all(
     issuer_style: str = "oidc",
     session_limit_s: float | None = None,
     web_flow: str | None = None,
+    watcher_env: Mapping[str, str] | None = None,
 ) -> None:
     ports, urls, py = stack.ports, stack.urls, sys.executable
     host, web_host = stack.host, stack.web_host
@@ -433,6 +465,14 @@ def _spawn_all(
             [py, "-m", "devstack.apigw", "--host", host, "--port", str(ports["api"]),
              "--template", str(template)],
             _api_env(urls, quotas, extra_env),
+        ),
+        # CallWatcherFunction: no routes, only Invoke; one environment per live call.
+        "watcher": (
+            [py, "-m", "devstack.apigw", "--host", host, "--port", str(ports["watcher"]),
+             "--template", str(template), "--invoke-only", "--function-name", WATCHER_FUNCTION,
+             "--handler", "token_vendor.watcher.handler", "--timeout", "900",
+             "--memory", "256", "--concurrency", str(WATCHER_CONCURRENCY)],
+            _watcher_env(urls, watcher_env or {}),
         ),
         # EventBridge Scheduler's stand-in: fires the function's one-time schedules.
         "scheduler": (

@@ -45,7 +45,7 @@ if [ -n "$forbidden" ]; then
   echo "the package holds what it must not: $forbidden" >&2
   exit 1
 fi
-for needed in token_vendor/app.py token_vendor/profiles.json token_vendor/openapi.json aws_lambda_powertools httpx jwt cryptography; do
+for needed in token_vendor/app.py token_vendor/watcher.py token_vendor/profiles.json token_vendor/prices.json token_vendor/openapi.json aws_lambda_powertools httpx jwt cryptography websockets; do
   [ -e "$artifact/$needed" ] || { echo "the package lacks $needed" >&2; exit 1; }
 done
 # Exactly the pinned set: the same names and versions as functions/requirements.txt (which a

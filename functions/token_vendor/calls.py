@@ -24,6 +24,8 @@ from .openai_client import PlacedCall
 from .policy import CallPlan, Profiles, resolve_call
 from .schedule import call_deadline, fire_time
 from .service import MIN_SECONDS_FOR_QUOTA, Quota
+from .spend import DaySpend, SpendLimits
+from .starter import watch_event
 
 MAX_SDP_BYTES = 32 * 1024
 # Time kept back from OpenAI's call for what must follow it: the ledger's record and the
@@ -46,6 +48,16 @@ class RealtimeCalls(Protocol):  # OpenAI's side of a call
         self, sdp: str, session: dict[str, Any], safety_identifier: str, deadline: Deadline
     ) -> PlacedCall: ...
     def hang_up(self, call_id: str, deadline: Deadline) -> bool: ...
+
+
+class Spend(Protocol):  # the spend ledger (spend.py)
+    limits: SpendLimits
+
+    def today(self, user: str, deadline: Deadline | None = None) -> DaySpend: ...
+
+
+class Watchers(Protocol):  # starts a call's watcher (starter.py)
+    def start(self, event: dict[str, Any]) -> bool: ...
 
 
 class Scheduler(Protocol):
@@ -113,7 +125,11 @@ class CallService:
         precision: int,
         executor: Executor,
         log: logging.Logger | Any = None,
+        spend: Spend | None = None,
+        watchers: Watchers | None = None,
     ) -> None:
+        self._spend = spend
+        self._watchers = watchers
         self._profiles = profiles
         self._quota = quota
         self._ledger = ledger
@@ -137,6 +153,7 @@ class CallService:
         if not deadline.allows(MIN_SECONDS_FOR_QUOTA + SECONDS_AFTER_UPSTREAM):
             raise DependencyUnavailable("budget", "too little time left to place a call", 1)
         user = caller.user_hash
+        self._check_spend(user, deadline)
         ends_at = call_deadline(self._ledger.now(), plan.profile.max_call_seconds, self._precision)
         grant = self._quota.consume(user, deadline)
         try:
@@ -156,8 +173,37 @@ class CallService:
                 extra={"released": released, "returned": returned},
             )
             raise
+        # The watcher starts beside the ledger's record and the schedule: one round trip.
+        started = self._executor.submit(self._start_watcher, plan, call, reservation)
         self._guarantee_end(call, reservation, function_arn, deadline, grant)
+        try:
+            started.result(timeout=max(deadline.remaining(), 0.01))
+        except Exception as exc:  # unwatched is not unended: the deadline still ends the call
+            self._log.error("watcher not started", extra={"error": type(exc).__name__})
         return Placed(plan, call, reservation, grant.windows)
+
+    def _check_spend(self, user: str, deadline: Deadline) -> None:
+        """A user (or the service) whose spend budget is used up places no call until the
+        next UTC day. An unknown spend refuses too (503): a call costs money."""
+        if self._spend is None or not self._spend.limits.any:
+            return  # no budget: no read on the way to a call
+        refusal = self._spend.today(user, deadline).refusal()
+        if refusal is not None:
+            raise refusal
+
+    def _start_watcher(self, plan: CallPlan, call: PlacedCall, reservation: Reservation) -> None:
+        if self._watchers is None:
+            return
+        event = watch_event(
+            call.call_id,
+            reservation.user,
+            plan.profile.name,
+            plan.session,
+            plan.profile.on_session_change,
+            reservation.ends_at,
+        )
+        if not self._watchers.start(event):
+            self._log.error("call not watched; the deadline still ends it")
 
     def _guarantee_end(
         self,
@@ -246,11 +292,18 @@ class CallService:
         view = self._ledger.view(caller.user_hash, deadline)
         now = self._ledger.now()
         live = [c for c in view.calls if not c.done and c.ends_at > now]
-        return {
+        listing = {
             "object": "list",
             "data": [{"id": c.id, "started_at": c.started_at, "ends_at": c.ends_at} for c in live],
             "minutes_left_today": view.minutes_left,
         }
+        if self._spend is not None:
+            spend = self._spend.today(caller.user_hash, deadline)
+            left = spend.left
+            # USD with micro-dollar precision; null when no budget binds this user.
+            listing["spent_today_usd"] = spend.user_micros / 1_000_000
+            listing["spend_left_today_usd"] = None if left is None else left / 1_000_000
+        return listing
 
 
 def _enough_time(deadline: Deadline) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .policy import Profiles, load_profiles
+from .pricing import DEFAULT_PRICES_FILE, PriceTable, load_prices
+from .spend import SpendLimits
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_PROFILES_FILE = Path(__file__).with_name("profiles.json")
@@ -75,6 +77,9 @@ class Settings:
     schedule_group: str = ""
     scheduler_role_arn: str = ""
     scheduler_precision_seconds: int = 60
+    spend_limits: SpendLimits = field(default_factory=SpendLimits)
+    # CallWatcherFunction's name or ARN: each admitted call gets a watcher (none when empty).
+    watcher_function: str = ""
 
     def calls_problems(self) -> list[str]:
         """What keeps server-owned calls from working (empty when they can)."""
@@ -152,6 +157,8 @@ class Settings:
             # EventBridge Scheduler fires an at() schedule somewhere in its minute; a local
             # runner that fires to the second may say 1 (see docs/design.md, "deadlines").
             scheduler_precision_seconds=integer("SCHEDULER_PRECISION_SECONDS", 60, 1, 60),
+            spend_limits=SpendLimits.parse(env.get("SPEND_LIMITS", ""), problems),
+            watcher_function=env.get("WATCHER_FUNCTION_NAME", "").strip(),
         )
         _check_calls(settings, problems)
         if problems:
@@ -252,3 +259,71 @@ def _parse_origins(raw: str, problems: list[str]) -> tuple[str, ...]:
                 "(scheme://host[:port], no path, no wildcard)"
             )
     return origins
+
+
+@dataclass(frozen=True)
+class WatcherSettings:
+    """The call watcher's settings (its own function, its own environment)."""
+
+    openai_secret_id: str
+    openai_base_url: str
+    table: str
+    call_limits: CallLimits  # to settle a call in the call ledger
+    spend_limits: SpendLimits
+    prices: PriceTable
+    max_seconds: float  # how long one watcher watches before it hands over
+    handover_seconds: float  # how long before that it starts its successor
+    lease_seconds: float  # a holder that stops renewing loses the lease after this
+    margin_seconds: float  # kept from Lambda's own limit, to close and log
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WatcherSettings:
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def seconds(name: str, default: float, low: float, high: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                value = float("nan")
+            if not low <= value <= high:  # also refuses nan
+                problems.append(f"{name} must be a number of seconds from {low:g} to {high:g}")
+                return default
+            return value
+
+        base_url = env.get("OPENAI_BASE_URL", "").strip() or DEFAULT_OPENAI_BASE_URL
+        _check_url("OPENAI_BASE_URL", base_url, problems)
+        secret_id = env.get("OPENAI_SECRET_ID", "").strip()
+        if not secret_id:
+            problems.append("OPENAI_SECRET_ID is required")
+        table = env.get("QUOTA_TABLE", "").strip()
+        if not table:
+            problems.append("QUOTA_TABLE is required")
+        max_seconds = seconds("WATCHER_MAX_SECONDS", 840, 1, 900)
+        handover = seconds("WATCHER_HANDOVER_SECONDS", 30, 0.1, 300)
+        if handover >= max_seconds:
+            problems.append("WATCHER_HANDOVER_SECONDS must be less than WATCHER_MAX_SECONDS")
+        settings = cls(
+            openai_secret_id=secret_id,
+            openai_base_url=base_url.rstrip("/"),
+            table=table,
+            call_limits=_parse_call_limits(
+                env.get("CALL_LIMITS", "").strip() or DEFAULT_CALL_LIMITS, problems
+            ),
+            spend_limits=SpendLimits.parse(env.get("SPEND_LIMITS", ""), problems),
+            prices=load_prices(
+                Path(env.get("PRICES_FILE", "").strip() or DEFAULT_PRICES_FILE),
+                env.get("PRICES", ""),
+                problems,
+            ),
+            max_seconds=max_seconds,
+            handover_seconds=handover,
+            lease_seconds=seconds("WATCHER_LEASE_SECONDS", 60, 1, 900),
+            margin_seconds=seconds("WATCHER_MARGIN_SECONDS", 10, 0, 120),
+        )
+        if problems:
+            raise ConfigError(problems)
+        return settings

@@ -27,6 +27,8 @@ from .openai_key import OpenAIKeyStore
 from .quota import QuotaStore
 from .schedule import HangupScheduler
 from .service import TokenVendor
+from .spend import SpendLedger
+from .starter import WatcherStarter
 
 # botocore at DEBUG logs response bodies, the secret string among them; httpx logs URLs.
 QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "httpx", "httpcore", "s3transfer")
@@ -37,6 +39,10 @@ DYNAMODB_CONFIG = Config(
     tcp_keepalive=True,
 )  # fmt: skip
 SECRETS_CONFIG = Config(
+    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}
+)
+# Lambda's async Invoke answers at once (202); one retry at most, inside the request's time.
+LAMBDA_CONFIG = Config(
     connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}
 )
 # CreateSchedule carries a ClientToken, so a retry of it stays one schedule.
@@ -62,6 +68,20 @@ class Container:
         self.openai_key.invalidate()
 
 
+def _watchers(
+    settings: Settings, env: Mapping[str, str], client: Any, log: Any
+) -> WatcherStarter | None:
+    """The call watcher's starter, when the template names one (WATCHER_FUNCTION_NAME)."""
+    if not settings.watcher_function:
+        return None
+    if client is None:
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        client = botocore.session.get_session().create_client(
+            "lambda", region_name=region, config=LAMBDA_CONFIG
+        )
+    return WatcherStarter(client, settings.watcher_function, log)
+
+
 def quiet_library_loggers() -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -74,6 +94,7 @@ def build_container(
     dynamodb: Any = None,
     secretsmanager: Any = None,
     scheduler: Any = None,
+    lambda_client: Any = None,
     log: Any = None,
 ) -> Container:
     """Every dependency is injectable; the defaults are the production ones."""
@@ -138,6 +159,8 @@ def build_container(
         # The hangup's schedule is created beside the ledger's write; threads start lazily.
         executor=ThreadPoolExecutor(max_workers=2, thread_name_prefix="schedule"),
         log=log,
+        spend=SpendLedger(settings.quota_table, settings.spend_limits, dynamodb),
+        watchers=_watchers(settings, env, lambda_client, log),
     )
     return Container(
         settings=settings, vendor=vendor, calls=calls, jwks=jwks, openai_key=openai_key

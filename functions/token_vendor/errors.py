@@ -132,6 +132,25 @@ class CallLimitExceeded(TokenVendorError):
         super().__init__(f"call limit '{limit}' reached; retry after {retry_after}s")
 
 
+class SpendLimitExceeded(TokenVendorError):
+    """Today's spend budget (the user's, or everyone's: the operator's kill switch) is used
+    up; `retry_after` is the time to the next UTC day."""
+
+    def __init__(self, budget: str, retry_after: int) -> None:
+        self.budget = budget
+        self.retry_after = retry_after
+        super().__init__(f"spend budget '{budget}' used up; retry after {retry_after}s")
+
+    @property
+    def detail(self) -> str:
+        hours = max(round(self.retry_after / 3600), 1)
+        whose = "Your" if self.budget == "user" else "The service's"
+        return (
+            f"{whose} budget for calls today is used up. It renews at midnight UTC, "
+            f"in about {hours} hour{'s' if hours != 1 else ''}."
+        )
+
+
 class CallNotFound(TokenVendorError):
     pass
 

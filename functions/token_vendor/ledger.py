@@ -33,8 +33,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .config import CallLimits
 from .deadline import Deadline
 from .errors import CallLimitExceeded, DependencyUnavailable
-from .quota import ATTEMPT_SECONDS, unavailable
-from .retry_guard import RetryGuard
+from .quota import ATTEMPT_SECONDS
+from .retry_guard import RetryGuard, unavailable
 
 DAY = 86400
 OLD_DAYS_DROPPED = 7  # past days' counters removed on each admission (they decide nothing)

@@ -35,7 +35,11 @@ AUDIO_OUTPUT_FIELDS = {"format", "speed"}
 PROFILE_FIELDS = {
     "models", "instructions", "voices", "expires_after_seconds", "max_expires_after_seconds",
     "session", "required_scopes", "expose_instructions", "max_call_seconds", "flows",
+    "on_session_change",
 }  # fmt: skip
+# What the call watcher does when a live session leaves the profile (a browser's
+# session.update): put the profile's fields back, or end the call.
+SESSION_CHANGE_ACTIONS = ("restore", "hangup")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Profile:
     expose_instructions: bool
     max_call_seconds: int = DEFAULT_MAX_CALL_SECONDS
     flows: tuple[str, ...] = FLOWS
+    on_session_change: str = "restore"
 
 
 @dataclass(frozen=True)
@@ -263,6 +268,9 @@ def _load_profile(name: str, spec: Any, problems: list[str]) -> Profile | None:
     flows: Any = spec.get("flows", list(FLOWS))
     if not _strings(flows) or not set(flows) <= set(FLOWS) or len(set(flows)) != len(flows):
         bad("flows", f"must be a non-empty list drawn from {list(FLOWS)}")
+    on_change = spec.get("on_session_change", "restore")
+    if on_change not in SESSION_CHANGE_ACTIONS:
+        bad("on_session_change", f"must be one of {list(SESSION_CHANGE_ACTIONS)}")
     if len(problems) > before:
         return None
     return Profile(
@@ -277,6 +285,7 @@ def _load_profile(name: str, spec: Any, problems: list[str]) -> Profile | None:
         expose_instructions=expose,
         max_call_seconds=max_call,
         flows=tuple(f for f in FLOWS if f in flows),
+        on_session_change=on_change,
     )
 
 

@@ -24,6 +24,7 @@ from .errors import (
     InvalidToken,
     ProfileNotPermitted,
     QuotaExceeded,
+    SpendLimitExceeded,
     UnsupportedMediaType,
     UpstreamBadResponse,
     UpstreamRejected,
@@ -126,6 +127,15 @@ def problem_for(error: Exception, product: str = "a usable client secret") -> Pr
                 "The service has reached its limit for now; please try again later.",
                 {"Retry-After": str(error.retry_after)},
                 {"retry_after": error.retry_after},
+            )
+        case SpendLimitExceeded():
+            return Problem(
+                429,
+                "spend-limit",
+                "Too Many Requests",
+                error.detail,
+                {"Retry-After": str(error.retry_after)},
+                {"policy": f"spend-{error.budget}", "retry_after": error.retry_after},
             )
         case CallLimitExceeded():
             return Problem(

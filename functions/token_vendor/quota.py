@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .config import QuotaWindow
 from .deadline import Deadline
 from .errors import DependencyUnavailable, GlobalQuotaExceeded, QuotaExceeded, WindowUsage
-from .retry_guard import RetryGuard
+from .retry_guard import RetryGuard, unavailable
 
 TTL_GRACE_SECONDS = 3600
 # One DynamoDB attempt at worst: connect and read timeouts of deps.DYNAMODB_CONFIG.
@@ -204,13 +204,3 @@ def _reset_after(window: QuotaWindow, now: float) -> int:
 
 def _number(attribute: dict[str, str] | None) -> int:
     return int(attribute["N"]) if attribute and "N" in attribute else 0
-
-
-def unavailable(exc: Exception) -> DependencyUnavailable:
-    code = (
-        exc.response.get("Error", {}).get("Code", "error")
-        if isinstance(exc, ClientError)
-        else type(exc).__name__
-    )
-    # Fail closed: every allowed request costs money, so an unknown count means no.
-    return DependencyUnavailable("quota_store", f"DynamoDB: {code}", retry_after=2)

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .deadline import Deadline
+from .errors import DependencyUnavailable
 
 
 class OutOfTime(BotoCoreError):  # type: ignore[misc]  # botocore ships no types
@@ -46,3 +47,14 @@ class RetryGuard:
             yield
         finally:
             self._deadline = None
+
+
+def unavailable(exc: Exception, dependency: str = "quota_store") -> DependencyUnavailable:
+    """A DynamoDB failure as the domain sees it, named by its AWS error code."""
+    code = (
+        exc.response.get("Error", {}).get("Code", "error")
+        if isinstance(exc, ClientError)
+        else type(exc).__name__
+    )
+    # Fail closed: every allowed request costs money, so an unknown count means no.
+    return DependencyUnavailable(dependency, f"DynamoDB: {code}", retry_after=2)

@@ -257,6 +257,8 @@ def test_the_call_is_listed_until_it_ends(call: Call, handler: Any, issuer: Issu
         "object": "list",
         "data": [],
         "minutes_left_today": 60,
+        "spent_today_usd": 0.0,
+        "spend_left_today_usd": None,  # no SPEND_LIMITS: metered, not limited
     }
 
 
@@ -335,6 +337,8 @@ def test_the_deadline_hangs_up_and_settles_exactly_once_under_duplicates(
         "object": "list",
         "data": [],
         "minutes_left_today": (3600 - used) // 60,
+        "spent_today_usd": 0.0,
+        "spend_left_today_usd": None,
     }
     assert hang_up(handler, issuer, call_id).status == 200  # ended; still idempotent
 

@@ -34,6 +34,8 @@ CONTRACT_VARIABLES = {
     "QUOTAS",
     "GLOBAL_QUOTAS",
     "CALL_LIMITS",
+    "SPEND_LIMITS",
+    "WATCHER_FUNCTION_NAME",
     "SCHEDULE_GROUP",
     "SCHEDULER_ROLE_ARN",
     "AUTH_ISSUER",
@@ -103,7 +105,9 @@ def test_the_function_may_touch_exactly_its_table_secret_schedules_and_hangup_ro
     assert grants == {
         ("dynamodb:UpdateItem", json.dumps({"Fn::GetAtt": ["QuotaTable", "Arn"]})),
         ("dynamodb:GetItem", json.dumps({"Fn::GetAtt": ["QuotaTable", "Arn"]})),
+        ("dynamodb:BatchGetItem", json.dumps({"Fn::GetAtt": ["QuotaTable", "Arn"]})),
         ("secretsmanager:GetSecretValue", json.dumps({"Ref": "OpenAIKeySecret"})),
+        ("lambda:InvokeFunction", json.dumps({"Fn::GetAtt": ["CallWatcherFunction", "Arn"]})),
         ("scheduler:CreateSchedule", json.dumps(GROUP_SCHEDULES)),
         ("scheduler:DeleteSchedule", json.dumps(GROUP_SCHEDULES)),
         ("iam:PassRole", json.dumps(HANGUP_ROLE_ARN)),
@@ -494,8 +498,89 @@ def test_alarms_cover_errors_throttles_upstream_failures_the_unexpected_and_the_
         "UnexpectedErrorsAlarm",
         "GlobalCapAlarm",
         "MintRateAlarm",
+        "WatcherFailuresAlarm",
     }
     assert R["Dashboard"]["Type"] == "AWS::CloudWatch::Dashboard"
+
+
+# --- The call watcher ---------------------------------------------------------------------------
+
+WATCHER_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}"
+    ":function:${AWS::StackName}-call-watcher"
+}
+
+
+def test_the_watcher_runs_python313_on_arm64_for_at_most_900_seconds_in_little_memory() -> None:
+    watcher = props("CallWatcherFunction")
+
+    assert watcher.get("Runtime", T["Globals"]["Function"]["Runtime"]) == "python3.13"
+    # The same architecture as the API's function: arm64 unless `sam local` needs x86_64.
+    assert watcher.get("Architectures", T["Globals"]["Function"]["Architectures"]) == [
+        {"Ref": "Architecture"}
+    ]
+    assert T["Parameters"]["Architecture"]["Default"] == "arm64"
+    assert watcher["Handler"] == "token_vendor.watcher.handler"
+    assert watcher["CodeUri"].rstrip("/") == "functions"  # the same package as the API's
+    assert watcher["Timeout"] <= 900
+    assert T["Parameters"]["WatcherMemorySize"]["Default"] <= 256
+    assert watcher["MemorySize"] == {"Ref": "WatcherMemorySize"}
+    # It hands over before Lambda's limit: its own limit and margin fit inside the timeout.
+    env = watcher["Environment"]["Variables"]
+    assert float(env["WATCHER_MAX_SECONDS"]) + float(env["WATCHER_MARGIN_SECONDS"]) <= 900
+    assert float(env["WATCHER_HANDOVER_SECONDS"]) < float(env["WATCHER_MAX_SECONDS"])
+    # The watcher reads exactly what WatcherSettings reads, all set here.
+    assert {
+        "OPENAI_SECRET_ID", "OPENAI_BASE_URL", "QUOTA_TABLE", "CALL_LIMITS", "SPEND_LIMITS",
+    } <= set(env)  # fmt: skip
+    assert env["SPEND_LIMITS"] == props("TokenFunction")["Environment"]["Variables"]["SPEND_LIMITS"]
+    assert env["CALL_LIMITS"] == props("TokenFunction")["Environment"]["Variables"]["CALL_LIMITS"]
+
+
+def test_the_watcher_is_never_retried_and_a_stale_start_is_dropped() -> None:
+    config = props("CallWatcherFunction")["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == 0
+    assert 60 <= config["MaximumEventAgeInSeconds"] <= 120
+
+
+def test_the_watcher_may_touch_exactly_the_table_the_key_and_itself() -> None:
+    watcher = props("CallWatcherFunction")
+    assert "Role" not in watcher
+    statements = [s for policy in watcher["Policies"] for s in policy["Statement"]]
+    grants = {
+        (action, json.dumps(s["Resource"], sort_keys=True))
+        for s in statements
+        for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    table = json.dumps({"Fn::GetAtt": ["QuotaTable", "Arn"]})
+    assert grants == {
+        ("dynamodb:UpdateItem", table),
+        ("dynamodb:GetItem", table),
+        ("dynamodb:BatchGetItem", table),
+        ("secretsmanager:GetSecretValue", json.dumps({"Ref": "OpenAIKeySecret"})),
+        ("lambda:InvokeFunction", json.dumps(WATCHER_ARN)),
+    }
+    assert all(s["Effect"] == "Allow" and "*" not in json.dumps(s["Resource"]) for s in statements)
+    # The ARN it may invoke is its own: the name it is given.
+    assert watcher["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-call-watcher"}
+    # The token function starts it by that function's own reference.
+    env = props("TokenFunction")["Environment"]["Variables"]
+    assert env["WATCHER_FUNCTION_NAME"] == {"Ref": "CallWatcherFunction"}
+
+
+def test_the_watchers_failures_are_alarmed_and_spend_is_on_the_dashboard() -> None:
+    alarm = props("WatcherFailuresAlarm")
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+    reported = metrics["reported"]["MetricStat"]["Metric"]
+    assert reported["MetricName"] == "WatcherFailures"
+    assert reported["Dimensions"] == [{"Name": "service", "Value": "call-watcher"}]
+    crashed = metrics["crashed"]["MetricStat"]["Metric"]
+    assert crashed["Namespace"] == "AWS/Lambda" and crashed["MetricName"] == "Errors"
+    assert alarm["Threshold"] == 1
+    body = props("Dashboard")["DashboardBody"]["Fn::Sub"][0]
+    assert "SpendMicroUSD" in body and "3600) / 1000000" in body
+    for metric in ("PolicyDeviations", "BudgetHangups", "Handovers", "WatcherFailures"):
+        assert metric in body
 
 
 # --- events/ for `sam local invoke` ------------------------------------------------------------

@@ -756,7 +756,15 @@ def test_make_dev_prints_a_token_and_ctrl_c_stops_every_process(tmp_path: Path) 
     assert dev.returncode == 0, err
     assert "Traceback" not in err
     assert sorted(children) == sorted(state["pids"].values())
-    assert sorted(state["pids"]) == ["api", "aws", "issuer", "openai", "scheduler", "web"]
+    assert sorted(state["pids"]) == [
+        "api",
+        "aws",
+        "issuer",
+        "openai",
+        "scheduler",
+        "watcher",
+        "web",
+    ]
     assert [pid for pid in children if alive(pid)] == []
     assert not state_file.exists()
 

@@ -1092,7 +1092,7 @@ def test_faults_count_down_and_clear(http: httpx.Client) -> None:
     assert [hit(http, "client_secrets").status_code for _ in range(3)] == [500, 500, 200]
     set_fault(http, calls="429")
     http.delete("/__emulator/faults").raise_for_status()
-    assert state(http)["faults"] == {"client_secrets": None, "calls": None}
+    assert state(http)["faults"] == {"client_secrets": None, "calls": None, "sideband": None}
     for bad in ({"calls": "418"}, {"client_secrets": "429", "times": 0}, {"everything": "500"}):
         assert http.post("/__emulator/faults", json=bad).status_code == 400
 

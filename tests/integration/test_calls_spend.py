@@ -1,0 +1,150 @@
+"""The spend budget at the calls route, through the real handler (moto, the fake internet):
+a spent budget refuses new calls with 429 before anything is spent, the listing says what is
+left, and a watcher that cannot be started never fails a call."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.stub import ANY, Stubber
+from token_vendor import deps
+from token_vendor.spend import SpendLedger, SpendLimits
+
+from devstack.lambda_events import http_event
+from tests.conftest import BASE_ENV, ORIGIN, TABLE, Aws, Reply, invoke
+from tests.fakes import ISSUER, OFFER_SDP, FakeInternet, Issuer
+from tests.integration.test_calls import CALLS, call_id_of, listing, mint_units
+
+
+def user_hash(user: str) -> str:
+    return hashlib.sha256(f"{ISSUER}\x00{user}".encode()).hexdigest()[:32]
+
+
+def spend(aws: Aws, user: str, micros: int, limits: str) -> None:
+    ledger = SpendLedger(TABLE, SpendLimits.parse(limits, []), aws.dynamodb)
+    ledger.charge("rtc_earlier", user_hash(user), f"resp:{time.time()}", micros)
+
+
+@pytest.fixture
+def place(handler: Any, issuer: Issuer) -> Any:
+    """POST /v1/realtime/calls with the raw offer, as `user`, through `with_handler`."""
+
+    def post(*, user: str = "user-1", with_handler: Any = None) -> Reply:
+        headers = {
+            "authorization": f"Bearer {issuer.token(user)}",
+            "origin": ORIGIN,
+            "content-type": "application/sdp",
+        }
+        event = http_event("POST", CALLS, headers=headers, body=OFFER_SDP)
+        return invoke(with_handler or handler, event)
+
+    return post
+
+
+@pytest.fixture
+def spend_handler(make_handler: Any) -> Any:
+    return make_handler(SPEND_LIMITS="usd/day=1.00,global:usd/day=5.00")
+
+
+def test_a_spent_budget_refuses_the_next_call_before_anything_is_spent(
+    place: Any, spend_handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
+) -> None:
+    spend(aws, "user-1", 1_000_000, "usd/day=1.00")
+    units = mint_units(aws)
+
+    refused = place(with_handler=spend_handler)
+
+    assert refused.status == 429
+    assert refused.json["type"].endswith("spend-limit")
+    assert refused.json["policy"] == "spend-user"
+    assert refused.json["detail"].startswith("Your budget for calls today is used up.")
+    retry = int(refused.header("retry-after") or "0")
+    assert 0 < retry <= 86400 and retry == refused.json["retry_after"]
+    assert refused.json["error"]["code"]  # OpenAI's envelope too, for the SDKs
+    # Nothing was taken: no mint unit, no upstream call.
+    assert mint_units(aws) == units and internet.live_calls() == []
+    # Another user has a budget of their own.
+    assert place(user="user-2", with_handler=spend_handler).status == 201
+
+
+def test_the_global_kill_switch_refuses_everyone(
+    place: Any, spend_handler: Any, aws: Aws, internet: FakeInternet
+) -> None:
+    spend(aws, "heavy", 900_000, "")
+    for n in range(5):
+        spend(aws, f"user-{n + 10}", 820_000, "")  # 4.1 + 0.9 = 5.00 USD across users
+    refused = place(user="fresh", with_handler=spend_handler)
+    assert refused.status == 429 and refused.json["policy"] == "spend-global"
+    assert refused.json["detail"].startswith("The service's budget for calls today is used up.")
+    assert internet.live_calls() == []
+
+
+def test_the_listing_reports_spend_left_today(spend_handler: Any, issuer: Issuer, aws: Aws) -> None:
+    spend(aws, "user-1", 250_000, "")
+    listed = listing(spend_handler, issuer).json
+    assert listed["spent_today_usd"] == 0.25 and listed["spend_left_today_usd"] == 0.75
+
+
+def test_an_unreadable_spend_refuses_the_call_with_503(
+    place: Any, spend_handler: Any, aws: Aws, internet: FakeInternet
+) -> None:
+    assert place(with_handler=spend_handler, user="warmup").status == 201  # container built
+    with Stubber(aws.dynamodb) as stub:
+        stub.add_client_error("batch_get_item", "InternalServerError", http_status_code=500)
+        refused = place(user="user-3", with_handler=spend_handler)
+    assert refused.status == 503
+    assert [c for c in internet.live_calls() if c] and len(internet.live_calls()) == 1
+
+
+def test_each_placed_call_starts_its_watcher_and_a_failed_start_fails_nothing(
+    make_handler: Any, place: Any, app_module: Any, aws: Any, internet: FakeInternet
+) -> None:
+    lambda_client = botocore.session.get_session().create_client("lambda", region_name="us-east-1")
+    handler = app_module.create_handler(
+        lambda: deps.build_container(
+            BASE_ENV | {"WATCHER_FUNCTION_NAME": "stack-call-watcher"},
+            http=internet.client(),
+            dynamodb=aws.dynamodb,
+            secretsmanager=aws.secretsmanager,
+            scheduler=aws.scheduler,
+            lambda_client=lambda_client,
+            log=app_module.logger,
+        )
+    )
+    with Stubber(lambda_client) as stub:
+        stub.add_response(
+            "invoke",
+            {"StatusCode": 202},
+            {"FunctionName": "stack-call-watcher", "InvocationType": "Event", "Payload": ANY},
+        )
+        placed = place(with_handler=handler)
+        stub.assert_no_pending_responses()  # exactly one asynchronous start, by name
+        # The next start fails (throttled): the call is placed all the same.
+        stub.add_client_error("invoke", "TooManyRequestsException", http_status_code=429)
+        second = place(user="user-2", with_handler=handler)
+    assert placed.status == 201 and second.status == 201
+    assert len(internet.live_calls()) == 2
+    assert call_id_of(placed) != call_id_of(second)
+
+
+def test_the_watch_event_names_the_call_the_profile_and_its_deadline() -> None:
+    from token_vendor.starter import watch_event
+
+    event = watch_event("rtc_1", "u", "assistant", {"type": "realtime"}, "restore", 1800.0)
+    assert event == {
+        "action": "watch",
+        "call_id": "rtc_1",
+        "user": "u",
+        "profile": "assistant",
+        "session": {"type": "realtime"},
+        "on_session_change": "restore",
+        "ends_at": 1800.0,
+        "handovers": 0,
+    }
+    assert "token" not in event  # only a hand-over names the successor's lease token
+    assert json.loads(json.dumps(event)) == event

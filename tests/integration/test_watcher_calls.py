@@ -1,0 +1,219 @@
+"""The watcher as the product uses it: the token function places a call (POST
+/v1/realtime/calls with the user's JWT) and starts its watcher; the local stack runs both
+functions, the Scheduler's stand-in, the emulator and moto. A real WebRTC caller (aiortc)
+plays the browser.
+
+Proves: a caller who leaves has the unused minutes back within seconds (not at the deadline);
+a user whose budget runs out hears a goodbye, the call ends, new calls are refused with 429,
+and `GET /v1/realtime/calls` says what is left; a killed watcher costs only live metering:
+the deadline still ends and settles the call."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack import aws
+from devstack.stack import TABLE, Stack, start_stack
+from tests.tools.test_openai_emulator import Caller, user_says
+
+pytestmark = pytest.mark.stack
+
+LIMIT_USD = "0.03"
+
+
+def api(stack: Stack, user: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=stack.urls["api"],
+        headers={"Authorization": f"Bearer {stack.token(user)}"},
+        timeout=15,
+    )
+
+
+def emulator_call(stack: Stack, call_id: str) -> dict[str, Any]:
+    base = stack.urls["openai"].removesuffix("/v1")
+    state = httpx.get(base + "/__emulator/state", timeout=10).json()
+    for call in state["open_calls"] + state["ended_calls"]:
+        if call["id"] == call_id:
+            return dict(call)
+    return {}
+
+
+def spent_today(stack: Stack, user_hash: str) -> int:
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    item = aws.client("dynamodb", stack.urls["aws"]).get_item(
+        TableName=TABLE, Key={"pk": {"S": f"spend#user#{user_hash}#{day}"}}, ConsistentRead=True
+    )
+    return int(item.get("Item", {}).get("micros", {}).get("N", "0"))
+
+
+async def place(client: httpx.Client, caller: Caller) -> str:
+    offer = await caller.offer()
+    reply = await asyncio.to_thread(
+        client.post,
+        "/v1/realtime/calls",
+        content=offer,
+        headers={"Content-Type": "application/sdp"},
+    )
+    assert reply.status_code == 201, reply.text
+    call_id = reply.headers["location"].rsplit("/", 1)[-1]
+    await caller.accept(reply.text)
+    await caller.until("conversation.created")
+    return call_id
+
+
+async def wait_until(check: Any, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+def watched(stack: Stack, call_id: str) -> bool:
+    return bool(emulator_call(stack, call_id).get("sidebands") == 1)
+
+
+# --- a caller who leaves ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with start_stack(
+        extra_env={
+            "CALL_LIMITS": "concurrent=2,minutes/day=60",
+            "SPEND_LIMITS": f"usd/day={LIMIT_USD}",
+        }
+    ) as running:
+        yield running
+
+
+def test_closing_the_tab_returns_the_minutes_within_seconds(stack: Stack) -> None:
+    seconds = asyncio.run(asyncio.wait_for(_leave(stack), 60))
+    print(f"caller left -> minutes back in {seconds * 1000:.0f} ms")
+    assert seconds < 5
+
+
+async def _leave(stack: Stack) -> float:
+    caller = Caller(microphone=True)
+    with api(stack, "leaver") as client:
+        try:
+            call_id = await place(client, caller)
+            await wait_until(lambda: watched(stack, call_id), 10, "watcher attached")
+            during = client.get("/v1/realtime/calls").json()
+            assert [c["id"] for c in during["data"]] == [call_id]
+            assert during["minutes_left_today"] < 60  # the call's minutes are reserved
+        finally:
+            await caller.close()  # the tab closes: the peer goes away, nobody hangs up
+        left_at = time.monotonic()
+        await wait_until(
+            lambda: client.get("/v1/realtime/calls").json()["data"] == [], 20, "settled"
+        )
+        seconds = time.monotonic() - left_at
+        after = client.get("/v1/realtime/calls").json()
+        # Only the seconds the call lasted are gone (rounded to whole minutes).
+        assert after["minutes_left_today"] >= 59
+        assert emulator_call(stack, call_id)["ended_by"] in ("peer", "hangup")
+        return seconds
+
+
+# --- a user whose budget runs out --------------------------------------------------------------
+
+
+def test_a_spent_budget_ends_the_call_with_a_goodbye_and_refuses_the_next(stack: Stack) -> None:
+    goodbye, overrun, listing, refused = asyncio.run(asyncio.wait_for(_spend_it_all(stack), 90))
+    print(f"budget {LIMIT_USD} USD overrun by {overrun} micro-dollars")
+    assert goodbye.startswith("As instructed: The user's budget for today is used up.")
+    assert listing["spend_left_today_usd"] == 0 and listing["data"] == []
+    assert listing["spent_today_usd"] >= float(LIMIT_USD)
+    assert refused.status_code == 429
+    problem = refused.json()
+    assert problem["type"].endswith("spend-limit") and "budget" in problem["detail"]
+    assert 0 < int(refused.headers["retry-after"]) <= 86400
+
+
+async def _spend_it_all(stack: Stack) -> tuple[str, int, dict[str, Any], httpx.Response]:
+    caller = Caller(microphone=False)
+    with api(stack, "spender") as client:
+        try:
+            call_id = await place(client, caller)
+            await wait_until(lambda: watched(stack, call_id), 10, "watcher attached")
+            goodbye = ""
+            for turn in range(40):
+                caller.send(user_says(f"tell me a long story, part {turn}"))
+                caller.send({"type": "response.create"})
+                events = await caller.until("response.done")
+                said = "".join(e["delta"] for e in events if e["type"].endswith("transcript.delta"))
+                if said.startswith("As instructed:"):
+                    goodbye = said
+                    break
+                # A person listens to the answer before speaking again (its audio plays for
+                # longer than its events take to arrive).
+                await asyncio.sleep(0.3)
+            assert goodbye, "no goodbye came"
+            await asyncio.wait_for(caller.channel_closed.wait(), 10)  # and the call ends
+        finally:
+            await caller.close()
+        ended = emulator_call(stack, call_id)
+        assert ended["ended_by"] == "hangup"
+        listing = client.get("/v1/realtime/calls").json()
+        spent = round(listing["spent_today_usd"] * 1_000_000)
+        overrun = spent - round(float(LIMIT_USD) * 1_000_000)
+        offer = await Caller(microphone=False).offer()
+        refused = client.post(
+            "/v1/realtime/calls", content=offer, headers={"Content-Type": "application/sdp"}
+        )
+        return goodbye, overrun, listing, refused
+
+
+# --- a watcher that dies ---------------------------------------------------------------------------
+
+
+def test_a_killed_watcher_leaves_the_deadline_to_end_and_settle_the_call() -> None:
+    with start_stack(
+        max_call_seconds=8,
+        extra_env={"SCHEDULER_PRECISION_SECONDS": "1"},
+    ) as stack:
+        result = asyncio.run(asyncio.wait_for(_killed(stack), 60))
+    _, ended, lasted, listing = result
+    assert ended["ended_by"] == "hangup"  # by the scheduled deadline: nothing else was left
+    assert 7 <= lasted <= 14
+    assert listing["data"] == [] and listing["minutes_left_today"] == 59
+
+
+async def _killed(stack: Stack) -> tuple[str, dict[str, Any], float, dict[str, Any]]:
+    caller = Caller(microphone=False)
+    with api(stack, "orphan") as client:
+        try:
+            started = time.monotonic()
+            call_id = await place(client, caller)
+            await wait_until(lambda: watched(stack, call_id), 10, "watcher attached")
+            caller.send(user_says("hello"))
+            caller.send({"type": "response.create"})
+            await caller.until("response.done")
+            # SIGKILL: no close frame, no hangup, no settle, the lease held.
+            stack.processes["watcher"].signal(signal.SIGKILL)
+            await wait_until(
+                lambda: emulator_call(stack, call_id).get("sidebands") == 0, 10, "drop"
+            )
+            assert emulator_call(stack, call_id).get("ended_by") is None  # the call lives on
+            await asyncio.wait_for(caller.channel_closed.wait(), 20)
+            lasted = time.monotonic() - started
+        finally:
+            await caller.close()
+        await wait_until(
+            lambda: client.get("/v1/realtime/calls").json()["data"] == [], 10, "settled"
+        )
+        return (
+            call_id,
+            emulator_call(stack, call_id),
+            lasted,
+            client.get("/v1/realtime/calls").json(),
+        )

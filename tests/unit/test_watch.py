@@ -1,0 +1,368 @@
+"""The watch loop's decisions, with a scripted sideband and moto's DynamoDB (the real spend
+ledger and lease): restore or hang up, the goodbye, the end, the lease, the hand-over."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from token_vendor.errors import DependencyUnavailable
+from token_vendor.lease import LeaseStore
+from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices
+from token_vendor.sideband import SidebandClosed
+from token_vendor.spend import SpendLedger, SpendLimits
+from token_vendor.watch import GOODBYE, CallWatch, Job, Outcome, Timing
+
+from tests.conftest import TABLE, Aws
+from tests.unit.test_pricing import usage
+
+NOW = 1_800_000_000.0
+SESSION = {
+    "type": "realtime",
+    "model": "gpt-realtime-2.1",
+    "instructions": "Be brief.",
+    "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}},
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Step = dict[str, Any] | Callable[[], None] | None
+# OpenAI's answer to a response.create while another response is in progress.
+BUSY = {
+    "type": "error",
+    "error": {"type": "invalid_request_error", "code": "conversation_already_has_active_response"},
+}
+
+
+class Scripted:
+    """A sideband that plays a script: events, pauses (None) and actions; then it closes."""
+
+    def __init__(self, clock: Clock, script: list[Step], close_code: int | None = 1000) -> None:
+        self.clock = clock
+        self.script = list(script)
+        self.sent: list[dict[str, Any]] = []
+        self.closed = False
+        self.close_code = close_code
+
+    def recv(self, timeout: float) -> dict[str, Any] | None:
+        while self.script:
+            step = self.script.pop(0)
+            if callable(step):
+                step()
+                continue
+            if step is None:
+                self.clock.now += timeout
+            return step
+        raise SidebandClosed(self.close_code, "")
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self.closed:
+            raise SidebandClosed(1000, "")
+        self.sent.append(event)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.counts: list[tuple[str, float, dict[str, str]]] = []
+        self.ended: list[tuple[str, str]] = []
+
+    def count(self, name: str, value: float = 1, unit: str = "Count", **dims: str) -> None:
+        self.counts.append((name, value, dims))
+
+    def end_call(self, call_id: str, user: str, reason: str) -> None:
+        self.ended.append((call_id, reason))
+
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.counts]
+
+
+def done(response_id: str, **tokens: int) -> dict[str, Any]:
+    return {
+        "type": "response.done",
+        "event_id": "event_" + response_id,
+        "response": {"id": response_id, "status": "completed", "usage": usage(**tokens)},
+    }
+
+
+def updated(**changes: Any) -> dict[str, Any]:
+    session = {
+        "type": "realtime",
+        "id": "sess_1",
+        "model": "gpt-realtime-2.1",
+        "instructions": "Be brief.",
+        "tools": [],
+        "tool_choice": "auto",
+        "output_modalities": ["audio"],
+        "max_output_tokens": "inf",
+        "prompt": None,
+        "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}},
+    }
+    return {"type": "session.updated", "session": session | changes}
+
+
+def watcher(
+    aws: Aws,
+    clock: Clock,
+    script: list[Step],
+    *,
+    limits: str = "",
+    on_change: str = "restore",
+    close_code: int | None = 1000,
+) -> tuple[CallWatch, Scripted, Recorder, LeaseStore]:
+    problems: list[str] = []
+    prices = load_prices(DEFAULT_PRICES_FILE, "", problems)
+    spend = SpendLedger(TABLE, SpendLimits.parse(limits, problems), aws.dynamodb, clock=clock)
+    assert problems == []
+    leases = LeaseStore(TABLE, aws.dynamodb, clock=clock)
+    assert leases.acquire("rtc_1", "w_me", 30)
+    recorder = Recorder()
+    events = Scripted(clock, script, close_code)
+    job = Job("rtc_1", "alice", "assistant", SESSION, on_change, NOW + 600, "w_me")
+    watch = CallWatch(
+        job=job,
+        events=events,
+        prices=prices,
+        meter=spend,
+        leases=leases,
+        ender=recorder,
+        metrics=recorder,
+        log=logging.getLogger("test"),
+        clock=clock,
+    )
+    return watch, events, recorder, leases
+
+
+def timing(stop_in: float = 10_000, hard_in: float = 20_000) -> Timing:
+    return Timing(stop_at=NOW + stop_in, hard_stop=NOW + hard_in, lease_seconds=30)
+
+
+def never() -> str | None:
+    raise AssertionError("no hand-over expected")
+
+
+def test_restore_the_profile_on_attach_and_on_every_deviation(aws: Aws) -> None:
+    clock = Clock()
+    script: list[Step] = [updated(), updated(instructions="Ignore it."), updated()]
+    watch, events, recorder, leases = watcher(aws, clock, script)
+    assert watch.run(timing(), never) is Outcome.ENDED
+    restores = [e for e in events.sent if e["type"] == "session.update"]
+    assert len(restores) == 2  # on attach, and once for the deviation
+    assert restores[1]["session"]["instructions"] == "Be brief."
+    assert recorder.names().count("PolicyDeviations") == 1
+    assert recorder.ended == [("rtc_1", "closed")] and events.closed
+    assert leases.state("rtc_1").ended
+
+
+def test_a_hangup_profile_ends_the_call_on_a_deviation(aws: Aws) -> None:
+    clock = Clock()
+    script: list[Step] = [updated(tools=[{"type": "function", "name": "x"}]), updated()]
+    watch, events, recorder, _ = watcher(aws, clock, script, on_change="hangup")
+    assert watch.run(timing(), never) is Outcome.ENDED
+    assert recorder.ended == [("rtc_1", "policy")]
+    assert len(events.script) == 1  # it did not wait for more
+
+
+def test_money_is_charged_once_per_event_with_the_live_model(aws: Aws) -> None:
+    clock = Clock()
+    transcribed = {
+        "type": "conversation.item.input_audio_transcription.completed",
+        "item_id": "item_1",
+        "content_index": 0,
+        "usage": {
+            "type": "tokens",
+            "total_tokens": 120,
+            "input_tokens": 100,
+            "input_token_details": {"text_tokens": 10, "audio_tokens": 90},
+            "output_tokens": 20,
+        },
+    }
+    script: list[Step] = [
+        done("resp_1", text_in=12, text_out=9, audio_out=61),  # 4168
+        done("resp_1", text_in=12, text_out=9, audio_out=61),  # the same again: 0
+        transcribed,  # 383
+        transcribed,
+        updated(model="gpt-realtime-2.1-mini"),  # a session.updated says which model runs
+        done("resp_2", text_in=12, text_out=9, audio_out=61),  # 1249 on the mini model
+    ]
+    watch, _, recorder, _ = watcher(aws, clock, script)
+    watch.run(timing(), never)
+    assert watch.charged_micros == 4168 + 383 + 1249
+    spend = [(value, dims) for name, value, dims in recorder.counts if name == "SpendMicroUSD"]
+    assert spend == [
+        (4168, {"model": "gpt-realtime-2.1", "profile": "assistant"}),
+        (383, {"model": "gpt-4o-mini-transcribe", "profile": "assistant"}),
+        (1249, {"model": "gpt-realtime-2.1-mini", "profile": "assistant"}),
+    ]
+
+
+def test_the_budget_asks_for_a_goodbye_then_hangs_up(aws: Aws) -> None:
+    clock = Clock()
+    script: list[Step] = [
+        done("resp_1", audio_out=2_000),  # 0.128 USD of 1.00
+        done("resp_2", audio_out=14_000),  # 1.024: over; goodbye asked
+        {"type": "response.created", "response": {"id": "resp_3"}},
+        done("resp_3", audio_out=100),  # the goodbye said: hang up
+        done("resp_4", audio_out=100),
+    ]
+    watch, events, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
+    assert watch.run(timing(), never) is Outcome.ENDED
+    goodbyes = [e for e in events.sent if e["type"] == "response.create"]
+    assert goodbyes == [{"type": "response.create", "response": {"instructions": GOODBYE}}]
+    assert recorder.ended == [("rtc_1", "budget")]
+    assert "BudgetHangups" in recorder.names()
+    assert watch.charged_micros == 128_000 + 896_000 + 6_400  # resp_4 never came
+    assert len(events.script) == 1
+
+
+def test_the_goodbye_is_asked_before_a_response_like_the_dearest_would_cross(aws: Aws) -> None:
+    clock = Clock()
+    script: list[Step] = [
+        done("resp_1", audio_out=5_000),  # 0.32 spent, 0.68 left; dearest 0.32
+        done("resp_2", audio_out=6_000),  # 0.704 spent, 0.296 left < dearest 0.384
+        done("resp_3", audio_out=100),
+    ]
+    watch, events, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
+    watch.run(timing(), never)
+    assert [e["type"] for e in events.sent].count("response.create") == 1
+    assert recorder.ended == [("rtc_1", "budget")]
+
+
+def test_a_goodbye_refused_while_the_model_talks_is_asked_again(aws: Aws) -> None:
+    clock = Clock()
+    script: list[Step] = [
+        done("resp_1", audio_out=20_000),  # over at once: goodbye asked
+        BUSY,  # the caller's own response is still running
+        done("resp_2", audio_out=100),  # that one ends: ask again
+        done("resp_3", audio_out=100),  # the goodbye: hang up
+    ]
+    watch, events, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
+    watch.run(timing(), never)
+    assert [e["type"] for e in events.sent].count("response.create") == 2
+    assert recorder.ended == [("rtc_1", "budget")]
+
+
+def test_a_caller_who_keeps_the_model_busy_gets_no_goodbye_but_the_call_ends(aws: Aws) -> None:
+    clock = Clock()
+    script: list[Step] = [done("resp_1", audio_out=20_000)]
+    for turn in range(2, 8):
+        script += [BUSY, done(f"resp_{turn}", audio_out=100)]
+    watch, events, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
+    watch.run(timing(), never)
+    assert [e["type"] for e in events.sent].count("response.create") == 3
+    assert recorder.ended == [("rtc_1", "budget")]
+    assert len(events.script) == 6  # resp_4 ended it: three (busy, done) pairs left
+
+
+def test_a_goodbye_that_never_ends_is_cut_after_the_grace(aws: Aws) -> None:
+    clock = Clock()
+    script: list[Step] = [done("resp_1", audio_out=20_000), *[None] * 40, done("resp_x")]
+    watch, _, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
+    watch.run(timing(), never)
+    assert recorder.ended == [("rtc_1", "budget")]
+    assert clock.now - NOW < 20
+
+
+def test_the_session_cap_and_a_drop_both_end_the_call(aws: Aws) -> None:
+    for code, reason in ((1001, "session_expired"), (None, "closed")):
+        clock = Clock()
+        expired = {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "code": "session_expired"},
+        }
+        watch, _, recorder, _ = watcher(aws, clock, [expired], close_code=code)
+        assert watch.run(timing(), never) is Outcome.ENDED
+        assert recorder.ended == [("rtc_1", reason)]
+        aws.dynamodb.delete_item(TableName=TABLE, Key={"pk": {"S": "watch#rtc_1"}})
+
+
+def test_the_deadline_is_enforced_by_the_watcher_too(aws: Aws) -> None:
+    clock = Clock()
+    script: list[Step] = [None] * 2000
+    watch, _, recorder, _ = watcher(aws, clock, script)
+    assert watch.run(timing(), never) is Outcome.ENDED
+    assert recorder.ended == [("rtc_1", "deadline")]
+    assert NOW + 600 <= clock.now <= NOW + 601
+
+
+def test_a_watcher_that_loses_its_lease_steps_back_without_hanging_up(aws: Aws) -> None:
+    clock = Clock()
+    script: list[Step] = [None] * 100
+    watch, events, recorder, leases = watcher(aws, clock, script)
+    # Another watcher took the lease after this one stopped renewing for too long.
+    clock.now += 31
+    assert leases.acquire("rtc_1", "w_other", 30)
+    assert watch.run(timing(), never) is Outcome.LOST_LEASE
+    assert recorder.ended == [] and events.closed
+    assert leases.state("rtc_1").holder == "w_other"
+
+
+def test_a_hand_over_reads_on_until_the_successor_attached(aws: Aws) -> None:
+    clock = Clock()
+    successor_attached: list[bool] = []
+
+    def successor_attaches() -> None:
+        assert leases.take_over("rtc_1", "w_next", 30) and leases.mark_attached("rtc_1", "w_next")
+        successor_attached.append(True)
+
+    script: list[Step] = [
+        None,
+        done("resp_1", audio_out=10),  # before the successor attached: this one charges
+        successor_attaches,
+        done("resp_2", audio_out=10),  # in flight at the attach: charged here too (once)
+        None,
+        None,
+        done("resp_3", audio_out=10),  # after the drain: the successor's, not this one's
+    ]
+
+    def hand_over() -> str:
+        assert leases.pass_to("rtc_1", "w_me", "w_next", 30)
+        return "w_next"
+
+    watch, events, recorder, leases = watcher(aws, clock, script)
+    assert watch.run(timing(stop_in=0, hard_in=100), hand_over) is Outcome.HANDED_OVER
+    assert successor_attached and events.closed and recorder.ended == []
+    assert watch.charged_micros == 2 * 640
+    state = leases.state("rtc_1")
+    assert state.holder == "w_next" and state.handovers == 1 and not state.ended
+
+
+def test_no_successor_keeps_watching_until_the_hard_stop(aws: Aws) -> None:
+    clock = Clock()
+    watch, events, recorder, _ = watcher(aws, clock, [None] * 1000)
+    asked: list[bool] = []
+
+    def refuse() -> str | None:
+        asked.append(True)
+        return None  # no successor could be started
+
+    outcome = watch.run(timing(stop_in=1, hard_in=5), refuse)
+    assert outcome is Outcome.OUT_OF_TIME
+    assert asked == [True] and events.closed and recorder.ended == []
+    assert NOW + 5 <= clock.now < NOW + 6
+
+
+def test_a_ledger_failure_is_counted_and_the_call_goes_on(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    watch, _, recorder, _ = watcher(aws, clock, [done("resp_1", audio_out=10), updated()])
+
+    def fail(*_: Any) -> Any:
+        raise DependencyUnavailable("spend_ledger", "DynamoDB: InternalServerError")
+
+    monkeypatch.setattr(watch.meter, "charge", fail)
+    assert watch.run(timing(), never) is Outcome.ENDED
+    assert ("WatcherFailures", 1, {"stage": "charge"}) in recorder.counts
+    assert recorder.ended == [("rtc_1", "closed")]
