@@ -64,8 +64,8 @@ test: .venv/.synced
 	$(RUN) pytest $(PYTEST_ARGS)
 
 lint: .venv/.synced lint-js
-	$(RUN) ruff check functions tests devstack deploy bench
-	$(RUN) ruff format --check functions tests devstack deploy bench
+	$(RUN) ruff check functions devstack deploy bench tests
+	$(RUN) ruff format --check functions devstack deploy bench tests
 	$(RUN) mypy
 
 # The page has no build step: TypeScript (pinned in package-lock.json) only reads web/js.
