@@ -11,6 +11,7 @@ the deadline still ends and settles the call."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Iterator
@@ -150,13 +151,13 @@ async def _spend_it_all(stack: Stack) -> tuple[str, int, dict[str, Any], httpx.R
                 caller.send(user_says(f"tell me a long story, part {turn}"))
                 caller.send({"type": "response.create"})
                 events = await caller.until("response.done")
-                said = "".join(e["delta"] for e in events if e["type"].endswith("transcript.delta"))
-                if said.startswith("As instructed:"):
-                    goodbye = said
-                    break
                 # A person listens to the answer before speaking again (its audio plays for
-                # longer than its events take to arrive).
+                # longer than its events take to arrive). The goodbye may come meanwhile.
                 await asyncio.sleep(0.3)
+                events += await _arrived(caller)
+                goodbye = next((s for s in _said(events) if s.startswith("As instructed:")), "")
+                if goodbye:
+                    break
             assert goodbye, "no goodbye came"
             await asyncio.wait_for(caller.channel_closed.wait(), 10)  # and the call ends
         finally:
@@ -171,6 +172,33 @@ async def _spend_it_all(stack: Stack) -> tuple[str, int, dict[str, Any], httpx.R
             "/v1/realtime/calls", content=offer, headers={"Content-Type": "application/sdp"}
         )
         return goodbye, overrun, listing, refused
+
+
+async def _arrived(caller: Caller) -> list[dict[str, Any]]:
+    """The events already received, and the rest of a response they begin: until its
+    `response.done`, or until the call ends (a hangup right after the goodbye may close the
+    data channel before its last events are delivered, as a real peer's close would)."""
+    events: list[dict[str, Any]] = []
+    while not caller.events.empty():
+        events.append(await caller.next_event())
+    begun = {e["response"]["id"] for e in events if e["type"] == "response.created"}
+    done = {e["response"]["id"] for e in events if e["type"] == "response.done"}
+    while begun - done and not caller.channel_closed.is_set():
+        with contextlib.suppress(TimeoutError):
+            event = await caller.next_event(timeout=0.5)
+            events.append(event)
+            if event["type"] == "response.done":
+                done.add(event["response"]["id"])
+    return events
+
+
+def _said(events: list[dict[str, Any]]) -> list[str]:
+    """What the assistant said, one string per response."""
+    said: dict[str, str] = {}
+    for e in events:
+        if e["type"].endswith("transcript.delta"):
+            said[e["response_id"]] = said.get(e["response_id"], "") + e["delta"]
+    return list(said.values())
 
 
 # --- a watcher that dies ---------------------------------------------------------------------------
