@@ -136,7 +136,7 @@ def test_a_missing_field_or_session_is_a_deviation() -> None:
 def test_a_field_the_server_leaves_out_holds_when_the_profile_leaves_it_empty() -> None:
     """OpenAI may omit what is unset (no prompt, no tools): that is not a deviation, or
     every session.updated would be restored (or, with hangup, every call ended)."""
-    live = copy.deepcopy(LIVE)
+    live: dict[str, Any] = copy.deepcopy(LIVE)
     for name in ("prompt", "tools"):
         del live[name]
     del live["audio"]["input"]["noise_reduction"]
