@@ -83,6 +83,7 @@ class Process:
         self, name: str, command: list[str], env: Mapping[str, str], log: Path, echo: bool
     ) -> None:
         self.name, self.log_path, self.echo = name, log, echo
+        self.command, self.env = list(command), dict(env)  # to start it again (`Stack.restart`)
         self._log: IO[str] = log.open("w", encoding="utf-8")
         self.popen = subprocess.Popen(
             command,
@@ -197,6 +198,23 @@ class Stack:
             with contextlib.suppress(FileNotFoundError):
                 if json.loads(self.state_file.read_text()).get("pid") == os.getpid():
                     self.state_file.unlink()
+
+    def restart(self, name: str) -> Process:
+        """Starts a component again in a fresh process (after a crash a test caused, as
+        Lambda gives a function a fresh environment); its log goes beside the first one's."""
+        old = self.processes[name]
+        old.signal(signal.SIGKILL)
+        old.popen.wait(timeout=STOP_TIMEOUT)
+        old.close()
+        log = old.log_path.with_name(f"{old.log_path.stem}.restarted{old.log_path.suffix}")
+        self.processes[name] = Process(name, old.command, old.env, log, old.echo)
+        _wait(
+            self,
+            name,
+            self.web_host if name == "web" else self.host,
+            time.monotonic() + START_TIMEOUT,
+        )
+        return self.processes[name]
 
     def leftovers(self) -> list[str]:
         """Components with a process still running (empty after `stop`)."""

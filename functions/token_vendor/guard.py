@@ -44,8 +44,10 @@ def expected_session(session: dict[str, Any]) -> dict[str, Any]:
 
 
 def deviations(expected: dict[str, Any], actual: Any) -> list[str]:
-    """Dotted paths of the fixed fields `actual` no longer holds. An object in `expected`
-    matches when every key it names matches (OpenAI fills in defaults of its own)."""
+    """Dotted paths of the fixed fields `actual` no longer holds. OpenAI fills in defaults of
+    its own and may leave out what is unset, so an object in `expected` (a tool's too)
+    matches when every key it names matches, and a key absent from `actual` matches when
+    the expected value is empty (null, "", [], {})."""
     found: list[str] = []
     _compare(expected, actual if isinstance(actual, dict) else {}, "", found)
     return [path for path in found if path != "type"]
@@ -63,13 +65,29 @@ def _compare(expected: Any, actual: Any, path: str, found: list[str]) -> None:
         for key, value in expected.items():
             child = f"{path}.{key}" if path else key
             if key not in actual:
-                # Absent in the event means unchanged only for an object we hold as a whole.
-                found.append(child)
+                if not _empty(value):
+                    found.append(child)
                 continue
             _compare(value, actual[key], child, found)
         return
+    if isinstance(expected, list) and isinstance(actual, list) and expected:
+        # Tools come back with fields of their own filled in: each must still hold ours,
+        # in order, and none may be added.
+        if len(expected) != len(actual):
+            found.append(path)
+            return
+        inner: list[str] = []
+        for want, got in zip(expected, actual, strict=True):
+            _compare(want, got, path, inner)
+        if inner:
+            found.append(path)
+        return
     if not _same(expected, actual):
         found.append(path)
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str | list | dict) and not value)
 
 
 def _same(expected: Any, actual: Any) -> bool:

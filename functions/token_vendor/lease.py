@@ -6,9 +6,11 @@ that stops renewing loses the lease then), `attached` (the holder has its sideba
 one conditional UpdateItem, so duplicate start events race for it and exactly one wins.
 
 A hand-over writes the successor's token as the holder before the successor runs: the
-successor takes the lease only if it was named, and the predecessor keeps metering until the
-successor reports `attached` (the spend ledger counts each event once, so the overlap costs
-nothing and leaves no gap).
+successor takes the lease only if it was named, swapping the named token for a fresh one of
+its own in the same write, so a duplicated start event (async invokes are at-least-once)
+finds the name gone and steps back. The predecessor keeps metering until the new holder
+reports `attached` (the spend ledger counts each event once, so the overlap costs nothing and
+leaves no gap).
 """
 
 from __future__ import annotations
@@ -49,21 +51,24 @@ class LeaseStore:
             {":me": me, ":until": self._clock() + seconds, ":no": False},
         )
 
-    def take_over(self, call_id: str, me: str, seconds: float) -> bool:
-        """A successor: takes the lease its predecessor named it for."""
+    def take_over(self, call_id: str, named: str, me: str, seconds: float) -> bool:
+        """A successor: takes the lease its predecessor `named` it for, as `me` (a fresh
+        token): only one of two starts carrying the same name can win."""
         return self._update(
             call_id,
-            "SET expires = :until, attached = :no, #ttl = :ttl",
-            "holder = :me AND attribute_not_exists(ended)",
-            {":me": me, ":until": self._clock() + seconds, ":no": False},
+            "SET holder = :me, expires = :until, attached = :no, #ttl = :ttl",
+            "holder = :named AND attribute_not_exists(ended)",
+            {":named": named, ":me": me, ":until": self._clock() + seconds, ":no": False},
         )
 
     def renew(self, call_id: str, me: str, seconds: float) -> bool:
+        """Keeps the lease; only a holder with its sideband open renews, so it also says
+        `attached` again (in case marking it after the attach failed)."""
         return self._update(
             call_id,
-            "SET expires = :until, #ttl = :ttl",
+            "SET expires = :until, attached = :yes, #ttl = :ttl",
             "holder = :me",
-            {":me": me, ":until": self._clock() + seconds},
+            {":me": me, ":until": self._clock() + seconds, ":yes": True},
         )
 
     def mark_attached(self, call_id: str, me: str) -> bool:

@@ -1,15 +1,27 @@
 """The spend ledger in DynamoDB: what each user (and everyone) spent today, in micro-dollars.
 
-One charge is one transaction of three updates, so it counts once or not at all:
+One charge is one transaction, so it counts once or not at all:
 - the call's meter item `meter#<call_id>` remembers the keys of the events already charged
   (`resp:<response id>`, `tr:<item id>:<content index>`) and refuses a second charge of
   the same event: watchers that overlap at a hand-over, or a retried write, count it once;
-- the user's day `spend#user#<user>#<YYYY-MM-DD>` and everyone's day
-  `spend#all#<YYYY-MM-DD>` grow by the amount (UTC days; TTL removes them two days later).
+- the user's day `spend#user#<user>#<YYYY-MM-DD>` grows by the amount, and so does
+  everyone's day `spend#all#<YYYY-MM-DD>` when a global limit is set (UTC days; TTL
+  removes them two days later).
+
+Transactions that touch one item at the same time cancel each other (`TransactionConflict`,
+which botocore does not retry): two watchers charging one event at a hand-over, two calls of
+one user, and, with a global limit, every live call through everyone's day. A conflicted
+charge is tried again after a jittered pause, a few times, inside the caller's deadline: the
+meter key makes that safe (an event that did get charged is refused by its condition). The
+shared item is left out when no global limit is set: nothing reads it then, and every charge
+in the service would otherwise contend for it. With a global limit it stays in the
+transaction (the kill switch must see every charge); the retries absorb the contention of
+moderate traffic, and a charge that still cannot be made is raised, never dropped silently.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections.abc import Callable
@@ -26,6 +38,11 @@ from .retry_guard import RetryGuard, unavailable
 DAY_SECONDS = 86400
 TTL_GRACE_SECONDS = 2 * DAY_SECONDS
 MICROS_PER_USD = 1_000_000
+# A conflicted charge: tried this many times in all, pausing a random time up to the
+# doubling step before each retry (50, 100, 200, 400 ms), within the caller's deadline.
+CHARGE_ATTEMPTS = 5
+CONFLICT_PAUSE_SECONDS = 0.05
+ATTEMPT_SECONDS = 3.0  # one DynamoDB attempt at worst: deps.DYNAMODB_CONFIG's timeouts
 _LIMIT = re.compile(r"^\s*(?:(global)\s*:\s*)?usd\s*/\s*day\s*=\s*(\d+(?:\.\d{1,6})?)\s*$")
 
 
@@ -129,13 +146,16 @@ class SpendLedger:
         client: Any,
         *,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[float], float] = lambda top: random.uniform(0, top),  # noqa: S311
     ) -> None:
         self._table = table
         self.limits = limits
         self._client = client
         self._clock = clock
-        # One DynamoDB attempt at worst: connect and read timeouts of deps.DYNAMODB_CONFIG.
-        self._guard = RetryGuard(client, "dynamodb", 3.0)
+        self._sleep = sleep
+        self._jitter = jitter
+        self._guard = RetryGuard(client, "dynamodb", ATTEMPT_SECONDS)
 
     def _day(self) -> tuple[str, int, int]:
         now = self._clock()
@@ -146,60 +166,80 @@ class SpendLedger:
     def _keys(self, user: str, day: str) -> tuple[str, str]:
         return f"spend#user#{user}#{day}", f"spend#all#{day}"
 
-    def charge(self, call_id: str, user: str, event_key: str, micros: int) -> Charge:
-        """Adds `micros` to today's spend, once per (call, event), atomically."""
+    def charge(
+        self,
+        call_id: str,
+        user: str,
+        event_key: str,
+        micros: int,
+        deadline: Deadline | None = None,
+    ) -> Charge:
+        """Adds `micros` to today's spend, once per (call, event), atomically. Raises
+        DependencyUnavailable when it could not be recorded (the caller keeps it to retry)."""
         day, ttl, resets = self._day()
         user_key, all_key = self._keys(user, day)
-        amount = {":n": {"N": str(micros)}, ":ttl": {"N": str(ttl)}}
-        add = "ADD micros :n SET #ttl = :ttl"
-        names = {"#ttl": "ttl"}
-        try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": {"pk": {"S": f"meter#{call_id}"}},
-                            "UpdateExpression": "ADD charged :key, micros :n SET #ttl = :ttl",
-                            "ConditionExpression": "NOT contains(charged, :one)",
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": amount
-                            | {
-                                ":key": {"SS": [event_key]},
-                                ":one": {"S": event_key},
-                                # The meter outlives the day the call started in.
-                                ":ttl": {"N": str(ttl + DAY_SECONDS)},
-                            },
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": {"pk": {"S": user_key}},
-                            "UpdateExpression": add,
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": amount,
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": {"pk": {"S": all_key}},
-                            "UpdateExpression": add,
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": amount,
-                        }
-                    },
-                ]
-            )
-            counted = True
-        except ClientError as exc:
-            if not _already_charged(exc):
+        items = self._transaction(call_id, event_key, micros, ttl, user_key, all_key)
+        attempt = 1
+        while True:
+            try:
+                with self._guard.within(deadline):
+                    self._client.transact_write_items(TransactItems=items)
+                counted = True
+                break
+            except ClientError as exc:
+                if _already_charged(exc):
+                    counted = False
+                    break
+                pause = self._jitter(CONFLICT_PAUSE_SECONDS * 2 ** (attempt - 1))
+                if (
+                    not _conflicted(exc)
+                    or attempt >= CHARGE_ATTEMPTS
+                    or (deadline is not None and not deadline.allows(pause + ATTEMPT_SECONDS))
+                ):
+                    raise unavailable(exc, "spend_ledger") from None
+            except BotoCoreError as exc:
                 raise unavailable(exc, "spend_ledger") from None
-            counted = False
-        except BotoCoreError as exc:
-            raise unavailable(exc, "spend_ledger") from None
+            self._sleep(pause)
+            attempt += 1
         return Charge(micros if counted else 0, counted, self._read(user_key, all_key, resets))
+
+    def _transaction(
+        self, call_id: str, event_key: str, micros: int, ttl: int, user_key: str, all_key: str
+    ) -> list[dict[str, Any]]:
+        amount = {":n": {"N": str(micros)}, ":ttl": {"N": str(ttl)}}
+        names = {"#ttl": "ttl"}
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"pk": {"S": f"meter#{call_id}"}},
+                    "UpdateExpression": "ADD charged :key, micros :n SET #ttl = :ttl",
+                    "ConditionExpression": "NOT contains(charged, :one)",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": amount
+                    | {
+                        ":key": {"SS": [event_key]},
+                        ":one": {"S": event_key},
+                        # The meter outlives the day the call started in.
+                        ":ttl": {"N": str(ttl + DAY_SECONDS)},
+                    },
+                }
+            }
+        ]
+        days = [user_key] + ([all_key] if self.limits.global_micros is not None else [])
+        for key in days:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": {"S": key}},
+                        "UpdateExpression": "ADD micros :n SET #ttl = :ttl",
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": amount,
+                    }
+                }
+            )
+        return items
 
     def today(self, user: str, deadline: Deadline | None = None) -> DaySpend:
         day, _, resets = self._day()
@@ -241,6 +281,17 @@ def _already_charged(exc: ClientError) -> bool:
         return False
     reasons = exc.response.get("CancellationReasons") or []
     return bool(reasons) and reasons[0].get("Code") == "ConditionalCheckFailed"
+
+
+def _conflicted(exc: ClientError) -> bool:
+    """Another transaction (or write) held one of the items: worth another try."""
+    code = exc.response.get("Error", {}).get("Code")
+    if code == "TransactionConflictException":
+        return True
+    reasons = exc.response.get("CancellationReasons") or []
+    return code == "TransactionCanceledException" and any(
+        (reason or {}).get("Code") == "TransactionConflict" for reason in reasons
+    )
 
 
 def _number(attribute: dict[str, str] | None) -> int:

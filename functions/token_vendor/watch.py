@@ -12,17 +12,25 @@ the ledgers and the hangup come in as adapters.
   response is done (or after a grace period).
 - end: any close of the sideband (a clean close, a drop, the 60-minute `session_expired`) is
   taken as the end: hang up upstream to be sure, settle the call at once.
+
+A DynamoDB failure is not the end of watching: a charge that could not be recorded is kept and
+tried again (its event key makes that safe), a failed lease renewal or read is tried again at
+the next tick, and the watcher gives up only when its lease would have expired. Whatever
+happens, the sideband is closed when `run` returns or raises (a reused Lambda environment
+must not keep a reader thread of a call it no longer watches).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+from .deadline import Deadline
 from .errors import TokenVendorError
 from .guard import deviations, expected_session, restore_event
 from .pricing import PriceTable, response_cost, transcription_cost
@@ -42,6 +50,13 @@ POLL_SECONDS = 0.5
 # for DRAIN_MAX_SECONDS: events sent before the successor attached are in flight that long.
 DRAIN_QUIET_SECONDS = 0.3
 DRAIN_MAX_SECONDS = 1.0
+# A restore that does not take (the session.updated that answers it still deviates) is a
+# mismatch between what we send and what OpenAI reports, not a caller: after this many in
+# RESTORE_WINDOW_SECONDS the watcher stops restoring rather than loop for the whole call.
+RESTORE_FAILURES = 3
+RESTORE_WINDOW_SECONDS = 60.0
+RETRY_CHARGES_SECONDS = 1.0  # charges not yet recorded are tried again this often
+HANDOVER_RETRY_SECONDS = 1.0  # a hand-over DynamoDB did not take is tried again after this
 
 
 class Outcome(Enum):
@@ -58,7 +73,14 @@ class Events(Protocol):
 
 
 class Meter(Protocol):
-    def charge(self, call_id: str, user: str, event_key: str, micros: int) -> Charge: ...
+    def charge(
+        self,
+        call_id: str,
+        user: str,
+        event_key: str,
+        micros: int,
+        deadline: Deadline | None = None,
+    ) -> Charge: ...
 
 
 class Leases(Protocol):
@@ -95,6 +117,7 @@ class Timing:
     stop_at: float  # hand over from here on (epoch seconds)
     hard_stop: float  # leave by then whatever happens
     lease_seconds: float
+    lease_expires: float | None = None  # when the lease taken before `run` runs out
 
 
 @dataclass
@@ -108,6 +131,7 @@ class CallWatch:
     metrics: Metrics
     log: logging.Logger | Any
     clock: Callable[[], float] = time.time
+    deadline: Deadline | None = None  # the Lambda's: charges retry only inside it
     expected: dict[str, Any] = field(init=False)
     session: dict[str, Any] = field(init=False)
     charged_micros: int = 0
@@ -116,6 +140,12 @@ class CallWatch:
     goodbye_at: float = 0.0
     goodbye_asks: int = 0
     deviations_seen: int = 0
+    restoring: bool = True  # False once restores were seen not to take
+    restore_sent: bool = False  # a restore awaits the session.updated that answers it
+    restore_failures: deque[float] = field(default_factory=deque)
+    # Charges DynamoDB did not take: (event key, micro-dollars, model), tried again.
+    unrecorded: dict[str, tuple[int, str]] = field(default_factory=dict)
+    retry_charges_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.expected = expected_session(self.job.session)
@@ -124,13 +154,23 @@ class CallWatch:
     # --- the loop ------------------------------------------------------------------------
 
     def run(self, timing: Timing, hand_over: Callable[[], str | None]) -> Outcome:
-        """Until the call ends, the lease is lost, or a successor has attached."""
+        """Until the call ends, the lease is lost, or a successor has attached. The sideband
+        is closed on the way out, whatever the way."""
+        try:
+            return self._run(timing, hand_over)
+        finally:
+            self._last_try_unrecorded()
+            self.events.close()
+
+    def _run(self, timing: Timing, hand_over: Callable[[], str | None]) -> Outcome:
         job = self.job
         # There is no session.created on a sideband: put the profile's session in force now,
         # so whatever the browser did before this watcher attached is undone.
-        if not self._send(restore_event(self.expected)):
+        if not self._restore():
             return self._end("closed")
-        renew_at = self.clock() + timing.lease_seconds / 3
+        start = self.clock()
+        renew_at = start + timing.lease_seconds / 3
+        lease_until = timing.lease_expires or start + timing.lease_seconds
         successor: str | None = None
         while True:
             now = self.clock()
@@ -140,24 +180,51 @@ class CallWatch:
                 return self._end("budget")
             if successor is None and now >= timing.hard_stop:
                 # Out of time and no successor: the scheduled deadline still ends the call.
-                self.events.close()
                 return Outcome.OUT_OF_TIME
             if successor is None and now >= timing.stop_at:
-                successor = hand_over()
-                if successor is None:
-                    timing.stop_at = timing.hard_stop  # could not hand over: keep watching
+                try:
+                    successor = hand_over()
+                except TokenVendorError as exc:  # the lease not written: try again shortly
+                    self.log.warning(
+                        "hand-over not written", extra={"call_id": job.call_id, "error": str(exc)}
+                    )
+                    self.metrics.count("WatcherFailures", stage="handover")
+                    timing.stop_at = min(now + HANDOVER_RETRY_SECONDS, timing.hard_stop)
+                else:
+                    if successor is None:
+                        timing.stop_at = timing.hard_stop  # could not hand over: keep watching
             if successor is not None:
-                if self._successor_attached(successor):
+                if self._successor_attached():
                     return self._drain()
                 if now >= timing.hard_stop:  # the successor is late: it may still attach
-                    self.events.close()
                     return Outcome.OUT_OF_TIME
             elif now >= renew_at:
-                if not self.leases.renew(job.call_id, job.token, timing.lease_seconds):
-                    self.log.warning("lease lost", extra={"call_id": job.call_id})
-                    self.events.close()
-                    return Outcome.LOST_LEASE
-                renew_at = now + timing.lease_seconds / 3
+                try:
+                    held = self.leases.renew(job.call_id, job.token, timing.lease_seconds)
+                except TokenVendorError as exc:
+                    # Transient until the lease would have run out: then another watcher
+                    # may hold it, and this one steps back (the deadline still ends the call).
+                    self.metrics.count("WatcherFailures", stage="lease")
+                    if now >= lease_until:
+                        self.log.error(
+                            "lease not renewed in time: stepping back",
+                            extra={"call_id": job.call_id, "error": str(exc)},
+                        )
+                        return Outcome.LOST_LEASE
+                    self.log.warning(
+                        "lease not renewed: trying again",
+                        extra={"call_id": job.call_id, "error": str(exc)},
+                    )
+                else:
+                    if not held:
+                        self.log.warning("lease lost", extra={"call_id": job.call_id})
+                        return Outcome.LOST_LEASE
+                    renew_at = now + timing.lease_seconds / 3
+                    lease_until = now + timing.lease_seconds
+            if self.unrecorded and now >= self.retry_charges_at:
+                outcome = self._retry_unrecorded()
+                if outcome is not None:
+                    return outcome
             wait = min(POLL_SECONDS, max(job.ends_at - now, 0.0))
             try:
                 event = self.events.recv(wait)
@@ -182,17 +249,24 @@ class CallWatch:
             except SidebandClosed:
                 return Outcome.HANDED_OVER  # the successor sees the close too, and ends the call
             if event is None:
-                self.events.close()
                 return Outcome.HANDED_OVER
             outcome = self.handle(event)
             if outcome is not None:
                 return outcome
-        self.events.close()
         return Outcome.HANDED_OVER
 
-    def _successor_attached(self, successor: str) -> bool:
-        state = self.leases.state(self.job.call_id)
-        return bool(state.ended or (state.holder == successor and state.attached))
+    def _successor_attached(self) -> bool:
+        """The watcher now holding the lease (the successor, under the fresh token it took
+        it with) has its sideband open, or the call is over."""
+        try:
+            state = self.leases.state(self.job.call_id)
+        except TokenVendorError as exc:  # transient: asked again at the next tick
+            self.log.warning(
+                "lease not read", extra={"call_id": self.job.call_id, "error": str(exc)}
+            )
+            self.metrics.count("WatcherFailures", stage="lease")
+            return False
+        return bool(state.ended or (state.attached and state.holder not in (None, self.job.token)))
 
     # --- events --------------------------------------------------------------------------
 
@@ -213,10 +287,16 @@ class CallWatch:
         if isinstance(session, dict):
             self.session = session
         changed = deviations(self.expected, session)
+        answers_restore, self.restore_sent = self.restore_sent, False
         if not changed:
             return None
         self.deviations_seen += 1
-        action = "hangup" if self.job.on_session_change == "hangup" else "restore"
+        if self.job.on_session_change == "hangup":
+            action = "hangup"
+        else:
+            if answers_restore:
+                self._restore_did_not_take(changed)
+            action = "restore" if self.restoring else "none"
         self.log.warning(
             "session deviates from the profile",
             extra={"call_id": self.job.call_id, "fields": changed, "action": action},
@@ -224,9 +304,33 @@ class CallWatch:
         self.metrics.count("PolicyDeviations", profile=self.job.profile, action=action)
         if action == "hangup":
             return self._end("policy")
-        if not self._send(restore_event(self.expected)):
+        if action == "restore" and not self._restore():
             return self._end("closed")
         return None
+
+    def _restore(self) -> bool:
+        self.restore_sent = True
+        return self._send(restore_event(self.expected))
+
+    def _restore_did_not_take(self, changed: list[str]) -> None:
+        """The session.updated answering our own restore still deviates. Restoring again
+        would loop for the whole call; a few times in a window, and the watcher stops
+        restoring, says which fields, and counts a failure (alarmed). It does not hang up:
+        the profile chose restore over hangup, and what makes a restore not take is a
+        mismatch between our expectation and OpenAI's report, which would then end every
+        call; budget, deadline and metering still hold."""
+        now = self.clock()
+        failures = self.restore_failures
+        failures.append(now)
+        while failures and failures[0] < now - RESTORE_WINDOW_SECONDS:
+            failures.popleft()
+        if self.restoring and len(failures) >= RESTORE_FAILURES:
+            self.restoring = False
+            self.log.error(
+                "restores do not take: no longer restoring this call",
+                extra={"call_id": self.job.call_id, "fields": changed},
+            )
+            self.metrics.count("WatcherFailures", stage="policy")
 
     def _response_done(self, event: dict[str, Any]) -> Outcome | None:
         response = event.get("response") if isinstance(event.get("response"), dict) else {}
@@ -271,15 +375,24 @@ class CallWatch:
         if not known:
             self.log.warning("no price for model: charged at the dearest", extra={"model": model})
             self.metrics.count("UnpricedModel", profile=self.job.profile)
+        return self._record(key, micros, model)
+
+    def _record(self, key: str, micros: int, model: str) -> Charge | None:
         try:
-            charge = self.meter.charge(self.job.call_id, self.job.user, key, micros)
+            charge = self.meter.charge(self.job.call_id, self.job.user, key, micros, self.deadline)
         except TokenVendorError as exc:
-            # Not metered is not free: the call goes on, the failure is counted and alarmed.
-            self.log.error(
-                "spend not recorded", extra={"call_id": self.job.call_id, "error": str(exc)}
-            )
-            self.metrics.count("WatcherFailures", stage="charge")
+            # Not metered is not free: the call goes on, the charge is kept and tried again
+            # (counted once whoever records it), the failure is counted and alarmed.
+            if key not in self.unrecorded:
+                self.unrecorded[key] = (micros, model)
+                self.retry_charges_at = self.clock() + RETRY_CHARGES_SECONDS
+                self.log.error(
+                    "spend not recorded: kept to try again",
+                    extra={"call_id": self.job.call_id, "key": key, "error": str(exc)},
+                )
+                self.metrics.count("WatcherFailures", stage="charge")
             return None
+        self.unrecorded.pop(key, None)
         self.log.debug("charged", extra={"key": key, "micros": micros, "counted": charge.counted})
         if charge.counted:
             self.charged_micros += charge.micros
@@ -287,6 +400,35 @@ class CallWatch:
                 "SpendMicroUSD", charge.micros, "None", model=model, profile=self.job.profile
             )
         return charge
+
+    def _retry_unrecorded(self) -> Outcome | None:
+        outcome: Outcome | None = None
+        for key, (micros, model) in list(self.unrecorded.items()):
+            charge = self._record(key, micros, model)
+            if charge is None:
+                break  # still failing: the rest waits for the next round
+            outcome = outcome or self._check_budget(charge)
+        self.retry_charges_at = self.clock() + RETRY_CHARGES_SECONDS
+        return outcome
+
+    def _last_try_unrecorded(self) -> None:
+        """Leaving: one more try for what is still unrecorded, then say what was lost."""
+        if not self.unrecorded:
+            return
+        for key, (micros, model) in list(self.unrecorded.items()):
+            if self._record(key, micros, model) is None:
+                break
+        if self.unrecorded:
+            lost = sum(micros for micros, _ in self.unrecorded.values())
+            self.log.error(
+                "spend never recorded",
+                extra={
+                    "call_id": self.job.call_id,
+                    "events": sorted(self.unrecorded),
+                    "micros": lost,
+                },
+            )
+            self.metrics.count("UnrecordedMicroUSD", lost, "None", profile=self.job.profile)
 
     def _check_budget(self, charge: Charge | None) -> Outcome | None:
         if charge is None or self.goodbye is not None:
@@ -346,5 +488,4 @@ class CallWatch:
             self.leases.end(job.call_id)
         except TokenVendorError:
             self.metrics.count("WatcherFailures", stage="lease")
-        self.events.close()
         return Outcome.ENDED

@@ -4,8 +4,9 @@ WATCHER_MAX_SECONDS, then starts its successor and passes the lease.
 Started asynchronously (InvocationType Event, no retries) by the token function when a call is
 admitted, and by itself at each hand-over. The event:
 `{"action": "watch", "call_id", "user", "profile", "session", "on_session_change", "ends_at",
-"token"?, "handovers"?}`; `token` is present only on a hand-over (the lease names it).
-A duplicate start finds the lease held and returns at once.
+"token"?, "handovers"?}`; `token` is present only on a hand-over (the lease names it; the
+successor takes the lease under a fresh token of its own). A duplicate start finds the lease
+held (or the name already taken) and returns at once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import botocore.session
@@ -37,7 +38,7 @@ from .openai_key import OpenAIKeyStore
 from .sideband import Sideband, SidebandRefused
 from .spend import SpendLedger
 from .starter import watch_event
-from .watch import CallWatch, Job, Outcome, Timing
+from .watch import CallWatch, Job, Metrics, Outcome, Timing
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "RealtimeTokenVendor")
 SERVICE = "call-watcher"
@@ -176,7 +177,7 @@ def parse_job(event: Any) -> tuple[Job, bool]:
         session=session,
         on_session_change=on_change,
         ends_at=float(ends_at),
-        token=token or "w_" + secrets.token_hex(12),
+        token=token or _new_token(),
         handovers=handovers,
     )
     return job, token is not None
@@ -205,12 +206,17 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def watch(
-    job: Job, handed: bool, context: Any, c: WatcherContainer, metrics: EmfMetrics
+    job: Job, handed: bool, context: Any, c: WatcherContainer, metrics: Metrics
 ) -> dict[str, Any]:
     settings = c.settings
     started = time.time()
+    remaining = _remaining(context, settings.max_seconds + settings.margin_seconds)
+    deadline = Deadline(max(remaining - 1.0, 0.0))  # Lambda's, less a second to log
     if handed:
-        held = c.leases.take_over(job.call_id, job.token, settings.lease_seconds)
+        # The name was in the start event, and a start event may come twice: swap it for
+        # a token only this invocation knows, so exactly one of the two holds the lease.
+        named, job = job.token, replace(job, token=_new_token())
+        held = c.leases.take_over(job.call_id, named, job.token, settings.lease_seconds)
     else:
         held = c.leases.acquire(job.call_id, job.token, settings.lease_seconds)
     if not held:
@@ -227,25 +233,35 @@ def watch(
         metrics.count("WatcherFailures", stage="attach")
         c.leases.release(job.call_id, job.token)
         return {"status": "not_attached", "call_id": job.call_id}
-    c.leases.mark_attached(job.call_id, job.token)
-    remaining = _remaining(context, settings.max_seconds + settings.margin_seconds)
-    hard_stop = started + max(min(settings.max_seconds, remaining - settings.margin_seconds), 1)
-    timing = Timing(
-        stop_at=hard_stop - settings.handover_seconds,
-        hard_stop=hard_stop,
-        lease_seconds=settings.lease_seconds,
-    )
-    run = CallWatch(
-        job=job,
-        events=sideband,
-        prices=settings.prices,
-        meter=c.spend,
-        leases=c.leases,
-        ender=c.ender,
-        metrics=metrics,
-        log=logger,
-    )
-    outcome = run.run(timing, lambda: hand_over(job, context, c, metrics))
+    try:
+        try:
+            c.leases.mark_attached(job.call_id, job.token)
+        except TokenVendorError as exc:
+            # The first renewal says it again; until then a predecessor reads on (the
+            # overlap is charged once).
+            logger.warning("attach not recorded", extra={"call_id": job.call_id, "error": str(exc)})
+            metrics.count("WatcherFailures", stage="lease")
+        hard_stop = started + max(min(settings.max_seconds, remaining - settings.margin_seconds), 1)
+        timing = Timing(
+            stop_at=hard_stop - settings.handover_seconds,
+            hard_stop=hard_stop,
+            lease_seconds=settings.lease_seconds,
+            lease_expires=started + settings.lease_seconds,
+        )
+        run = CallWatch(
+            job=job,
+            events=sideband,
+            prices=settings.prices,
+            meter=c.spend,
+            leases=c.leases,
+            ender=c.ender,
+            metrics=metrics,
+            log=logger,
+            deadline=deadline,
+        )
+        outcome = run.run(timing, lambda: hand_over(job, context, c, metrics))
+    finally:
+        sideband.close()  # run closes it too; this covers what fails before run
     if outcome is Outcome.OUT_OF_TIME:
         # Live metering stops until a successor attaches (if one was started at all);
         # the scheduled deadline still ends and settles the call.
@@ -283,10 +299,12 @@ def attach(job: Job, c: WatcherContainer) -> Sideband:
     raise SidebandRefused(None, "unreachable")  # pragma: no cover
 
 
-def hand_over(job: Job, context: Any, c: WatcherContainer, metrics: EmfMetrics) -> str | None:
-    """Names a successor in the lease, then starts it; None if it could not be started."""
-    successor = "w_" + secrets.token_hex(12)
+def hand_over(job: Job, context: Any, c: WatcherContainer, metrics: Metrics) -> str | None:
+    """Names a successor in the lease, then starts it; None if it could not be started
+    (or this watcher no longer holds the lease)."""
+    successor = _new_token()
     grace = c.settings.lease_seconds
+    # A DynamoDB failure here is raised: the watch loop tries the hand-over again shortly.
     if not c.leases.pass_to(job.call_id, job.token, successor, grace):
         return None
     function = getattr(context, "invoked_function_arn", None) or getattr(
@@ -312,11 +330,18 @@ def hand_over(job: Job, context: Any, c: WatcherContainer, metrics: EmfMetrics) 
     except (ClientError, BotoCoreError) as exc:
         logger.error("successor not started", extra={"call_id": job.call_id, "error": str(exc)})
         metrics.count("WatcherFailures", stage="handover")
-        c.leases.pass_to(job.call_id, successor, job.token, grace)  # take it back
+        try:
+            c.leases.pass_to(job.call_id, successor, job.token, grace)  # take it back
+        except TokenVendorError:
+            metrics.count("WatcherFailures", stage="lease")
         return None
     metrics.count("Handovers")
     logger.info("handed over", extra={"call_id": job.call_id, "handovers": job.handovers + 1})
     return successor
+
+
+def _new_token() -> str:
+    return "w_" + secrets.token_hex(12)
 
 
 def _remaining(context: Any, default: float) -> float:

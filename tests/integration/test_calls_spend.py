@@ -75,9 +75,12 @@ def test_a_spent_budget_refuses_the_next_call_before_anything_is_spent(
 def test_the_global_kill_switch_refuses_everyone(
     place: Any, spend_handler: Any, aws: Aws, internet: FakeInternet
 ) -> None:
-    spend(aws, "heavy", 900_000, "")
+    # Charged by watchers with the same SPEND_LIMITS (everyone's day is kept only with a
+    # global limit).
+    limits = "usd/day=1.00,global:usd/day=5.00"
+    spend(aws, "heavy", 900_000, limits)
     for n in range(5):
-        spend(aws, f"user-{n + 10}", 820_000, "")  # 4.1 + 0.9 = 5.00 USD across users
+        spend(aws, f"user-{n + 10}", 820_000, limits)  # 4.1 + 0.9 = 5.00 USD across users
     refused = place(user="fresh", with_handler=spend_handler)
     assert refused.status == 429 and refused.json["policy"] == "spend-global"
     assert refused.json["detail"].startswith("The service's budget for calls today is used up.")

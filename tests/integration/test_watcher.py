@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -290,5 +291,64 @@ async def _hand_overs(stack: Stack, session: dict[str, Any]) -> tuple[str, list[
         await wait_until(lambda: "ended" in lease(stack, call_id), 10, "lease ended")
         ended = call_state(stack, call_id) or {}
         return call_id, list(ended["usages"]), handovers
+    finally:
+        await caller.close()
+
+
+def test_a_watcher_that_stopped_renewing_is_replaced_by_the_next_start(stack: Stack) -> None:
+    """A watcher killed mid-call holds its lease until it expires: a start event before then
+    finds it held and steps back; the next start after it took the lease, reattaches, and
+    meters from there on. Each response is charged once: the killed one's before the kill,
+    the next one's after its attach; the one in between went unmetered."""
+    env = WATCHER_ENV | {"WATCHER_MAX_SECONDS": "60", "WATCHER_HANDOVER_SECONDS": "5"}
+    env["WATCHER_LEASE_SECONDS"] = "12"  # long enough to restart the watcher inside it
+    session = profile_session()
+    with start_stack(ports="auto", watcher_env=env) as own:
+        call_id, usages, refused = asyncio.run(asyncio.wait_for(_replaced(own, session), 90))
+        charged = charged_events(own, call_id)
+        paid = call_charged(own, call_id)
+    assert refused == {"status": "not_holder", "call_id": call_id}
+    assert len(usages) == 4
+    metered = [usages[0], usages[2], usages[3]]  # usages[1]: nobody watched
+    assert charged == {f"resp:{u['response_id']}" for u in metered}
+    assert paid == priced(metered) > 0
+
+
+async def _replaced(stack: Stack, session: dict[str, Any]) -> tuple[str, list[Any], Any]:
+    caller = Caller(microphone=False)
+    try:
+        call_id = await place_call(stack, caller, session)
+        event = start_event(call_id, session)
+        invoke_watcher(stack, event)
+        await wait_until(
+            lambda: (call_state(stack, call_id) or {}).get("sidebands") == 1, 10, "attached"
+        )
+        await converse(caller, "one")
+        await wait_until(lambda: call_charged(stack, call_id) > 0, 5, "charged")
+        # The watcher dies (SIGKILL: no close, no hangup, the lease still held); Lambda
+        # would run the next invocation in a fresh environment.
+        stack.processes["watcher"].signal(signal.SIGKILL)
+        await wait_until(
+            lambda: (call_state(stack, call_id) or {}).get("sidebands") == 0, 10, "drop"
+        )
+        await asyncio.to_thread(stack.restart, "watcher")
+        expires = float(lease(stack, call_id)["expires"]["N"])
+        assert expires > time.time() + 1, "the lease ran out before the test could check it"
+        reply = aws.client("lambda", stack.urls["watcher"]).invoke(
+            FunctionName=WATCHER_FUNCTION, Payload=json.dumps(event).encode()
+        )
+        refused = json.loads(reply["Payload"].read())
+        await converse(caller, "two")  # unwatched: not metered
+        await asyncio.sleep(max(expires - time.time(), 0) + 0.2)
+        invoke_watcher(stack, event)  # after the lease ran out: it takes over
+        await wait_until(
+            lambda: (call_state(stack, call_id) or {}).get("sidebands") == 1, 10, "reattached"
+        )
+        await converse(caller, "three")
+        await converse(caller, "four")
+        await wait_until(lambda: len(charged_events(stack, call_id)) == 3, 5, "charged")
+        hang_up(stack, call_id)
+        await wait_until(lambda: "ended" in lease(stack, call_id), 10, "lease ended")
+        return call_id, list((call_state(stack, call_id) or {})["usages"]), refused
     finally:
         await caller.close()

@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+from aiortc.exceptions import InvalidStateError
+from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices, response_cost
 
 from devstack import aws
 from devstack.stack import TABLE, Stack, start_stack
@@ -201,23 +203,87 @@ def _said(events: list[dict[str, Any]]) -> list[str]:
     return list(said.values())
 
 
+def say(caller: Caller, text: str) -> bool:
+    """The user speaks and asks for a response; False if the call has ended already."""
+    try:
+        caller.send(user_says(text))
+        caller.send({"type": "response.create"})
+    except InvalidStateError:  # the channel closed under us: the call is over
+        return False
+    return True
+
+
+async def response_or_end(caller: Caller, timeout: float = 10) -> list[dict[str, Any]]:
+    """The caller's events up to the next `response.done`, or up to the end of the call."""
+    seen: list[dict[str, Any]] = []
+    while not seen or seen[-1]["type"] != "response.done":
+        get = asyncio.ensure_future(caller.events.get())
+        closed = asyncio.ensure_future(caller.channel_closed.wait())
+        done, _ = await asyncio.wait({get, closed}, timeout=timeout, return_when="FIRST_COMPLETED")
+        closed.cancel()
+        if get in done:
+            seen.append(get.result())
+            continue
+        get.cancel()
+        assert done, f"neither a response.done nor the end within {timeout} s"
+        break
+    return seen
+
+
 # --- a watcher that dies ---------------------------------------------------------------------------
 
 
 def test_a_killed_watcher_leaves_the_deadline_to_end_and_settle_the_call() -> None:
     with start_stack(
-        max_call_seconds=8,
+        max_call_seconds=10,
         extra_env={"SCHEDULER_PRECISION_SECONDS": "1"},
     ) as stack:
         result = asyncio.run(asyncio.wait_for(_killed(stack), 60))
-    _, ended, lasted, listing = result
+    ended, lasted, listing, money = result
     assert ended["ended_by"] == "hangup"  # by the scheduled deadline: nothing else was left
-    assert 7 <= lasted <= 14
+    # The call ends at the last whole second at or before its start + 10 s, and the
+    # schedule fires in the second before that (schedule.fire_time): 8 to 9 s after the
+    # emulator's start, which comes a little after `started`.
+    assert 8 <= lasted <= 16
     assert listing["data"] == [] and listing["minutes_left_today"] == 59
+    # Spend charged before the kill stays charged, to the micro-dollar of the emulator's own
+    # record; the response after it (if it finished before the deadline) went unmetered:
+    # only live metering is lost; the deadline's settlement counted nothing again.
+    usages = ended["usages"]
+    assert 1 <= len(usages) <= 2
+    before_kill = priced(usages[:1])
+    assert before_kill > 0
+    assert money["charged_at_kill"] == money["charged_after_settle"] == before_kill
+    assert money["events_after_settle"] == {f"resp:{usages[0]['response_id']}"}
+    assert money["spent_at_kill"] == money["spent_after_settle"] == before_kill
 
 
-async def _killed(stack: Stack) -> tuple[str, dict[str, Any], float, dict[str, Any]]:
+def priced(usages: list[dict[str, Any]]) -> int:
+    """What the emulator's responses cost, from the shipped table, one rounding each."""
+    problems: list[str] = []
+    table = load_prices(DEFAULT_PRICES_FILE, "", problems)
+    return sum(response_cost(u["usage"], table.for_model(u["model"])[0]) for u in usages)
+
+
+def meter(stack: Stack, call_id: str) -> tuple[int, set[str]]:
+    """The call's meter: micro-dollars charged, and the events they were charged for."""
+    item = (
+        aws.client("dynamodb", stack.urls["aws"])
+        .get_item(TableName=TABLE, Key={"pk": {"S": f"meter#{call_id}"}}, ConsistentRead=True)
+        .get("Item", {})
+    )
+    return int(item.get("micros", {}).get("N", "0")), set(item.get("charged", {}).get("SS", []))
+
+
+def spent_micros(client: httpx.Client) -> int:
+    return round(client.get("/v1/realtime/calls").json()["spent_today_usd"] * 1_000_000)
+
+
+async def _killed(
+    stack: Stack,
+) -> tuple[dict[str, Any], float, dict[str, Any], dict[str, Any]]:
     caller = Caller(microphone=False)
+    money: dict[str, Any] = {}
     with api(stack, "orphan") as client:
         try:
             started = time.monotonic()
@@ -226,12 +292,17 @@ async def _killed(stack: Stack) -> tuple[str, dict[str, Any], float, dict[str, A
             caller.send(user_says("hello"))
             caller.send({"type": "response.create"})
             await caller.until("response.done")
+            await wait_until(lambda: meter(stack, call_id)[0] > 0, 5, "charged")
+            money["charged_at_kill"] = meter(stack, call_id)[0]
+            money["spent_at_kill"] = spent_micros(client)
             # SIGKILL: no close frame, no hangup, no settle, the lease held.
             stack.processes["watcher"].signal(signal.SIGKILL)
             await wait_until(
                 lambda: emulator_call(stack, call_id).get("sidebands") == 0, 10, "drop"
             )
             assert emulator_call(stack, call_id).get("ended_by") is None  # the call lives on
+            assert say(caller, "are you still there")  # nobody meters this one
+            await response_or_end(caller)
             await asyncio.wait_for(caller.channel_closed.wait(), 20)
             lasted = time.monotonic() - started
         finally:
@@ -239,9 +310,11 @@ async def _killed(stack: Stack) -> tuple[str, dict[str, Any], float, dict[str, A
         await wait_until(
             lambda: client.get("/v1/realtime/calls").json()["data"] == [], 10, "settled"
         )
+        money["charged_after_settle"], money["events_after_settle"] = meter(stack, call_id)
+        money["spent_after_settle"] = spent_micros(client)
         return (
-            call_id,
             emulator_call(stack, call_id),
             lasted,
             client.get("/v1/realtime/calls").json(),
+            money,
         )

@@ -537,6 +537,16 @@ def test_the_watcher_runs_python313_on_arm64_for_at_most_900_seconds_in_little_m
     assert env["CALL_LIMITS"] == props("TokenFunction")["Environment"]["Variables"]["CALL_LIMITS"]
 
 
+def test_the_watchers_concurrency_is_reserved_only_when_a_cap_is_given() -> None:
+    assert props("CallWatcherFunction")["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasWatcherReservedConcurrency", {"Ref": "WatcherReservedConcurrency"}, NO_VALUE]
+    }
+    assert T["Conditions"]["HasWatcherReservedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "WatcherReservedConcurrency"}, 0]}]
+    }
+    assert T["Parameters"]["WatcherReservedConcurrency"]["Default"] == 0
+
+
 def test_the_watcher_is_never_retried_and_a_stale_start_is_dropped() -> None:
     config = props("CallWatcherFunction")["EventInvokeConfig"]
     assert config["MaximumRetryAttempts"] == 0
@@ -548,19 +558,25 @@ def test_the_watcher_may_touch_exactly_the_table_the_key_and_itself() -> None:
     assert "Role" not in watcher
     statements = [s for policy in watcher["Policies"] for s in policy["Statement"]]
     grants = {
-        (action, json.dumps(s["Resource"], sort_keys=True))
+        (action, json.dumps(resource, sort_keys=True))
         for s in statements
         for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        for resource in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
     }
     table = json.dumps({"Fn::GetAtt": ["QuotaTable", "Arn"]})
+    # A hand-over invokes the ARN it was invoked by: unqualified, or one of its own versions
+    # and aliases (`:*`), never another function.
+    qualified = {"Fn::Sub": WATCHER_ARN["Fn::Sub"] + ":*"}
     assert grants == {
         ("dynamodb:UpdateItem", table),
         ("dynamodb:GetItem", table),
         ("dynamodb:BatchGetItem", table),
         ("secretsmanager:GetSecretValue", json.dumps({"Ref": "OpenAIKeySecret"})),
         ("lambda:InvokeFunction", json.dumps(WATCHER_ARN)),
+        ("lambda:InvokeFunction", json.dumps(qualified)),
     }
-    assert all(s["Effect"] == "Allow" and "*" not in json.dumps(s["Resource"]) for s in statements)
+    assert all(s["Effect"] == "Allow" for s in statements)
+    assert "*" not in json.dumps([s["Resource"] for s in statements]).replace("-call-watcher:*", "")
     # The ARN it may invoke is its own: the name it is given.
     assert watcher["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-call-watcher"}
     # The token function starts it by that function's own reference.

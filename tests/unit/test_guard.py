@@ -127,10 +127,39 @@ def test_fields_the_profile_does_not_fix_are_free(path: str, value: Any) -> None
 
 def test_a_missing_field_or_session_is_a_deviation() -> None:
     live = copy.deepcopy(LIVE)
-    del live["tools"]
-    assert deviations(expected_session(CREATED), live) == ["tools"]
+    del live["instructions"]
+    assert deviations(expected_session(CREATED), live) == ["instructions"]
     assert "instructions" in deviations(expected_session(CREATED), None)
     assert deviations(expected_session(CREATED), change("audio", None)) == ["audio"]
+
+
+def test_a_field_the_server_leaves_out_holds_when_the_profile_leaves_it_empty() -> None:
+    """OpenAI may omit what is unset (no prompt, no tools): that is not a deviation, or
+    every session.updated would be restored (or, with hangup, every call ended)."""
+    live: dict[str, Any] = copy.deepcopy(LIVE)
+    for name in ("prompt", "tools"):
+        del live[name]
+    del live["audio"]["input"]["noise_reduction"]
+    assert deviations(expected_session(CREATED), live) == []
+    held = expected_session(CREATED | {"audio": {"input": {"noise_reduction": None}}})
+    assert deviations(held, live) == []
+    # Left out where the profile sets something, it is a deviation.
+    del live["max_output_tokens"]
+    assert deviations(expected_session(CREATED), live) == ["max_output_tokens"]
+
+
+TOOL: dict[str, Any] = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+
+
+def test_tools_come_back_with_defaults_filled_in() -> None:
+    expected = expected_session(CREATED | {"tools": [TOOL]})
+    filled = [TOOL | {"description": None, "strict": False}]
+    assert deviations(expected, change("tools", filled)) == []
+    renamed = [TOOL | {"name": "open_door"}]
+    assert deviations(expected, change("tools", renamed)) == ["tools"]
+    assert deviations(expected, change("tools", [*filled, TOOL])) == ["tools"]
+    assert deviations(expected, change("tools", [])) == ["tools"]
+    assert deviations(expected, change("tools", None)) == ["tools"]
 
 
 def test_a_bool_is_not_a_number() -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
+from token_vendor.deadline import Deadline
 from token_vendor.errors import DependencyUnavailable
 from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices, response_cost
-from token_vendor.spend import SpendLedger, SpendLimits, usd
+from token_vendor.spend import CHARGE_ATTEMPTS, SpendLedger, SpendLimits, usd
 
 from tests.conftest import TABLE, Aws
 from tests.unit.test_pricing import usage
@@ -177,3 +179,100 @@ def test_dynamodb_failures_are_dependency_errors(aws: Aws) -> None:
         stub.add_client_error("batch_get_item", "InternalServerError")
         with pytest.raises(DependencyUnavailable):
             spend.today("alice")
+
+
+# --- concurrent charges: DynamoDB's TransactionConflict ----------------------------------------
+
+
+class Conflicting:
+    """moto's DynamoDB, but the first `conflicts` transactions are cancelled the way real
+    DynamoDB cancels one that met another on an item (moto never does): nothing written,
+    `TransactionCanceledException` with a `TransactionConflict` reason."""
+
+    def __init__(self, client: Any, conflicts: int) -> None:
+        self._client = client
+        self.conflicts = conflicts
+        self.attempts = 0
+        self.items: list[list[dict[str, Any]]] = []
+
+    def transact_write_items(self, **request: Any) -> Any:
+        self.attempts += 1
+        self.items.append(request["TransactItems"])
+        if self.conflicts > 0:
+            self.conflicts -= 1
+            reasons = [{"Code": "None"} for _ in request["TransactItems"]]
+            reasons[-1] = {
+                "Code": "TransactionConflict",
+                "Message": "Transaction is ongoing for the item",
+            }
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "TransactionCanceledException",
+                        "Message": "Transaction cancelled, please refer cancellation reasons "
+                        "for specific reasons [None, TransactionConflict]",
+                    },
+                    "CancellationReasons": reasons,
+                },
+                "TransactWriteItems",
+            )
+        return self._client.transact_write_items(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def conflicting_ledger(
+    aws: Aws, conflicts: int, limits: str = "usd/day=2.00,global:usd/day=5"
+) -> tuple[SpendLedger, Conflicting, list[float]]:
+    problems: list[str] = []
+    parsed = SpendLimits.parse(limits, problems)
+    client = Conflicting(aws.dynamodb, conflicts)
+    pauses: list[float] = []
+    spend = SpendLedger(
+        TABLE, parsed, client, clock=Clock(DAY_START), sleep=pauses.append, jitter=lambda t: t
+    )
+    return spend, client, pauses
+
+
+def test_a_conflicted_charge_is_tried_again_and_counts_once(aws: Aws) -> None:
+    spend, client, pauses = conflicting_ledger(aws, conflicts=2)
+    charge = spend.charge("rtc_1", "alice", "resp:1", 4168)
+    assert charge.counted and charge.micros == 4168
+    assert client.attempts == 3 and pauses == [0.05, 0.1]
+    assert (charge.day.user_micros, charge.day.global_micros) == (4168, 4168)
+    assert spend.call_total("rtc_1") == 4168
+    # The same event again (the other watcher at a hand-over): refused by the meter key.
+    again = spend.charge("rtc_1", "alice", "resp:1", 4168)
+    assert not again.counted and again.day.user_micros == 4168
+
+
+def test_a_charge_that_conflicts_every_time_is_raised_not_dropped(aws: Aws) -> None:
+    spend, client, pauses = conflicting_ledger(aws, conflicts=100)
+    with pytest.raises(DependencyUnavailable, match="TransactionCanceled"):
+        spend.charge("rtc_1", "alice", "resp:1", 4168)
+    assert client.attempts == CHARGE_ATTEMPTS and len(pauses) == CHARGE_ATTEMPTS - 1
+    assert spend.today("alice").user_micros == 0 == spend.call_total("rtc_1")
+    # Kept by the caller and tried later, it is counted once.
+    client.conflicts = 0
+    assert spend.charge("rtc_1", "alice", "resp:1", 4168).counted
+    assert spend.today("alice").user_micros == 4168
+
+
+def test_conflict_retries_stay_inside_the_deadline(aws: Aws) -> None:
+    spend, client, pauses = conflicting_ledger(aws, conflicts=100)
+    with pytest.raises(DependencyUnavailable):
+        spend.charge("rtc_1", "alice", "resp:1", 5, Deadline(3.06, clock=lambda: 0.0))
+    assert client.attempts == 2 and pauses == [0.05]  # a third would not fit
+
+
+def test_everyone_s_day_is_left_out_without_a_global_limit(aws: Aws) -> None:
+    """Every charge in the service would contend for one item that nothing reads."""
+    spend, client, _ = conflicting_ledger(aws, conflicts=0, limits="usd/day=2.00")
+    spend.charge("rtc_1", "alice", "resp:1", 100)
+    keys = [item["Update"]["Key"]["pk"]["S"] for item in client.items[0]]
+    assert keys == ["meter#rtc_1", "spend#user#alice#2027-01-16"]
+    assert {item["pk"]["S"] for item in aws.quota_items()} == set(keys)
+    with_global, client, _ = conflicting_ledger(aws, 0, "usd/day=2.00,global:usd/day=5")
+    with_global.charge("rtc_1", "alice", "resp:2", 100)
+    assert client.items[0][-1]["Update"]["Key"]["pk"]["S"] == "spend#all#2027-01-16"

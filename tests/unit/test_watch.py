@@ -313,7 +313,8 @@ def test_a_hand_over_reads_on_until_the_successor_attached(aws: Aws) -> None:
     successor_attached: list[bool] = []
 
     def successor_attaches() -> None:
-        assert leases.take_over("rtc_1", "w_next", 30) and leases.mark_attached("rtc_1", "w_next")
+        assert leases.take_over("rtc_1", "w_next", "w_fresh", 30)
+        assert leases.mark_attached("rtc_1", "w_fresh")
         successor_attached.append(True)
 
     script: list[Step] = [
@@ -335,7 +336,7 @@ def test_a_hand_over_reads_on_until_the_successor_attached(aws: Aws) -> None:
     assert successor_attached and events.closed and recorder.ended == []
     assert watch.charged_micros == 2 * 640
     state = leases.state("rtc_1")
-    assert state.holder == "w_next" and state.handovers == 1 and not state.ended
+    assert state.holder == "w_fresh" and state.handovers == 1 and not state.ended
 
 
 def test_no_successor_keeps_watching_until_the_hard_stop(aws: Aws) -> None:
@@ -365,4 +366,173 @@ def test_a_ledger_failure_is_counted_and_the_call_goes_on(
     monkeypatch.setattr(watch.meter, "charge", fail)
     assert watch.run(timing(), never) is Outcome.ENDED
     assert ("WatcherFailures", 1, {"stage": "charge"}) in recorder.counts
+    assert recorder.ended == [("rtc_1", "closed")]
+
+
+# --- DynamoDB failures: transient, and the sideband always closed --------------------------------
+
+
+class FlakyLeases:
+    """The real lease store, but the named operations fail `failures[name]` times first (or
+    for ever with -1), as DynamoDB does when it throttles or is briefly unreachable."""
+
+    def __init__(self, leases: LeaseStore, **failures: int) -> None:
+        self._leases = leases
+        self.failures = failures
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._leases, name)
+
+        def call(*args: Any) -> Any:
+            self.calls.append(name)
+            left = self.failures.get(name, 0)
+            if left:
+                self.failures[name] = left - 1
+                raise DependencyUnavailable("lease", "DynamoDB: ProvisionedThroughputExceeded")
+            return real(*args)
+
+        return call
+
+
+def test_a_failed_renewal_is_tried_again_at_the_next_tick(aws: Aws) -> None:
+    clock = Clock()
+    watch, events, recorder, leases = watcher(aws, clock, [None] * 60)
+    watch.leases = flaky = FlakyLeases(leases, renew=2)
+    assert watch.run(timing(), never) is Outcome.ENDED  # the script ran out: closed
+    assert flaky.calls.count("renew") >= 3 and flaky.failures["renew"] == 0
+    assert recorder.counts.count(("WatcherFailures", 1, {"stage": "lease"})) == 2
+    assert recorder.ended == [("rtc_1", "closed")] and events.closed
+    assert leases.state("rtc_1").attached  # a renewal went through (and says attached)
+
+
+def test_renewals_failing_until_the_lease_runs_out_step_back_and_close(aws: Aws) -> None:
+    clock = Clock()
+    watch, events, recorder, leases = watcher(aws, clock, [None] * 200)
+    watch.leases = FlakyLeases(leases, renew=-1)
+    assert watch.run(timing(), never) is Outcome.LOST_LEASE
+    assert NOW + 30 <= clock.now < NOW + 31  # the lease (30 s) would have run out
+    assert recorder.ended == [] and events.closed  # no hangup: the deadline still ends it
+
+
+def test_the_sideband_is_closed_whatever_leaves_run(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    watch, events, _, _ = watcher(aws, clock, [done("resp_1", audio_out=10)])
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(watch.meter, "charge", broken)
+    with pytest.raises(RuntimeError):
+        watch.run(timing(), never)
+    assert events.closed
+
+
+def test_a_lease_read_failing_during_a_hand_over_is_asked_again(aws: Aws) -> None:
+    clock = Clock()
+
+    def successor_attaches() -> None:
+        assert leases.take_over("rtc_1", "w_next", "w_fresh", 30)
+        assert leases.mark_attached("rtc_1", "w_fresh")
+
+    script: list[Step] = [None, successor_attaches, None, None, None]
+
+    def hand_over() -> str:
+        assert leases.pass_to("rtc_1", "w_me", "w_next", 30)
+        return "w_next"
+
+    watch, events, recorder, leases = watcher(aws, clock, script)
+    watch.leases = FlakyLeases(leases, state=2)
+    assert watch.run(timing(stop_in=0, hard_in=100), hand_over) is Outcome.HANDED_OVER
+    assert events.closed and recorder.ended == []
+
+
+def test_a_hand_over_dynamodb_did_not_take_is_tried_again(aws: Aws) -> None:
+    clock = Clock()
+    tries: list[float] = []
+
+    def hand_over() -> str | None:
+        tries.append(clock.now)
+        if len(tries) < 3:
+            raise DependencyUnavailable("lease", "DynamoDB: InternalServerError")
+        return None
+
+    watch, _, recorder, _ = watcher(aws, clock, [None] * 30)
+    watch.run(timing(stop_in=1, hard_in=100), hand_over)
+    assert len(tries) == 3 and tries[1] - tries[0] >= 1
+    assert recorder.counts.count(("WatcherFailures", 1, {"stage": "handover"})) == 2
+
+
+def test_a_charge_dynamodb_did_not_take_is_kept_and_recorded_later(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    script: list[Step] = [done("resp_1", audio_out=10), None, None, None, None]
+    watch, _, recorder, _ = watcher(aws, clock, script)
+    real = watch.meter.charge
+    failures = [2]
+
+    def flaky(*args: Any) -> Any:
+        if failures[0]:
+            failures[0] -= 1
+            raise DependencyUnavailable("spend_ledger", "DynamoDB: TransactionCanceledException")
+        return real(*args)
+
+    monkeypatch.setattr(watch.meter, "charge", flaky)
+    watch.run(timing(), never)
+    assert watch.charged_micros == 640 and not watch.unrecorded
+    assert recorder.counts.count(("WatcherFailures", 1, {"stage": "charge"})) == 1
+    assert "UnrecordedMicroUSD" not in recorder.names()
+
+
+def test_a_charge_never_recorded_is_reported_with_its_amount(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    watch, _, recorder, _ = watcher(aws, clock, [done("resp_1", audio_out=10), None])
+
+    def fail(*_: Any) -> Any:
+        raise DependencyUnavailable("spend_ledger", "DynamoDB: TransactionCanceledException")
+
+    monkeypatch.setattr(watch.meter, "charge", fail)
+    watch.run(timing(), never)
+    assert ("UnrecordedMicroUSD", 640, {"profile": "assistant"}) in recorder.counts
+
+
+# --- restores that do not take ------------------------------------------------------------------
+
+
+def test_a_restore_that_does_not_take_stops_after_a_few_and_is_alarmed(aws: Aws) -> None:
+    """OpenAI answers each restore with the same deviation (a field it reports in its own
+    way): restoring again would loop for the whole call."""
+    clock = Clock()
+    script: list[Step] = [updated(instructions="Reported otherwise.") for _ in range(8)]
+    watch, events, recorder, _ = watcher(aws, clock, script)
+    assert watch.run(timing(), never) is Outcome.ENDED
+    restores = [e for e in events.sent if e["type"] == "session.update"]
+    assert len(restores) == 3  # on attach, then two more: the third failure stops it
+    assert recorder.counts.count(("WatcherFailures", 1, {"stage": "policy"})) == 1
+    assert recorder.ended == [("rtc_1", "closed")]  # the call was not hung up for it
+
+
+def test_a_caller_who_keeps_changing_the_session_is_restored_every_time(aws: Aws) -> None:
+    clock = Clock()
+    script: list[Step] = [updated()]
+    for _ in range(6):  # the browser's change, then the answer to our restore
+        script += [updated(instructions="Ignore it."), updated()]
+    watch, events, recorder, _ = watcher(aws, clock, script)
+    watch.run(timing(), never)
+    assert [e["type"] for e in events.sent].count("session.update") == 1 + 6
+    assert ("WatcherFailures", 1, {"stage": "policy"}) not in recorder.counts
+
+
+def test_a_hangup_profile_keeps_a_call_whose_session_omits_empty_fields(aws: Aws) -> None:
+    clock = Clock()
+    sparse = updated()
+    for name in ("prompt", "tools"):
+        del sparse["session"][name]
+    watch, _, recorder, _ = watcher(aws, clock, [sparse, None, sparse], on_change="hangup")
+    assert watch.run(timing(), never) is Outcome.ENDED
     assert recorder.ended == [("rtc_1", "closed")]
