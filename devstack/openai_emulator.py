@@ -31,6 +31,7 @@ from devstack.openai_schema import (
     refuse_beta_shape,
 )
 from devstack.openai_sideband import open_sideband
+from devstack.openai_usage import check_script
 from devstack.wire import NotJson, is_int, json_value
 
 log = logging.getLogger("openai_emulator")
@@ -536,6 +537,25 @@ async def clear_faults(request: web.Request) -> web.StreamResponse:
     return json_response(emulator.fault_state())
 
 
+async def script_call(request: web.Request) -> web.StreamResponse:
+    """What a live call's next responses and transcriptions report as their usage, in order
+    (tests of exact accounting choose the sizes; the call's own counts resume after)."""
+    emulator = request.app[EMULATOR]
+    call_id = request.match_info["call_id"]
+    call = emulator.calls.get(call_id)
+    if call is None:
+        raise ApiError(404, f"Call '{call_id}' not found.", code="call_not_found", param="call_id")
+    responses, transcriptions = check_script(parse_json_body(await request.text()))
+    call.scripted_responses.extend(responses)
+    call.scripted_transcriptions.extend(transcriptions)
+    return json_response(
+        {
+            "responses": len(call.scripted_responses),
+            "transcriptions": len(call.scripted_transcriptions),
+        }
+    )
+
+
 def apply_fault_request(emulator: Emulator, body: Any) -> None:
     if not isinstance(body, dict):
         raise ApiError(400, "Expected a JSON object.", code="invalid_type")
@@ -666,6 +686,7 @@ def create_app(
     app.router.add_get("/__emulator/faults", get_faults)
     app.router.add_post("/__emulator/faults", set_faults)
     app.router.add_delete("/__emulator/faults", clear_faults)
+    app.router.add_post("/__emulator/calls/{call_id}/script", script_call)
     app.on_shutdown.append(close_calls)
     return app
 
