@@ -393,7 +393,9 @@ async def create_call(request: web.Request) -> web.StreamResponse:
         },
         emulator.server_key,
     )
-    session = merge_session_part(base, session_part)
+    # A client secret fixed the model; with the standard key the session part chooses it.
+    fixed = emulator.auth_kind(request) == "client_secret"
+    session = merge_session_part(base, session_part, model_fixed=fixed)
     if not sdp.strip():
         raise ApiError(
             400,
@@ -471,13 +473,13 @@ def call_session(emulator: Emulator, request: web.Request) -> dict[str, Any]:
     return secret.session
 
 
-def merge_session_part(base: dict[str, Any], part: Any) -> dict[str, Any]:
+def merge_session_part(base: dict[str, Any], part: Any, *, model_fixed: bool) -> dict[str, Any]:
     if part is None:
         return base
     request = check_session(part, "session")
     if request["type"] != base["type"]:
         return build_session(request)
-    if "model" in request and base.get("model") not in (None, request["model"]):
+    if model_fixed and "model" in request and base.get("model") not in (None, request["model"]):
         raise ApiError(
             400,
             "The model is fixed by the client secret.",
