@@ -26,6 +26,7 @@ import pytest
 from devstack import aws
 from devstack.stack import SHIPPED_PROFILES, TABLE, Stack, start_stack
 from tests.tools.test_openai_emulator import Caller, user_says
+from tests.unit.test_pricing import usage  # a response's usage, every token attributed
 
 pytestmark = pytest.mark.stack
 
@@ -48,40 +49,14 @@ DICTATION = {
 }
 
 
-def usage(
-    text_in: int,
-    audio_in: int,
-    image_in: int,
-    cached: tuple[int, int, int],
-    text_out: int,
-    audio_out: int,
-) -> dict[str, Any]:
-    """A response's usage as OpenAI reports it, every token attributed to a modality."""
-    return {
-        "total_tokens": text_in + audio_in + image_in + text_out + audio_out,
-        "input_tokens": text_in + audio_in + image_in,
-        "output_tokens": text_out + audio_out,
-        "input_token_details": {
-            "text_tokens": text_in,
-            "audio_tokens": audio_in,
-            "image_tokens": image_in,
-            "cached_tokens": sum(cached),
-            "cached_tokens_details": dict(
-                zip(("text_tokens", "audio_tokens", "image_tokens"), cached, strict=True)
-            ),
-        },
-        "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},
-    }
-
-
 # Sizes a long conversation reaches: thousands of cached audio tokens, an image, a long answer;
 # and odd counts, so that every event's rounding shows.
 SCRIPTS: dict[str, dict[str, Any]] = {
     "assistant": {
         "responses": [
-            usage(1_231, 377, 0, (0, 0, 0), 57, 413),
-            usage(2_417, 1_909, 765, (1_152, 1_536, 0), 101, 1_337),
-            usage(3_001, 4_093, 765, (2_944, 3_968, 640), 13, 97),
+            usage(1_231, 377, 0, 0, 0, 0, 57, 413),
+            usage(2_417, 1_909, 765, 1_152, 1_536, 0, 101, 1_337),
+            usage(3_001, 4_093, 765, 2_944, 3_968, 640, 13, 97),
         ],
         "transcriptions": [
             {
@@ -98,8 +73,8 @@ SCRIPTS: dict[str, dict[str, Any]] = {
     },
     "dictation": {
         "responses": [
-            usage(887, 1_203, 0, (512, 768, 0), 211, 1_687),
-            usage(1_999, 2_411, 0, (1_024, 2_048, 0), 7, 53),
+            usage(887, 1_203, 0, 512, 768, 0, 211, 1_687),
+            usage(1_999, 2_411, 0, 1_024, 2_048, 0, 7, 53),
         ],
         "transcriptions": [
             {"transcript": "Dear Sam, thank you.", "usage": {"type": "duration", "seconds": 2.5}},

@@ -28,6 +28,7 @@ from tests.tools.test_openai_emulator import (
     server_headers,
     user_says,
 )
+from tests.unit.test_pricing import usage
 
 pytestmark = pytest.mark.stack
 
@@ -442,19 +443,8 @@ async def _untranscribed(emulator: Running) -> None:
         await server.close()
 
 
-SCRIPTED_RESPONSE = {
-    "total_tokens": 1700,
-    "input_tokens": 1200,
-    "output_tokens": 500,
-    "input_token_details": {
-        "text_tokens": 200,
-        "audio_tokens": 900,
-        "image_tokens": 100,
-        "cached_tokens": 640,
-        "cached_tokens_details": {"text_tokens": 128, "audio_tokens": 512, "image_tokens": 0},
-    },
-    "output_token_details": {"text_tokens": 100, "audio_tokens": 400},
-}
+# Text, audio and an image in, some of each cached; text and audio out.
+SCRIPTED_RESPONSE = usage(200, 900, 100, 128, 512, 0, 100, 400)
 
 
 def test_a_test_scripts_the_usages_a_call_reports(emulator: Running) -> None:
