@@ -95,7 +95,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         extra_env={
             "PROFILES_FILE": str(path),
             "CALL_LIMITS": "concurrent=2,minutes/day=60",
-            "SPEND_LIMITS": "usd/day=100",  # metered, never reached
+            # Metered, never reached; the global limit makes everyone's day counted too.
+            "SPEND_LIMITS": "usd/day=100,global:usd/day=1000",
         },
     ) as running:
         yield running
