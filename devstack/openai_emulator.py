@@ -31,6 +31,7 @@ from devstack.openai_schema import (
     refuse_beta_shape,
 )
 from devstack.openai_sideband import open_sideband
+from devstack.openai_usage import check_script
 from devstack.wire import NotJson, is_int, json_value
 
 log = logging.getLogger("openai_emulator")
@@ -392,7 +393,9 @@ async def create_call(request: web.Request) -> web.StreamResponse:
         },
         emulator.server_key,
     )
-    session = merge_session_part(base, session_part)
+    # A client secret fixed the model; with the standard key the session part chooses it.
+    fixed = emulator.auth_kind(request) == "client_secret"
+    session = merge_session_part(base, session_part, model_fixed=fixed)
     if not sdp.strip():
         raise ApiError(
             400,
@@ -470,13 +473,13 @@ def call_session(emulator: Emulator, request: web.Request) -> dict[str, Any]:
     return secret.session
 
 
-def merge_session_part(base: dict[str, Any], part: Any) -> dict[str, Any]:
+def merge_session_part(base: dict[str, Any], part: Any, *, model_fixed: bool) -> dict[str, Any]:
     if part is None:
         return base
     request = check_session(part, "session")
     if request["type"] != base["type"]:
         return build_session(request)
-    if "model" in request and base.get("model") not in (None, request["model"]):
+    if model_fixed and "model" in request and base.get("model") not in (None, request["model"]):
         raise ApiError(
             400,
             "The model is fixed by the client secret.",
@@ -534,6 +537,25 @@ async def clear_faults(request: web.Request) -> web.StreamResponse:
     emulator = request.app[EMULATOR]
     emulator.faults.clear()
     return json_response(emulator.fault_state())
+
+
+async def script_call(request: web.Request) -> web.StreamResponse:
+    """What a live call's next responses and transcriptions report as their usage, in order
+    (tests of exact accounting choose the sizes; the call's own counts resume after)."""
+    emulator = request.app[EMULATOR]
+    call_id = request.match_info["call_id"]
+    call = emulator.calls.get(call_id)
+    if call is None:
+        raise ApiError(404, f"Call '{call_id}' not found.", code="call_not_found", param="call_id")
+    responses, transcriptions = check_script(parse_json_body(await request.text()))
+    call.scripted_responses.extend(responses)
+    call.scripted_transcriptions.extend(transcriptions)
+    return json_response(
+        {
+            "responses": len(call.scripted_responses),
+            "transcriptions": len(call.scripted_transcriptions),
+        }
+    )
 
 
 def apply_fault_request(emulator: Emulator, body: Any) -> None:
@@ -666,6 +688,7 @@ def create_app(
     app.router.add_get("/__emulator/faults", get_faults)
     app.router.add_post("/__emulator/faults", set_faults)
     app.router.add_delete("/__emulator/faults", clear_faults)
+    app.router.add_post("/__emulator/calls/{call_id}/script", script_call)
     app.on_shutdown.append(close_calls)
     return app
 

@@ -12,6 +12,7 @@ import logging
 import math
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -26,6 +27,12 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from devstack.openai_schema import ApiError, apply_session, check_session, new_id
+from devstack.openai_usage import (
+    DEFAULT_TRANSCRIPT,
+    RateLimits,
+    response_usage,
+    transcription_usage,
+)
 from devstack.wire import NotJson, json_value
 
 log = logging.getLogger("openai_emulator.rtc")
@@ -36,6 +43,7 @@ SESSION_LIMIT_S = 60 * 60  # no request field shortens it; only hangup ends a ca
 # association, and an abort drops whatever is still queued.
 FLUSH_S = 0.5
 DELTA_PAUSE_S = 0.01  # enough to arrive as separate messages, like a streamed reply
+MIN_COMMIT_S = 0.1  # OpenAI refuses to commit less than 100 ms of audio
 CLIENT_EVENTS = (
     "session.update",
     "input_audio_buffer.append",
@@ -138,11 +146,19 @@ class Call:
         self._tasks: set[asyncio.Task[None]] = set()
         self._responding = False
         self._last_response_id: str | None = None
-        self._last_input_tokens = 0  # the prefix the next response finds cached
+        self._last_input = (0, 0)  # text and audio tokens the next response finds cached
+        self._heard_seconds: dict[str, float] = {}  # a spoken turn's length, by item id
         self.listeners: list[Listener] = []
         self.sidebands_total = 0
         self.sidebands_peak = 0  # the most attached at once: the watcher's lease, seen from here
-        self.usages: list[dict[str, Any]] = []  # every response.done usage, for exact accounting
+        # Every usage reported (responses' and transcriptions'), with the model that prices
+        # it: the oracle of exact accounting.
+        self.usages: list[dict[str, Any]] = []
+        # What a test scripted (/__emulator/calls/{id}/script): the next usages to report.
+        self.scripted_responses: deque[dict[str, Any]] = deque()
+        self.scripted_transcriptions: deque[dict[str, Any]] = deque()
+        self.input_seconds = 0.0  # the caller's audio since the last commit or clear
+        self._rate_limits = RateLimits()
         self._expiry: asyncio.Future[None] | None = None
         self._limit = asyncio.get_running_loop().call_later(limit_s, self._expire)
         self.pc.on("datachannel", self._attach)
@@ -178,11 +194,21 @@ class Call:
             # The caller hears itself: proof that its microphone reached the "model".
             track = self._relay.subscribe(self._remote_audio, buffered=False)
             self.audio_source = "echo"
+            self._spawn(self._buffer_input(self._relay.subscribe(self._remote_audio)))
         else:
             track = ToneTrack()
             self.audio_source = "tone"
         self._local_tracks.append(track)
         self.pc.addTrack(track)
+
+    async def _buffer_input(self, track: MediaStreamTrack) -> None:
+        """The input audio buffer, measured: how much of the caller's voice arrived since the
+        last commit. (No voice activity detection: a turn is committed by the caller.)"""
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                if isinstance(frame, av.AudioFrame):
+                    self.input_seconds += frame.samples / (frame.sample_rate or 48_000)
 
     async def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
@@ -311,6 +337,7 @@ class Call:
             "conversation.item.create": self._item_create,
             "conversation.item.delete": self._item_delete,
             "response.create": self._response_create,
+            "input_audio_buffer.commit": self._input_commit,
             "input_audio_buffer.clear": self._input_clear,
             "output_audio_buffer.clear": self._output_clear,
         }
@@ -385,7 +412,76 @@ class Call:
         self.send({"type": "conversation.item.deleted", "item_id": item_id})
 
     def _input_clear(self, event: dict[str, Any]) -> None:
+        self.input_seconds = 0.0
         self.send({"type": "input_audio_buffer.cleared"})
+
+    def _input_commit(self, event: dict[str, Any]) -> None:
+        """The caller's turn: its audio becomes a user message, transcribed when the session
+        asks for input transcription (on the transcription model's bill)."""
+        seconds = self.input_seconds
+        if seconds < MIN_COMMIT_S:
+            raise ApiError(
+                400,
+                "Error committing input audio buffer: buffer too small. Expected at least "
+                f"100ms of audio, but buffer only has {seconds * 1000:.2f}ms of audio.",
+                code="input_audio_buffer_commit_empty",
+            )
+        self.input_seconds = 0.0
+        previous = self.items[-1]["id"] if self.items else None
+        item_id = new_id("item")
+        item: dict[str, Any] = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        self.items.append(item)
+        self._heard_seconds[item_id] = seconds
+        self.send(
+            {
+                "type": "input_audio_buffer.committed",
+                "previous_item_id": previous,
+                "item_id": item_id,
+            }
+        )
+        for kind in ("conversation.item.added", "conversation.item.done"):
+            self.send({"type": kind, "previous_item_id": previous, "item": item})
+        config = (self.session.get("audio", {}).get("input") or {}).get("transcription")
+        if isinstance(config, dict):
+            self._transcribe(item, seconds, config)
+
+    def _transcribe(self, item: dict[str, Any], seconds: float, config: dict[str, Any]) -> None:
+        # At once, not after a model's delay: a response asked for next hears the transcript.
+        model = str(config.get("model") or "whisper-1")
+        if self.scripted_transcriptions:
+            scripted = self.scripted_transcriptions.popleft()
+            transcript = scripted.get("transcript", DEFAULT_TRANSCRIPT)
+            usage = scripted["usage"]
+        else:
+            transcript = DEFAULT_TRANSCRIPT
+            usage = transcription_usage(model, seconds, transcript, config.get("prompt") or "")
+        # A new item, not the old one changed: events still queued for a sideband hold it.
+        heard = item | {"content": [{"type": "input_audio", "transcript": transcript}]}
+        self.items = [heard if known is item else known for known in self.items]
+        where = {"item_id": item["id"], "content_index": 0}
+        self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.delta",
+                **where,
+                "delta": transcript,
+            }
+        )
+        self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                **where,
+                "transcript": transcript,
+                "usage": usage,
+            }
+        )
+        self.usages.append({"kind": "transcription", **where, "model": model, "usage": usage})
 
     def _output_clear(self, event: dict[str, Any]) -> None:
         if self._last_response_id is not None:
@@ -451,6 +547,8 @@ class Call:
         previous = self.items[-1]["id"] if self.items else None
         response = self._response(response_id, modalities)
         self.send({"type": "response.created", "response": response})
+        reserved = self.session.get("max_output_tokens")
+        self.send(self._rate_limits.event(reserved if isinstance(reserved, int) else 4096))
         item = {
             "id": item_id,
             "object": "realtime.item",
@@ -535,38 +633,26 @@ class Call:
         }
 
     def _usage(self, response_id: str, reply: str, text_only: bool) -> dict[str, Any]:
-        """Token counts shaped like OpenAI's: about 4 tokens per 3 words of text, 8 audio tokens
-        per spoken word (20 per second at 2.5 words a second), and the previous response's
-        input found cached, as a conversation's growing prefix is. Each one is recorded."""
-        prompt = " ".join(_item_text(item) for item in self.items[:-1])
-        words = len((self.session.get("instructions", "") + " " + prompt).split())
-        input_text = (words * 4 + 2) // 3
-        cached = min(self._last_input_tokens, input_text)
-        self._last_input_tokens = input_text
-        spoken = len(reply.split())
-        output_text = (spoken * 4 + 2) // 3
-        output_audio = 0 if text_only else spoken * 8
-        output_tokens = output_text + output_audio
-        usage = {
-            "total_tokens": input_text + output_tokens,
-            "input_tokens": input_text,
-            "output_tokens": output_tokens,
-            "input_token_details": {
-                "text_tokens": input_text,
-                "audio_tokens": 0,
-                "image_tokens": 0,
-                "cached_tokens": cached,
-                "cached_tokens_details": {
-                    "text_tokens": cached,
-                    "audio_tokens": 0,
-                    "image_tokens": 0,
-                },
-            },
-            "output_token_details": {"text_tokens": output_text, "audio_tokens": output_audio},
-        }
+        """The conversation so far as input (the caller's turns as audio), the reply as output,
+        and the previous response's input found cached, as a conversation's growing prefix is;
+        or what a test scripted. Each one is recorded."""
+        earlier = self.items[:-1]
+        prompt = " ".join([self.session.get("instructions", ""), *map(_item_text_only, earlier)])
+        heard = sum(self._heard_seconds.get(item["id"], 0.0) for item in earlier)
+        usage = response_usage(prompt, heard, reply, text_only, self._last_input)
+        details = usage["input_token_details"]
+        self._last_input = (details["text_tokens"], details["audio_tokens"])
+        if self.scripted_responses:
+            usage = self.scripted_responses.popleft()
         self.usages.append(
-            {"response_id": response_id, "model": self.session.get("model"), "usage": usage}
+            {
+                "kind": "response",
+                "response_id": response_id,
+                "model": self.session.get("model"),
+                "usage": usage,
+            }
         )
+        self._rate_limits.record(_count(usage.get("total_tokens")))
         return usage
 
 
@@ -605,6 +691,16 @@ def _check_item(item: Any) -> dict[str, Any]:
                 param="item.content",
             )
     return item
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _item_text_only(item: dict[str, Any]) -> str:
+    """What the model reads of an item as text: a spoken turn is heard, not read."""
+    parts = [p for p in item.get("content") or [] if isinstance(p, dict)]
+    return _item_text({"content": [p for p in parts if p.get("type") != "input_audio"]})
 
 
 def _item_text(item: dict[str, Any]) -> str:

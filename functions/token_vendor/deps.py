@@ -30,8 +30,10 @@ from .service import TokenVendor
 from .spend import SpendLedger
 from .starter import WatcherStarter
 
-# botocore at DEBUG logs response bodies, the secret string among them; httpx logs URLs.
-QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "httpx", "httpcore", "s3transfer")
+# botocore at DEBUG logs response bodies, the secret string among them; httpx logs URLs;
+# websockets logs the sideband's handshake (`Authorization: Bearer sk-...`) and its frames
+# (instructions, what the caller said).
+QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "httpx", "httpcore", "s3transfer", "websockets")
 
 # Every call, retries included, fits in the ~10 s Lambda timeout (template.yaml).
 DYNAMODB_CONFIG = Config(

@@ -64,6 +64,9 @@ class Sideband:
                 max_size=MAX_MESSAGE_BYTES,
                 proxy=None,
                 user_agent_header="realtime-token-vendor-watcher",
+                # The connection outlives this call (recv and send come later), so it is not
+                # used as a context manager: websockets 17.1 deprecated that without the flag.
+                legacy=True,
             )
         except InvalidStatus as exc:
             raise SidebandRefused(exc.response.status_code, _error_code(exc)) from None

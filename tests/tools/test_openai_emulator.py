@@ -825,6 +825,7 @@ async def _server_side_call(emulator: Running) -> None:
             sdp=await caller.offer(),
             session={
                 "type": "realtime",
+                "model": "gpt-realtime-2.1-mini",  # the standard key chooses the model
                 "instructions": "From the server.",
                 "output_modalities": ["text"],
             },
@@ -835,6 +836,7 @@ async def _server_side_call(emulator: Running) -> None:
         await caller.accept(raw.text)
         created = await caller.next_event()
         assert created["session"]["instructions"] == "From the server."
+        assert created["session"]["model"] == "gpt-realtime-2.1-mini"
         await caller.next_event()
         await server.realtime.calls.hangup(location.group(1))
         await caller.wait_state("closed")
@@ -979,6 +981,20 @@ def test_call_errors(http: httpx.Client) -> None:
         ),
         401,
         "invalid_api_key",
+    )
+    other_model = {"type": "realtime", "model": "gpt-realtime-2.1-mini"}
+    assert_error(  # the client secret fixed the model; only the standard key chooses it
+        http.post(
+            calls,
+            headers={"Authorization": f"Bearer {secret.value}"},
+            files={
+                "sdp": (None, "v=0", "application/sdp"),
+                "session": (None, json.dumps(other_model), "application/json"),
+            },
+        ),
+        400,
+        "invalid_value",
+        "session.model",
     )
     assert_error(
         http.post(f"{calls}/rtc_unknown/hangup", headers=server_headers()), 404, "call_not_found"

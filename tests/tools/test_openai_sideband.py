@@ -28,6 +28,7 @@ from tests.tools.test_openai_emulator import (
     server_headers,
     user_says,
 )
+from tests.unit.test_pricing import usage
 
 pytestmark = pytest.mark.stack
 
@@ -323,6 +324,176 @@ async def _sideband_fault(emulator: Running) -> None:
                 await Side(ws).send({"type": "session.update", "session": {"type": "realtime"}})
                 assert (await Side(ws).next_event())["type"] == "session.updated"
             await server.realtime.calls.hangup(rtc_id)
+    finally:
+        await caller.close()
+        await server.close()
+
+
+# --- what a call costs: transcriptions, rate limits, scripted usages -----------------------
+
+TRANSCRIBED = {
+    "type": "realtime",
+    "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}},
+}
+
+
+def test_a_spoken_turn_is_transcribed_on_the_transcription_models_bill(emulator: Running) -> None:
+    run(_spoken_turns(emulator), timeout=60)
+
+
+async def _spoken_turns(emulator: Running) -> None:
+    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
+    caller = Caller(microphone=True)
+    try:
+        rtc_id = await server_call(server, caller, TRANSCRIBED)
+        async with attach(emulator, rtc_id) as ws:
+            side = Side(ws)
+            await asyncio.sleep(0.6)  # the caller speaks (its tone reaches the input buffer)
+            caller.send({"type": "input_audio_buffer.commit"})
+            kind = "conversation.item.input_audio_transcription.completed"
+            heard = await caller.until(kind)
+            assert [e["type"] for e in heard[:3]] == [
+                "input_audio_buffer.committed",
+                "conversation.item.added",
+                "conversation.item.done",
+            ]
+            (item_id,) = {e["item_id"] for e in heard if "item_id" in e}
+            done = heard[-1]
+            assert done["item_id"] == item_id and done["content_index"] == 0
+            assert (await side.until(kind))[-1] == done  # the sideband hears the same event
+            usage = done["usage"]
+            # ~10 audio tokens a second of the caller's audio, the transcript's text out.
+            assert usage["type"] == "tokens"
+            assert usage["input_token_details"]["audio_tokens"] >= 4
+            assert usage["output_tokens"] == (len(done["transcript"].split()) * 4 + 2) // 3
+            assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+            caller.send({"type": "response.create"})
+            answer = await caller.until("response.done")
+            limits = [e for e in answer if e["type"] == "rate_limits.updated"]
+            assert len(limits) == 1 and answer[0]["type"] == "response.created"
+            assert {r["name"] for r in limits[0]["rate_limits"]} == {"requests", "tokens"}
+            said = "".join(
+                e["delta"] for e in answer if e["type"] == "response.output_audio_transcript.delta"
+            )
+            assert said.endswith("You said: " + done["transcript"])  # it heard the transcript
+            response_usage = answer[-1]["response"]["usage"]
+            # The model heard the turn as audio, as long as the transcription model did.
+            audio_in = response_usage["input_token_details"]["audio_tokens"]
+            assert audio_in == usage["input_token_details"]["audio_tokens"]
+            side_seen = await side.until("response.done")
+            assert "rate_limits.updated" in {e["type"] for e in side_seen}
+            # Another transcription model, billed by the minute: a duration.
+            caller.send(
+                {
+                    "type": "session.update",
+                    "session": {
+                        "type": "realtime",
+                        "audio": {"input": {"transcription": {"model": "gpt-realtime-whisper"}}},
+                    },
+                }
+            )
+            await caller.until("session.updated")
+            await asyncio.sleep(0.4)
+            caller.send({"type": "input_audio_buffer.commit"})
+            second = (await caller.until(kind))[-1]["usage"]
+            assert second["type"] == "duration" and 0.2 <= second["seconds"] < 5
+            await side.until(kind)
+            # Nothing to commit right after a commit: OpenAI's error, to the caller only.
+            caller.send({"type": "input_audio_buffer.commit", "event_id": "evt_empty"})
+            error = (await caller.until("error"))[-1]["error"]
+            assert error["code"] == "input_audio_buffer_commit_empty"
+            assert error["event_id"] == "evt_empty"
+            await server.realtime.calls.hangup(rtc_id)
+            _, _, rest = await side.closed()
+            assert all(e["type"] != "error" for e in rest)
+        seen = httpx.get(emulator.url + "/__emulator/state").json()
+        (ended,) = [c for c in seen["ended_calls"] if c["id"] == rtc_id]
+        assert [(u["kind"], u["model"]) for u in ended["usages"]] == [
+            ("transcription", "gpt-4o-mini-transcribe"),
+            ("response", "gpt-realtime-2.1"),
+            ("transcription", "gpt-realtime-whisper"),
+        ]
+        assert ended["usages"][0]["usage"] == usage and ended["usages"][0]["item_id"] == item_id
+        assert ended["usages"][1]["usage"] == response_usage
+        assert ended["usages"][2]["usage"] == second
+    finally:
+        await caller.close()
+        await server.close()
+
+
+def test_no_transcription_without_the_sessions_asking(emulator: Running) -> None:
+    run(_untranscribed(emulator), timeout=60)
+
+
+async def _untranscribed(emulator: Running) -> None:
+    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
+    caller = Caller(microphone=True)
+    try:
+        rtc_id = await server_call(server, caller, {"type": "realtime"})
+        await asyncio.sleep(0.3)
+        caller.send({"type": "input_audio_buffer.commit"})
+        await caller.until("conversation.item.done")
+        caller.send({"type": "response.create"})
+        seen = await caller.until("response.done")
+        assert not any("transcription" in e["type"] for e in seen)
+        assert seen[-1]["response"]["usage"]["input_token_details"]["audio_tokens"] > 0
+        await server.realtime.calls.hangup(rtc_id)
+    finally:
+        await caller.close()
+        await server.close()
+
+
+# Text, audio and an image in, some of each cached; text and audio out.
+SCRIPTED_RESPONSE = usage(200, 900, 100, 128, 512, 0, 100, 400)
+
+
+def test_a_test_scripts_the_usages_a_call_reports(emulator: Running) -> None:
+    run(_scripted(emulator), timeout=60)
+
+
+async def _scripted(emulator: Running) -> None:
+    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
+    caller = Caller(microphone=True)
+    try:
+        rtc_id = await server_call(server, caller, TRANSCRIBED)
+        async with httpx.AsyncClient(base_url=emulator.url, timeout=10) as http:
+            path = f"/__emulator/calls/{rtc_id}/script"
+            duration = {"type": "duration", "seconds": 2.5}
+            scripted = await http.post(
+                path,
+                json={
+                    "responses": [SCRIPTED_RESPONSE],
+                    "transcriptions": [{"usage": duration, "transcript": "Scripted words."}],
+                },
+            )
+            assert scripted.json() == {"responses": 1, "transcriptions": 1}
+            for bad, param in [
+                ({"responses": [{"input_tokens": -1}]}, "responses[0].input_tokens"),
+                ({"responses": [{"input_tokens": True}]}, "responses[0].input_tokens"),
+                ({"transcriptions": [{"usage": {"type": "tokens"}}]}, None),
+                ({"transcriptions": [{"usage": {"type": "duration", "seconds": 0}}]}, None),
+                ({"responses": {}}, "responses"),
+                ({"surprise": []}, "surprise"),
+            ]:
+                refused = await http.post(path, json=bad)
+                assert refused.status_code == 400, bad
+                assert param is None or refused.json()["error"]["param"] == param
+            missing = await http.post("/__emulator/calls/rtc_nope/script", json={})
+            assert missing.status_code == 404
+            await asyncio.sleep(0.3)
+            caller.send({"type": "input_audio_buffer.commit"})
+            kind = "conversation.item.input_audio_transcription.completed"
+            done = (await caller.until(kind))[-1]
+            assert done["usage"] == duration and done["transcript"] == "Scripted words."
+            for expected in ("scripted", "counted"):
+                caller.send({"type": "response.create"})
+                usage = (await caller.until("response.done"))[-1]["response"]["usage"]
+                # The script is used once, then the call's own counts resume.
+                assert (usage == SCRIPTED_RESPONSE) == (expected == "scripted")
+            await server.realtime.calls.hangup(rtc_id)
+            seen = (await http.get("/__emulator/state")).json()
+        (ended,) = [c for c in seen["ended_calls"] if c["id"] == rtc_id]
+        assert [u["usage"] for u in ended["usages"][:2]] == [duration, SCRIPTED_RESPONSE]
     finally:
         await caller.close()
         await server.close()
