@@ -2,7 +2,8 @@
 
 Nothing here knows HTTP. Order matters for money, as for a mint: the request is checked
 before anything is spent; the mint quota, then the call ledger, are taken before OpenAI is
-called; whatever fails afterwards for reasons not the caller's gives back what was taken.
+called, while the day's spend is read beside them (a spent budget gives them back: 429);
+whatever fails afterwards for reasons not the caller's gives back what was taken.
 A call exists only with a guaranteed end: if its hangup cannot be scheduled or the ledger
 cannot record it, it is hung up at once and the caller gets a 503.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -153,12 +154,20 @@ class CallService:
         if not deadline.allows(MIN_SECONDS_FOR_QUOTA + SECONDS_AFTER_UPSTREAM):
             raise DependencyUnavailable("budget", "too little time left to place a call", 1)
         user = caller.user_hash
-        self._check_spend(user, deadline)
+        # The spend is read beside the admission (one round trip of wall time less); a spent
+        # budget then gives back what the admission took, before OpenAI is called.
+        spend = self._read_spend(user, deadline)
         ends_at = call_deadline(self._ledger.now(), plan.profile.max_call_seconds, self._precision)
         grant = self._quota.consume(user, deadline)
         try:
             reservation = self._ledger.admit(user, ends_at, deadline)
         except Exception:
+            self._quota.give_back(grant, deadline)
+            raise
+        try:
+            _check_spend(spend, deadline)
+        except Exception:
+            self._ledger.release(reservation, deadline)
             self._quota.give_back(grant, deadline)
             raise
         try:
@@ -182,14 +191,11 @@ class CallService:
             self._log.error("watcher not started", extra={"error": type(exc).__name__})
         return Placed(plan, call, reservation, grant.windows)
 
-    def _check_spend(self, user: str, deadline: Deadline) -> None:
-        """A user (or the service) whose spend budget is used up places no call until the
-        next UTC day. An unknown spend refuses too (503): a call costs money."""
+    def _read_spend(self, user: str, deadline: Deadline) -> Future[DaySpend] | None:
+        """Today's spend, read on the executor; None when no budget is set (no read)."""
         if self._spend is None or not self._spend.limits.any:
-            return  # no budget: no read on the way to a call
-        refusal = self._spend.today(user, deadline).refusal()
-        if refusal is not None:
-            raise refusal
+            return None
+        return self._executor.submit(self._spend.today, user, deadline)
 
     def _start_watcher(self, plan: CallPlan, call: PlacedCall, reservation: Reservation) -> None:
         if self._watchers is None:
@@ -289,6 +295,7 @@ class CallService:
         )
 
     def list(self, caller: Caller, deadline: Deadline) -> dict[str, Any]:
+        spend = self._read_spend(caller.user_hash, deadline)  # beside the ledger's read
         view = self._ledger.view(caller.user_hash, deadline)
         now = self._ledger.now()
         live = [c for c in view.calls if not c.done and c.ends_at > now]
@@ -297,13 +304,32 @@ class CallService:
             "data": [{"id": c.id, "started_at": c.started_at, "ends_at": c.ends_at} for c in live],
             "minutes_left_today": view.minutes_left,
         }
-        if self._spend is not None:
-            spend = self._spend.today(caller.user_hash, deadline)
-            left = spend.left
-            # USD with micro-dollar precision; null when no budget binds this user.
-            listing["spent_today_usd"] = spend.user_micros / 1_000_000
+        if spend is not None:
+            try:
+                day = spend.result(timeout=max(deadline.remaining(), 0.01))
+            except FutureTimeout:
+                raise DependencyUnavailable("spend_ledger", "no answer in time", 2) from None
+            # The caller's own figures only: what the whole service has left is the
+            # operator's business (its kill switch still refuses calls with 429). USD with
+            # micro-dollar precision; null when no per-user budget is set.
+            left = day.user_left
+            listing["spent_today_usd"] = day.user_micros / 1_000_000
             listing["spend_left_today_usd"] = None if left is None else left / 1_000_000
         return listing
+
+
+def _check_spend(spend: Future[DaySpend] | None, deadline: Deadline) -> None:
+    """A user (or the service) whose spend budget is used up places no call until the next
+    UTC day. An unknown spend refuses too (503): a call costs money."""
+    if spend is None:
+        return
+    try:
+        day = spend.result(timeout=max(deadline.remaining(), 0.01))
+    except FutureTimeout:
+        raise DependencyUnavailable("spend_ledger", "no answer in time", 2) from None
+    refusal = day.refusal()
+    if refusal is not None:
+        raise refusal
 
 
 def _enough_time(deadline: Deadline) -> None:
