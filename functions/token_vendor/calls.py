@@ -40,7 +40,10 @@ class Ledger(Protocol):
     def admit(self, user: str, ends_at: int, deadline: Deadline) -> Reservation: ...
     def record(self, reservation: Reservation, call_id: str, deadline: Deadline) -> None: ...
     def release(self, reservation: Reservation, deadline: Deadline) -> bool: ...
-    def settle(self, user: str, call: CallRecord, deadline: Deadline) -> int | None: ...
+    def claim_end(self, user: str, call: CallRecord, reason: str, deadline: Deadline) -> bool: ...
+    def settle(
+        self, user: str, call: CallRecord, deadline: Deadline, reason: str | None = None
+    ) -> int | None: ...
     def view(self, user: str, deadline: Deadline) -> CallsView: ...
 
 
@@ -86,6 +89,7 @@ class Ended:
     ended_at: int
     minutes_left: int
     settled: bool  # False: it had ended already (a repeated hangup)
+    reason: str  # ledger.END_REASONS: why the call ended
 
     def body(self) -> dict[str, Any]:
         return {
@@ -94,6 +98,7 @@ class Ended:
             "status": "ended",
             "started_at": self.call.started_at,
             "ended_at": self.ended_at,
+            "end_reason": self.reason,
             "minutes_left_today": self.minutes_left,
         }
 
@@ -266,33 +271,69 @@ class CallService:
             return False
 
     def hang_up(self, caller: Caller, call_id: str, deadline: Deadline) -> Ended:
-        """The owner ends a call. Anyone else learns nothing: CallNotFound."""
+        """The owner ends a call (or, after its connection dropped, asks whether and why it
+        ended: the page always hangs up through here). Anyone else learns nothing:
+        CallNotFound. Idempotent; the answer says why the call ended."""
         _enough_time(deadline)
         user = caller.user_hash
         view = self._ledger.view(user, deadline)
-        call = next((c for c in view.calls if c.id == call_id), None)
+        call = _find(view, call_id)
         if call is None:
             raise CallNotFound(call_id)
         if call.done:
-            return Ended(call, call.ends_at, view.minutes_left, settled=False)
-        self._realtime.hang_up(call.id, deadline)  # a failure leaves the schedule in place
+            reason = call.reason or self._unrecorded_end(user, call, deadline)
+            return Ended(call, call.ends_at, view.minutes_left, False, reason)
+        # A failure upstream raises and leaves the schedule in place.
+        ended_here = self._realtime.hang_up(call.id, deadline)
         self._scheduler.delete(call.id, deadline)
-        left = self._ledger.settle(user, call, deadline)
+        if call.reason is not None:
+            reason = call.reason  # whoever is ending it said why first
+        else:
+            reason = "hangup" if ended_here else self._unrecorded_end(user, call, deadline)
+        left = self._ledger.settle(user, call, deadline, reason)
+        if left is None:  # settled meanwhile by whoever ended it: their cause stands
+            settled = _find(self._ledger.view(user, deadline), call.id)
+            reason = (settled.reason if settled else None) or reason
         ended_at = min(int(self._ledger.now()), call.ends_at)
-        return Ended(call, ended_at, view.minutes_left if left is None else left, left is not None)
+        return Ended(
+            call, ended_at, view.minutes_left if left is None else left, left is not None, reason
+        )
+
+    def _unrecorded_end(self, user: str, call: CallRecord, deadline: Deadline) -> str:
+        """Why a call ended that nobody said why for: it was gone upstream before this
+        hangup (or settled without a cause). At its deadline, the deadline; with the user's
+        (or everyone's) spend budget used up, the budget; otherwise the line closed."""
+        if not call.done and self._ledger.now() >= fire_time(call.ends_at, self._precision):
+            return "deadline"
+        if self._spend is not None and self._spend.limits.any:
+            try:
+                if self._spend.today(user, deadline).refusal() is not None:
+                    return "spend_limit"
+            except DependencyError:
+                pass  # the call is over either way; the cause is a courtesy
+        return "closed"
 
     def scheduled_hangup(self, user: str, call_id: str, deadline: Deadline) -> str:
-        """The deadline: hang up first (the guarantee), then settle if nobody has. An
-        upstream failure raises, so the invocation is retried."""
+        """The deadline: record it as the cause, hang up (the guarantee), then settle if
+        nobody has. An upstream failure raises, so the invocation is retried; a ledger that
+        cannot be read first does not hold the hangup up."""
         _enough_time(deadline)
+        read = False
+        call = None
+        try:
+            call = _find(self._ledger.view(user, deadline), call_id)
+            read = True
+            if call is not None and not call.done:
+                self._ledger.claim_end(user, call, "deadline", deadline)
+        except DependencyError as exc:
+            self._log.warning("deadline not recorded before the hangup", extra={"reason": str(exc)})
         self._realtime.hang_up(call_id, deadline)
-        view = self._ledger.view(user, deadline)
-        call = next((c for c in view.calls if c.id == call_id), None)
+        if not read:
+            call = _find(self._ledger.view(user, deadline), call_id)
         if call is None or call.done:
             return "already-ended"
-        return (
-            "settled" if self._ledger.settle(user, call, deadline) is not None else "already-ended"
-        )
+        left = self._ledger.settle(user, call, deadline, "deadline")
+        return "settled" if left is not None else "already-ended"
 
     def list(self, caller: Caller, deadline: Deadline) -> dict[str, Any]:
         spend = self._read_spend(caller.user_hash, deadline)  # beside the ledger's read
@@ -316,6 +357,10 @@ class CallService:
             listing["spent_today_usd"] = day.user_micros / 1_000_000
             listing["spend_left_today_usd"] = None if left is None else left / 1_000_000
         return listing
+
+
+def _find(view: CallsView, call_id: str) -> CallRecord | None:
+    return next((c for c in view.calls if c.id == call_id), None)
 
 
 def _check_spend(spend: Future[DaySpend] | None, deadline: Deadline) -> None:
