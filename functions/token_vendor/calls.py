@@ -291,13 +291,16 @@ class CallService:
         else:
             reason = "hangup" if ended_here else self._unrecorded_end(user, call, deadline)
         left = self._ledger.settle(user, call, deadline, reason)
-        if left is None:  # settled meanwhile by whoever ended it: their cause stands
-            settled = _find(self._ledger.view(user, deadline), call.id)
+        if left is None:
+            # Settled meanwhile by whoever ended it (the watcher): their cause stands, and the
+            # minutes left are the ones after their settle, not the ones read before it.
+            after = self._ledger.view(user, deadline)
+            settled = _find(after, call.id)
             reason = (settled.reason if settled else None) or reason
+            left = after.minutes_left
+            return Ended(call, min(int(self._ledger.now()), call.ends_at), left, False, reason)
         ended_at = min(int(self._ledger.now()), call.ends_at)
-        return Ended(
-            call, ended_at, view.minutes_left if left is None else left, left is not None, reason
-        )
+        return Ended(call, ended_at, left, True, reason)
 
     def _unrecorded_end(self, user: str, call: CallRecord, deadline: Deadline) -> str:
         """Why a call ended that nobody said why for: it was gone upstream before this

@@ -13,7 +13,7 @@ from token_vendor.ledger import CallLedger
 
 from devstack.lambda_events import http_event
 from tests.conftest import ORIGIN, TABLE, Aws, Reply, invoke
-from tests.fakes import OFFER_SDP, FakeInternet, Issuer
+from tests.fakes import OFFER_SDP, FakeInternet, Issuer, openai_error
 from tests.integration.test_calls import (
     CALLS,
     Call,
@@ -130,3 +130,25 @@ def test_the_watchers_recorded_cause_is_what_the_page_hears(
 
     assert answer.json["end_reason"] == reason
     assert internet.hung_up == []  # nothing more was hung up
+
+
+def test_a_watcher_that_settles_during_the_pages_hangup_is_the_answer(
+    call: Call, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
+) -> None:
+    """The race after a drop: the watcher settles the call (its cause, the minutes back)
+    while the page's hangup is on its way upstream. The page hears the watcher's cause and
+    the minutes left after it, not the ones read before."""
+    call_id = call_id_of(call())
+    live = record(aws, "user-1", call_id)
+
+    def watcher_settles_first(request: Any) -> Any:
+        ledger(aws).settle(user_hash("user-1"), live, Deadline(5), "policy")
+        internet.calls[call_id]["live"] = False
+        return openai_error(404, "call_not_found", "No such call.")
+
+    internet.openai_script = [watcher_settles_first]
+
+    answer = hang_up(handler, issuer, call_id)
+
+    assert answer.json["end_reason"] == "policy"
+    assert answer.json["minutes_left_today"] >= 59
