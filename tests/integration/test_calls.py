@@ -16,6 +16,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from bench import report
 from devstack.lambda_events import LambdaContext, http_event
 from tests.conftest import ORIGIN, SCHEDULE_GROUP, Aws, Reply, invoke
 from tests.fakes import OFFER_SDP, FakeInternet, Issuer, openai_error
@@ -728,8 +729,7 @@ def test_a_warm_call_setup_makes_exactly_these_round_trips(
 class Timeline:
     """Every outbound request as (label, start, end), each held HOLD seconds: requests sent
     together overlap, and a request sent after another has answered starts after it ended.
-    A request's step is one more than the latest step among those that ended before it
-    started: the number of steps is the round trips of wall time on the critical path."""
+    Their steps (bench.report.steps) are the round trips of wall time on the critical path."""
 
     HOLD = 0.15
 
@@ -766,15 +766,7 @@ class Timeline:
 
     def steps(self) -> list[list[str]]:
         """The requests step by step, each step's labels sorted."""
-        step: dict[int, int] = {}
-        spans = sorted(self.spans, key=lambda span: span[1])
-        for i, (_, started, _) in enumerate(spans):
-            before = [step[j] for j, other in enumerate(spans[:i]) if other[2] <= started]
-            step[i] = 1 + max(before, default=0)
-        out: list[list[str]] = [[] for _ in range(max(step.values(), default=0))]
-        for i, span in enumerate(spans):
-            out[step[i] - 1].append(span[0])
-        return [sorted(labels) for labels in out]
+        return report.steps(self.spans)
 
 
 def test_a_warm_call_setup_in_the_default_config_makes_four_steps_of_round_trips(
