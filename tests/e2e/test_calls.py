@@ -15,6 +15,7 @@ import pytest
 
 from devstack.stack import Stack, start_stack
 from tests.e2e.conftest import shot, use_flow, wait_until
+from tests.e2e.test_watcher import KEEP_CHANNEL  # keeps the `oai-events` channel: we drop it
 from tests.e2e.test_web import TIMEOUT, alert, sign_in, wait_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
@@ -23,17 +24,6 @@ SHORT_CALL_S = 5
 # Under a minute and more, as a profile may set: AWS's hangup fires up to 60 s before the
 # deadline, so the page can no longer tell a deadline from a drop by the clock.
 MINUTE_CALL_S = 40
-# A test script in the page: keeps the `oai-events` channel, so the test can drop it.
-KEEP_CHANNEL = """
-(() => {
-  const create = RTCPeerConnection.prototype.createDataChannel;
-  RTCPeerConnection.prototype.createDataChannel = function (...args) {
-    const channel = create.apply(this, args);
-    window.__oaiEvents = channel;
-    return channel;
-  };
-})();
-"""
 
 
 @pytest.fixture(scope="module")

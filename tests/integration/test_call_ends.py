@@ -11,12 +11,9 @@ from token_vendor.config import CallLimits
 from token_vendor.deadline import Deadline
 from token_vendor.ledger import CallLedger
 
-from devstack.lambda_events import http_event
-from tests.conftest import ORIGIN, TABLE, Aws, Reply, invoke
-from tests.fakes import OFFER_SDP, FakeInternet, Issuer, openai_error
+from tests.conftest import TABLE, Aws
+from tests.fakes import FakeInternet, Issuer, openai_error
 from tests.integration.test_calls import (
-    CALLS,
-    Call,
     call_id_of,
     fire,
     hang_up,
@@ -24,22 +21,6 @@ from tests.integration.test_calls import (
     schedules,
 )
 from tests.integration.test_calls_spend import spend, user_hash
-
-
-@pytest.fixture
-def call(handler: Any, issuer: Issuer) -> Call:
-    """Places a call for user-1 (through `with_handler` when given)."""
-
-    def post(*, with_handler: Any = None) -> Reply:
-        headers = {
-            "authorization": f"Bearer {issuer.token('user-1')}",
-            "origin": ORIGIN,
-            "content-type": "application/sdp",
-        }
-        event = http_event("POST", CALLS, headers=headers, body=OFFER_SDP)
-        return invoke(with_handler or handler, event)
-
-    return post
 
 
 def ledger(aws: Aws) -> CallLedger:
@@ -51,8 +32,8 @@ def record(aws: Aws, user: str, call_id: str) -> Any:
     return call
 
 
-def test_the_owners_hangup_says_hangup_every_time(call: Call, handler: Any, issuer: Issuer) -> None:
-    call_id = call_id_of(call())
+def test_the_owners_hangup_says_hangup_every_time(place: Any, handler: Any, issuer: Issuer) -> None:
+    call_id = call_id_of(place())
 
     first = hang_up(handler, issuer, call_id)
     again = hang_up(handler, issuer, call_id)
@@ -61,9 +42,9 @@ def test_the_owners_hangup_says_hangup_every_time(call: Call, handler: Any, issu
 
 
 def test_after_the_deadline_the_pages_hangup_learns_it_was_the_deadline(
-    call: Call, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
+    place: Any, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
 ) -> None:
-    call_id = call_id_of(call())
+    call_id = call_id_of(place())
     (schedule,) = schedules(aws)
     assert fire(handler, schedule)["status"] == "settled"
 
@@ -74,11 +55,11 @@ def test_after_the_deadline_the_pages_hangup_learns_it_was_the_deadline(
 
 
 def test_a_deadline_between_its_hangup_and_its_settle_is_still_the_deadline(
-    call: Call, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
+    place: Any, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
 ) -> None:
     """The browser notices the hangup at once and may ask before the deadline's settle
     lands: the deadline was recorded before it hung up, so the answer is the same."""
-    call_id = call_id_of(call())
+    call_id = call_id_of(place())
     ledger(aws).claim_end(
         user_hash("user-1"), record(aws, "user-1", call_id), "deadline", Deadline(5)
     )
@@ -92,9 +73,9 @@ def test_a_deadline_between_its_hangup_and_its_settle_is_still_the_deadline(
 
 
 def test_a_call_gone_upstream_before_its_deadline_ended_because_the_line_closed(
-    call: Call, handler: Any, issuer: Issuer, internet: FakeInternet
+    place: Any, handler: Any, issuer: Issuer, internet: FakeInternet
 ) -> None:
-    call_id = call_id_of(call())
+    call_id = call_id_of(place())
     internet.calls[call_id]["live"] = False  # ended upstream: the browser's peer closed
 
     answer = hang_up(handler, issuer, call_id)
@@ -104,11 +85,11 @@ def test_a_call_gone_upstream_before_its_deadline_ended_because_the_line_closed(
 
 
 def test_a_call_gone_upstream_while_the_budget_is_spent_ended_for_the_budget(
-    make_handler: Any, call: Call, issuer: Issuer, aws: Aws, internet: FakeInternet
+    make_handler: Any, place: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
 ) -> None:
     """Before the watcher records its cause (or when its settle lost the race)."""
     handler = make_handler(SPEND_LIMITS="usd/day=1.00")
-    call_id = call_id_of(call(with_handler=handler))
+    call_id = call_id_of(place(with_handler=handler))
     spend(aws, "user-1", 1_000_000, "usd/day=1.00")
     internet.calls[call_id]["live"] = False  # the watcher's hangup after the goodbye
 
@@ -119,10 +100,10 @@ def test_a_call_gone_upstream_while_the_budget_is_spent_ended_for_the_budget(
 
 @pytest.mark.parametrize("reason", ["policy", "spend_limit", "closed", "session_expired"])
 def test_the_watchers_recorded_cause_is_what_the_page_hears(
-    call: Call, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet, reason: str
+    place: Any, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet, reason: str
 ) -> None:
     """What the watcher passes to the ledger's settle (`reason=`) is the answer."""
-    call_id = call_id_of(call())
+    call_id = call_id_of(place())
     internet.calls[call_id]["live"] = False
     ledger(aws).settle(user_hash("user-1"), record(aws, "user-1", call_id), Deadline(5), reason)
 
@@ -133,12 +114,12 @@ def test_the_watchers_recorded_cause_is_what_the_page_hears(
 
 
 def test_a_watcher_that_settles_during_the_pages_hangup_is_the_answer(
-    call: Call, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
+    place: Any, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
 ) -> None:
     """The race after a drop: the watcher settles the call (its cause, the minutes back)
     while the page's hangup is on its way upstream. The page hears the watcher's cause and
     the minutes left after it, not the ones read before."""
-    call_id = call_id_of(call())
+    call_id = call_id_of(place())
     live = record(aws, "user-1", call_id)
 
     def watcher_settles_first(request: Any) -> Any:

@@ -15,11 +15,13 @@ from typing import Any
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 
 from bench import report
 from devstack.lambda_events import LambdaContext, http_event
 from tests.conftest import ORIGIN, SCHEDULE_GROUP, Aws, Reply, invoke
 from tests.fakes import OFFER_SDP, FakeInternet, Issuer, openai_error
+from tests.integration.conftest import expect_watcher_start
 from tests.integration.test_handler import assert_problem, count_aws_calls
 
 CALLS = "/v1/realtime/calls"
@@ -770,50 +772,23 @@ class Timeline:
 
 
 def test_a_warm_call_setup_in_the_default_config_makes_four_steps_of_round_trips(
-    app_module: Any, aws: Aws, issuer: Issuer, internet: FakeInternet
+    make_watched_handler: Any, aws: Aws, place: Any, internet: FakeInternet
 ) -> None:
     """SPEND_LIMITS set and a watcher per call, as the template ships: the spend is read
     beside the admission, the watcher starts beside the ledger's record and the schedule."""
-    import botocore.session
-    from botocore.stub import ANY, Stubber
-    from token_vendor import deps
-
-    from tests.conftest import BASE_ENV
-
     timeline = Timeline()
-    lambda_client = botocore.session.get_session().create_client("lambda", region_name="us-east-1")
-    handler = app_module.create_handler(
-        lambda: deps.build_container(
-            BASE_ENV
-            | {"SPEND_LIMITS": "usd/day=2.00", "WATCHER_FUNCTION_NAME": "stack-call-watcher"},
-            http=timeline.http(internet.transport, "openai"),
-            dynamodb=aws.dynamodb,
-            secretsmanager=aws.secretsmanager,
-            scheduler=aws.scheduler,
-            lambda_client=lambda_client,
-            log=app_module.logger,
-        )
+    handler, lambda_client = make_watched_handler(
+        {"SPEND_LIMITS": "usd/day=2.00"}, timeline.http(internet.transport, "openai")
     )
-
-    def place(user: str) -> Reply:
-        headers = {
-            "authorization": f"Bearer {issuer.token(user)}",
-            "content-type": "application/sdp",
-        }
-        return invoke(handler, http_event("POST", CALLS, headers=headers, body=OFFER_SDP))
 
     with Stubber(lambda_client) as stub:
         for _ in range(2):
-            stub.add_response(
-                "invoke",
-                {"StatusCode": 202},
-                {"FunctionName": "stack-call-watcher", "InvocationType": "Event", "Payload": ANY},
-            )
-        assert place("cold").status == 201  # the key, the key set: read once per container
+            expect_watcher_start(stub)
+        assert place(user="cold", with_handler=handler).status == 201  # the key, the key set
         for client in (aws.dynamodb, aws.scheduler, lambda_client):
             timeline.watch_aws(client)
         timeline.spans.clear()
-        assert place("warm").status == 201
+        assert place(user="warm", with_handler=handler).status == 201
         stub.assert_no_pending_responses()
 
     assert timeline.steps() == [

@@ -11,17 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.stub import ANY, Stubber
-from token_vendor import deps
+from botocore.stub import Stubber
 from token_vendor.spend import SpendLedger, SpendLimits
 
-from devstack.lambda_events import http_event
-from tests.conftest import BASE_ENV, ORIGIN, TABLE, Aws, Reply, invoke
-from tests.fakes import ISSUER, OFFER_SDP, FakeInternet, Issuer
-from tests.integration.test_calls import CALLS, call_id_of, listing, mint_units
+from tests.conftest import TABLE, Aws
+from tests.fakes import ISSUER, FakeInternet, Issuer
+from tests.integration.conftest import expect_watcher_start
+from tests.integration.test_calls import call_id_of, listing, mint_units
 
 
 def user_hash(user: str) -> str:
@@ -31,22 +29,6 @@ def user_hash(user: str) -> str:
 def spend(aws: Aws, user: str, micros: int, limits: str) -> None:
     ledger = SpendLedger(TABLE, SpendLimits.parse(limits, []), aws.dynamodb)
     ledger.charge("rtc_earlier", user_hash(user), f"resp:{time.time()}", micros)
-
-
-@pytest.fixture
-def place(handler: Any, issuer: Issuer) -> Any:
-    """POST /v1/realtime/calls with the raw offer, as `user`, through `with_handler`."""
-
-    def post(*, user: str = "user-1", with_handler: Any = None) -> Reply:
-        headers = {
-            "authorization": f"Bearer {issuer.token(user)}",
-            "origin": ORIGIN,
-            "content-type": "application/sdp",
-        }
-        event = http_event("POST", CALLS, headers=headers, body=OFFER_SDP)
-        return invoke(with_handler or handler, event)
-
-    return post
 
 
 @pytest.fixture
@@ -154,26 +136,11 @@ def test_an_unreadable_spend_refuses_the_call_with_503_and_keeps_nothing(
 
 
 def test_each_placed_call_starts_its_watcher_and_a_failed_start_fails_nothing(
-    make_handler: Any, place: Any, app_module: Any, aws: Any, internet: FakeInternet
+    make_watched_handler: Any, place: Any, internet: FakeInternet
 ) -> None:
-    lambda_client = botocore.session.get_session().create_client("lambda", region_name="us-east-1")
-    handler = app_module.create_handler(
-        lambda: deps.build_container(
-            BASE_ENV | {"WATCHER_FUNCTION_NAME": "stack-call-watcher"},
-            http=internet.client(),
-            dynamodb=aws.dynamodb,
-            secretsmanager=aws.secretsmanager,
-            scheduler=aws.scheduler,
-            lambda_client=lambda_client,
-            log=app_module.logger,
-        )
-    )
+    handler, lambda_client = make_watched_handler()
     with Stubber(lambda_client) as stub:
-        stub.add_response(
-            "invoke",
-            {"StatusCode": 202},
-            {"FunctionName": "stack-call-watcher", "InvocationType": "Event", "Payload": ANY},
-        )
+        expect_watcher_start(stub)
         placed = place(with_handler=handler)
         stub.assert_no_pending_responses()  # exactly one asynchronous start, by name
         # The next start fails (throttled): the call is placed all the same.
