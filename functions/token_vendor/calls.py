@@ -349,10 +349,7 @@ class CallService:
             "minutes_left_today": view.minutes_left,
         }
         if spend is not None:
-            try:
-                day = spend.result(timeout=max(deadline.remaining(), 0.01))
-            except FutureTimeout:
-                raise DependencyUnavailable("spend_ledger", "no answer in time", 2) from None
+            day = _spent(spend, deadline)
             # The caller's own figures only: what the whole service has left is the
             # operator's business (its kill switch still refuses calls with 429). USD with
             # micro-dollar precision; null when no per-user budget is set.
@@ -371,13 +368,17 @@ def _check_spend(spend: Future[DaySpend] | None, deadline: Deadline) -> None:
     UTC day. An unknown spend refuses too (503): a call costs money."""
     if spend is None:
         return
-    try:
-        day = spend.result(timeout=max(deadline.remaining(), 0.01))
-    except FutureTimeout:
-        raise DependencyUnavailable("spend_ledger", "no answer in time", 2) from None
-    refusal = day.refusal()
+    refusal = _spent(spend, deadline).refusal()
     if refusal is not None:
         raise refusal
+
+
+def _spent(spend: Future[DaySpend], deadline: Deadline) -> DaySpend:
+    """The spend read on the executor, within the request's time."""
+    try:
+        return spend.result(timeout=max(deadline.remaining(), 0.01))
+    except FutureTimeout:
+        raise DependencyUnavailable("spend_ledger", "no answer in time", 2) from None
 
 
 def _enough_time(deadline: Deadline) -> None:
