@@ -105,8 +105,9 @@ class _Raw:
 def test_the_listing_reports_the_callers_own_spend_left_today(
     spend_handler: Any, issuer: Issuer, aws: Aws
 ) -> None:
-    spend(aws, "user-1", 250_000, "")
-    spend(aws, "someone-else", 4_500_000, "")  # everyone's day: 4.75 of the global 5.00
+    limits = "usd/day=1.00,global:usd/day=5.00"  # as the watchers charge it
+    spend(aws, "user-1", 250_000, limits)
+    spend(aws, "someone-else", 4_500_000, limits)  # everyone's day: 4.75 of the global 5.00
     listed = listing(spend_handler, issuer).json
     # The user's budget, not the service's: no user learns what the whole service has left.
     assert listed["spent_today_usd"] == 0.25 and listed["spend_left_today_usd"] == 0.75
