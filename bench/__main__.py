@@ -4,7 +4,8 @@ Every figure is measured in this run, on this machine, next to what it is compar
 1. cold start: fresh process, import the handler, serve the first request (loopback fakes),
    versus a bare `import boto3` in the same function-only environment (Python 3.13);
 2. warm overhead: CPU per warm request versus one RS256 check + one SigV4 signing;
-3. round trips: counted at the fakes, cold and warm;
+3. round trips: counted at the fakes, cold and warm, of a mint and of a call setup (with the
+   warm call setup's steps of wall time);
 4. browser connect time: Start talking -> session.created for the server-owned call and the
    client-secret flow, measured alternately in one browser against one local stack
    (tests/e2e/test_connect_time.py, run by this command);
@@ -206,6 +207,29 @@ def cold_start(python: Path, fakes: Fakes, runs: int) -> dict[str, object]:
     }
 
 
+# A call setup in the template's defaults: a spend budget, a watcher started per call.
+CALL_ENV = {
+    "SPEND_LIMITS": "usd/day=2.00",
+    "WATCHER_FUNCTION_NAME": "bench-call-watcher",
+    "CALL_LIMITS": "concurrent=10,minutes/day=1440",
+    "SCHEDULE_GROUP": "bench-calls",
+    "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/bench-hangup",
+}
+
+
+def call_setup(python: Path, fakes: Fakes, runs: int) -> dict[str, object]:
+    """The round trips of a cold and a warm call setup, per service, and the warm one's steps
+    of wall time (bench.probe's `calls` mode), each run in a fresh process."""
+    results = [probe(python, fakes.env | CALL_ENV, "calls") for _ in range(runs)]
+    names = sorted({n for r in results for side in ("cold", "warm") for n in r[side]})
+    return {
+        "cold": {n: statistics.mean(r["cold"].get(n, 0) for r in results) for n in names},
+        "warm": {n: statistics.mean(r["warm"].get(n, 0) for r in results) for n in names},
+        "steps": [report.steps(r["spans"]) for r in results],
+        "hold_ms": results[0]["hold_ms"],
+    }
+
+
 def import_profile(python: Path, fakes: Fakes) -> list[tuple[str, float]]:
     """Self time of the modules the handler imports beyond what `import boto3` imports."""
 
@@ -396,6 +420,8 @@ def main() -> None:
         try:
             print("cold start ...", flush=True)
             cold = cold_start(python, fakes, args.runs)
+            print("call setup round trips ...", flush=True)
+            calls = call_setup(python, fakes, 3)
             print("import profile ...", flush=True)
             imports = import_profile(python, fakes)
             print("warm overhead ...", flush=True)
@@ -429,6 +455,7 @@ def main() -> None:
         "load_average": [load_before, os.getloadavg()[0]],
         "python": version,
         "cold": cold,
+        "call_setup": calls,
         "imports": imports,
         "choices": choices,
         "warm": warm,

@@ -1,6 +1,11 @@
-"""One loopback HTTP server that answers like DynamoDB, Secrets Manager, a JWKS host and
-OpenAI, instantly. The benchmarks point the real function at it: real clients, real sockets,
-no service latency, so what is measured is our process.
+"""One loopback HTTP server that answers like DynamoDB, Secrets Manager, EventBridge
+Scheduler, Lambda's Invoke, a JWKS host and OpenAI (client secrets and calls), instantly. The
+benchmarks point the real function at it: real clients, real sockets, no service latency, so
+what is measured is our process.
+
+It counts the requests per service (`GET /__counts`). For the critical path of a request,
+`POST /__hold?ms=N` holds every later answer N ms and records each request's span
+(`GET /__spans`: service, start, end): requests sent together overlap, serial ones do not.
 
 Run as `python -m bench.fake_services PORT JWKS_FILE`; it prints "ready" when serving.
 It depends on the standard library only (and the emulator's schema, which does too), so it
@@ -13,6 +18,7 @@ import json
 import secrets
 import socket
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,12 +27,19 @@ from typing import Any, ClassVar
 from devstack.openai_schema import build_session
 
 OPENAI_KEY = "sk-bench-" + "b" * 40
+ANSWER_SDP = (
+    b"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    b"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\n"
+)
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real services offer
     jwks: bytes = b"{}"
     counts: ClassVar[dict[str, int]] = {}  # one server per process: the class holds its state
+    hold_s: ClassVar[float] = 0.0
+    spans: ClassVar[list[tuple[str, float, float]]] = []
+    lock = threading.Lock()
 
     def setup(self) -> None:
         super().setup()
@@ -44,7 +57,13 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _count(self, name: str) -> None:
-        self.counts[name] = self.counts.get(name, 0) + 1
+        started = time.monotonic()
+        with self.lock:
+            self.counts[name] = self.counts.get(name, 0) + 1
+        if self.hold_s:
+            time.sleep(self.hold_s)
+            with self.lock:
+                self.spans.append((name, started, time.monotonic()))
 
     def do_GET(self) -> None:
         if self.path == "/jwks.json":
@@ -52,13 +71,45 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, self.jwks)
         elif self.path == "/__counts":
             self._send(200, json.dumps(self.counts).encode())
+        elif self.path == "/__spans":
+            self._send(200, json.dumps(self.spans).encode())
         else:
             self._send(404, b"{}")
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         target = self.headers.get("X-Amz-Target", "")
-        if target.endswith("UpdateItem"):
+        if self.path.startswith("/__hold?ms="):
+            with self.lock:
+                Handler.hold_s = int(self.path.rsplit("=", 1)[1]) / 1000
+                Handler.spans = []
+            self._send(200, b"{}")
+        elif target.endswith("BatchGetItem"):  # the day's spend: nothing spent yet
+            self._count("dynamodb")
+            tables = json.loads(body)["RequestItems"]
+            reply_items: dict[str, Any] = {
+                "Responses": {name: [] for name in tables},
+                "UnprocessedKeys": {},
+            }
+            self._send(200, json.dumps(reply_items).encode(), "application/x-amz-json-1.0")
+        elif self.path.startswith("/schedules/"):  # Scheduler's CreateSchedule
+            self._count("scheduler")
+            name = self.path.split("/")[2].split("?")[0]
+            arn = f"arn:aws:scheduler:us-east-1:1:schedule/g/{name}"
+            self._send(200, json.dumps({"ScheduleArn": arn}).encode())
+        elif self.path.startswith("/2015-03-31/functions/"):  # Lambda's Invoke, asynchronous
+            self._count("lambda")
+            self._send(202, b"")
+        elif self.path == "/v1/realtime/calls":
+            self._count("openai")
+            call_id = "rtc_" + secrets.token_hex(12)
+            self.send_response(201)
+            self.send_header("Content-Type", "application/sdp")
+            self.send_header("Location", f"/v1/realtime/calls/{call_id}")
+            self.send_header("Content-Length", str(len(ANSWER_SDP)))
+            self.end_headers()
+            self.wfile.write(ANSWER_SDP)
+        elif target.endswith("UpdateItem"):
             self._count("dynamodb")
             request = json.loads(body)
             attributes = {name: {"N": "1"} for name in request["ExpressionAttributeNames"].values()}

@@ -77,9 +77,25 @@ def _met(ok: bool) -> str:
 NOT_MEASURED = "*Explanation, not a measurement of this run:*"
 
 
+def steps(spans: list[tuple[str, float, float]] | list[list[Any]]) -> list[list[str]]:
+    """Requests (name, start, end) as steps of wall time: a request's step is one more than
+    the latest step among the requests that had ended when it started. Requests sent together
+    share a step; the number of steps is the round trips on the critical path."""
+    ordered = sorted(((str(n), float(a), float(b)) for n, a, b in spans), key=lambda x: x[1])
+    step: list[int] = []
+    for i, (_, started, _) in enumerate(ordered):
+        before = [step[j] for j in range(i) if ordered[j][2] <= started]
+        step.append(1 + max(before, default=0))
+    out: list[list[str]] = [[] for _ in range(max(step, default=0))]
+    for (name, _, _), k in zip(ordered, step, strict=True):
+        out[k - 1].append(name)
+    return [sorted(names) for names in out]
+
+
 def render(r: dict[str, Any]) -> str:
     return "\n".join(
         _intro(r) + _cold(r) + _warm(r["warm"]) + _round_trips(r["cold"]["round_trips"])
+        + _call_setup(r.get("call_setup"))
         + (_flows(r["browser_flows"]) + _preflight(r.get("browser")) if r.get("browser_flows")
            else _browser(r.get("browser")))
         + _load(r.get("load")) + _cost(r["cold"])
@@ -265,6 +281,40 @@ def _round_trips(trips: dict[str, dict[str, float]]) -> list[str]:
             "The counts differ between processes in this run, so no single count is given.",
             "",
         ]
+    return lines
+
+
+def _call_setup(c: dict[str, Any] | None) -> list[str]:
+    lines = ["### A call setup (`POST /v1/realtime/calls`)", ""]
+    if not c:
+        return [*lines, "Not measured in this run.", ""]
+    cold, warm, runs = c["cold"], c["warm"], c["steps"]
+    names = sorted(set(cold) | set(warm))
+    lines += [
+        "The template's defaults (`SPEND_LIMITS` set, a watcher started per call), counted at",
+        "the fakes in each fresh process, the first (cold) setup apart from the second (warm)",
+        f"one; averaged over {len(runs)} processes:",
+        "",
+        "| service | cold setup | warm setup |",
+        "|---|---|---|",
+        *[f"| {n} | {cold.get(n, 0):g} | {warm.get(n, 0):g} |" for n in names],
+        "",
+    ]
+    warm_total = float(sum(warm.values()))
+    if not warm_total.is_integer() or any(run != runs[0] for run in runs):
+        return [*lines, "The warm setups differ between processes in this run.", ""]
+    lines += [
+        f"Each warm request held {c['hold_ms']} ms at the fakes, requests sent together",
+        "overlap: the warm setup's steps of wall time, in order (same in every process):",
+        "",
+        *[f"{i}. {', '.join(step)}" for i, step in enumerate(runs[0], 1)],
+        "",
+        f"So a warm call setup makes {warm_total:g} round trips in {len(runs[0])} steps of wall",
+        "time in this run. `tests/integration/test_calls.py::"
+        "test_a_warm_call_setup_in_the_default_config_makes_four_steps_of_round_trips`",
+        "asserts the steps in `make test`.",
+        "",
+    ]
     return lines
 
 

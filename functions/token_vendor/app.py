@@ -294,7 +294,7 @@ class TokenApi:
             metrics.add_metric(name="CallsEnded", unit=MetricUnit.Count, value=1)
         logger.info("call hung up", extra={
             "outcome": "call_ended" if ended.settled else "call_already_ended",
-            "call_id": ended.call.id, "ended_by": "user",
+            "call_id": ended.call.id, "ended_by": "user", "end_reason": ended.reason,
         })  # fmt: skip
         return Response.json(200, ended.body(), headers={"Cache-Control": "no-store"})
 

@@ -2,7 +2,8 @@
 
 Nothing here knows HTTP. Order matters for money, as for a mint: the request is checked
 before anything is spent; the mint quota, then the call ledger, are taken before OpenAI is
-called; whatever fails afterwards for reasons not the caller's gives back what was taken.
+called, while the day's spend is read beside them (a spent budget gives them back: 429);
+whatever fails afterwards for reasons not the caller's gives back what was taken.
 A call exists only with a guaranteed end: if its hangup cannot be scheduled or the ledger
 cannot record it, it is hung up at once and the caller gets a 503.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,7 +40,10 @@ class Ledger(Protocol):
     def admit(self, user: str, ends_at: int, deadline: Deadline) -> Reservation: ...
     def record(self, reservation: Reservation, call_id: str, deadline: Deadline) -> None: ...
     def release(self, reservation: Reservation, deadline: Deadline) -> bool: ...
-    def settle(self, user: str, call: CallRecord, deadline: Deadline) -> int | None: ...
+    def claim_end(self, user: str, call: CallRecord, reason: str, deadline: Deadline) -> bool: ...
+    def settle(
+        self, user: str, call: CallRecord, deadline: Deadline, reason: str | None = None
+    ) -> int | None: ...
     def view(self, user: str, deadline: Deadline) -> CallsView: ...
 
 
@@ -85,6 +89,7 @@ class Ended:
     ended_at: int
     minutes_left: int
     settled: bool  # False: it had ended already (a repeated hangup)
+    reason: str  # ledger.END_REASONS: why the call ended
 
     def body(self) -> dict[str, Any]:
         return {
@@ -93,6 +98,7 @@ class Ended:
             "status": "ended",
             "started_at": self.call.started_at,
             "ended_at": self.ended_at,
+            "end_reason": self.reason,
             "minutes_left_today": self.minutes_left,
         }
 
@@ -153,12 +159,20 @@ class CallService:
         if not deadline.allows(MIN_SECONDS_FOR_QUOTA + SECONDS_AFTER_UPSTREAM):
             raise DependencyUnavailable("budget", "too little time left to place a call", 1)
         user = caller.user_hash
-        self._check_spend(user, deadline)
+        # The spend is read beside the admission (one round trip of wall time less); a spent
+        # budget then gives back what the admission took, before OpenAI is called.
+        spend = self._read_spend(user, deadline)
         ends_at = call_deadline(self._ledger.now(), plan.profile.max_call_seconds, self._precision)
         grant = self._quota.consume(user, deadline)
         try:
             reservation = self._ledger.admit(user, ends_at, deadline)
         except Exception:
+            self._quota.give_back(grant, deadline)
+            raise
+        try:
+            _check_spend(spend, deadline)
+        except Exception:
+            self._ledger.release(reservation, deadline)
             self._quota.give_back(grant, deadline)
             raise
         try:
@@ -182,14 +196,11 @@ class CallService:
             self._log.error("watcher not started", extra={"error": type(exc).__name__})
         return Placed(plan, call, reservation, grant.windows)
 
-    def _check_spend(self, user: str, deadline: Deadline) -> None:
-        """A user (or the service) whose spend budget is used up places no call until the
-        next UTC day. An unknown spend refuses too (503): a call costs money."""
+    def _read_spend(self, user: str, deadline: Deadline) -> Future[DaySpend] | None:
+        """Today's spend, read on the executor; None when no budget is set (no read)."""
         if self._spend is None or not self._spend.limits.any:
-            return  # no budget: no read on the way to a call
-        refusal = self._spend.today(user, deadline).refusal()
-        if refusal is not None:
-            raise refusal
+            return None
+        return self._executor.submit(self._spend.today, user, deadline)
 
     def _start_watcher(self, plan: CallPlan, call: PlacedCall, reservation: Reservation) -> None:
         if self._watchers is None:
@@ -260,35 +271,75 @@ class CallService:
             return False
 
     def hang_up(self, caller: Caller, call_id: str, deadline: Deadline) -> Ended:
-        """The owner ends a call. Anyone else learns nothing: CallNotFound."""
+        """The owner ends a call (or, after its connection dropped, asks whether and why it
+        ended: the page always hangs up through here). Anyone else learns nothing:
+        CallNotFound. Idempotent; the answer says why the call ended."""
         _enough_time(deadline)
         user = caller.user_hash
         view = self._ledger.view(user, deadline)
-        call = next((c for c in view.calls if c.id == call_id), None)
+        call = _find(view, call_id)
         if call is None:
             raise CallNotFound(call_id)
         if call.done:
-            return Ended(call, call.ends_at, view.minutes_left, settled=False)
-        self._realtime.hang_up(call.id, deadline)  # a failure leaves the schedule in place
+            reason = call.reason or self._unrecorded_end(user, call, deadline)
+            return Ended(call, call.ends_at, view.minutes_left, False, reason)
+        # A failure upstream raises and leaves the schedule in place.
+        ended_here = self._realtime.hang_up(call.id, deadline)
         self._scheduler.delete(call.id, deadline)
-        left = self._ledger.settle(user, call, deadline)
+        if call.reason is not None:
+            reason = call.reason  # whoever is ending it said why first
+        else:
+            reason = "hangup" if ended_here else self._unrecorded_end(user, call, deadline)
+        left = self._ledger.settle(user, call, deadline, reason)
+        if left is None:
+            # Settled meanwhile by whoever ended it (the watcher): their cause stands, and the
+            # minutes left are the ones after their settle, not the ones read before it.
+            after = self._ledger.view(user, deadline)
+            settled = _find(after, call.id)
+            reason = (settled.reason if settled else None) or reason
+            left = after.minutes_left
+            return Ended(call, min(int(self._ledger.now()), call.ends_at), left, False, reason)
         ended_at = min(int(self._ledger.now()), call.ends_at)
-        return Ended(call, ended_at, view.minutes_left if left is None else left, left is not None)
+        return Ended(call, ended_at, left, True, reason)
+
+    def _unrecorded_end(self, user: str, call: CallRecord, deadline: Deadline) -> str:
+        """Why a call ended that nobody said why for: it was gone upstream before this
+        hangup (or settled without a cause). At its deadline, the deadline; with the user's
+        (or everyone's) spend budget used up, the budget; otherwise the line closed."""
+        if not call.done and self._ledger.now() >= fire_time(call.ends_at, self._precision):
+            return "deadline"
+        if self._spend is not None and self._spend.limits.any:
+            try:
+                if self._spend.today(user, deadline).refusal() is not None:
+                    return "spend_limit"
+            except DependencyError:
+                pass  # the call is over either way; the cause is a courtesy
+        return "closed"
 
     def scheduled_hangup(self, user: str, call_id: str, deadline: Deadline) -> str:
-        """The deadline: hang up first (the guarantee), then settle if nobody has. An
-        upstream failure raises, so the invocation is retried."""
+        """The deadline: record it as the cause, hang up (the guarantee), then settle if
+        nobody has. An upstream failure raises, so the invocation is retried; a ledger that
+        cannot be read first does not hold the hangup up."""
         _enough_time(deadline)
+        read = False
+        call = None
+        try:
+            call = _find(self._ledger.view(user, deadline), call_id)
+            read = True
+            if call is not None and not call.done:
+                self._ledger.claim_end(user, call, "deadline", deadline)
+        except DependencyError as exc:
+            self._log.warning("deadline not recorded before the hangup", extra={"reason": str(exc)})
         self._realtime.hang_up(call_id, deadline)
-        view = self._ledger.view(user, deadline)
-        call = next((c for c in view.calls if c.id == call_id), None)
+        if not read:
+            call = _find(self._ledger.view(user, deadline), call_id)
         if call is None or call.done:
             return "already-ended"
-        return (
-            "settled" if self._ledger.settle(user, call, deadline) is not None else "already-ended"
-        )
+        left = self._ledger.settle(user, call, deadline, "deadline")
+        return "settled" if left is not None else "already-ended"
 
     def list(self, caller: Caller, deadline: Deadline) -> dict[str, Any]:
+        spend = self._read_spend(caller.user_hash, deadline)  # beside the ledger's read
         view = self._ledger.view(caller.user_hash, deadline)
         now = self._ledger.now()
         live = [c for c in view.calls if not c.done and c.ends_at > now]
@@ -297,13 +348,37 @@ class CallService:
             "data": [{"id": c.id, "started_at": c.started_at, "ends_at": c.ends_at} for c in live],
             "minutes_left_today": view.minutes_left,
         }
-        if self._spend is not None:
-            spend = self._spend.today(caller.user_hash, deadline)
-            left = spend.left
-            # USD with micro-dollar precision; null when no budget binds this user.
-            listing["spent_today_usd"] = spend.user_micros / 1_000_000
+        if spend is not None:
+            day = _spent(spend, deadline)
+            # The caller's own figures only: what the whole service has left is the
+            # operator's business (its kill switch still refuses calls with 429). USD with
+            # micro-dollar precision; null when no per-user budget is set.
+            left = day.user_left
+            listing["spent_today_usd"] = day.user_micros / 1_000_000
             listing["spend_left_today_usd"] = None if left is None else left / 1_000_000
         return listing
+
+
+def _find(view: CallsView, call_id: str) -> CallRecord | None:
+    return next((c for c in view.calls if c.id == call_id), None)
+
+
+def _check_spend(spend: Future[DaySpend] | None, deadline: Deadline) -> None:
+    """A user (or the service) whose spend budget is used up places no call until the next
+    UTC day. An unknown spend refuses too (503): a call costs money."""
+    if spend is None:
+        return
+    refusal = _spent(spend, deadline).refusal()
+    if refusal is not None:
+        raise refusal
+
+
+def _spent(spend: Future[DaySpend], deadline: Deadline) -> DaySpend:
+    """The spend read on the executor, within the request's time."""
+    try:
+        return spend.result(timeout=max(deadline.remaining(), 0.01))
+    except FutureTimeout:
+        raise DependencyUnavailable("spend_ledger", "no answer in time", 2) from None
 
 
 def _enough_time(deadline: Deadline) -> None:

@@ -6,7 +6,8 @@ needs, so a single conditional UpdateItem decides it atomically:
 
 - N fixed slots, each a few attributes: `s<i>_ref` (this reservation), `s<i>_end` (when
   the server will have ended the call, Unix seconds), `s<i>_start`, `s<i>_day` (the UTC day
-  it was reserved on), `s<i>_call` (OpenAI's call id, once placed), `s<i>_done` (ended).
+  it was reserved on), `s<i>_call` (OpenAI's call id, once placed), `s<i>_done` (ended),
+  `s<i>_why` (why it ended, once known: `END_REASONS`; the first cause recorded stands).
   A slot is free when it has no `_end` or its `_end` has passed: a call past its end time
   frees its slot whether or not anything cleaned up after it; no limit depends on TTL.
 - one counter per UTC day, `m_<day>`: the seconds reserved that day. Admission adds the
@@ -38,7 +39,13 @@ from .retry_guard import RetryGuard, unavailable
 
 DAY = 86400
 OLD_DAYS_DROPPED = 7  # past days' counters removed on each admission (they decide nothing)
-SLOT_FIELDS = ("ref", "end", "start", "day", "call", "done")
+SLOT_FIELDS = ("ref", "end", "start", "day", "call", "done", "why")
+# Why a call ended, as the hangup route reports it: the owner through the API, the scheduled
+# deadline, the watcher (the spend budget, the profile's policy, the line closed by the
+# browser or the network, OpenAI's 60-minute cap).
+END_REASONS = frozenset(
+    {"hangup", "deadline", "spend_limit", "policy", "closed", "session_expired"}
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class CallRecord:
     ends_at: int
     day: int
     done: bool
+    reason: str | None = None  # why it ended (or is being ended), when recorded
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ class CallLedger:
                     Key=_key(user),
                     UpdateExpression=(
                         "SET #ref = :ref, #end = :end, #start = :start, #day = :day, #ttl = :ttl"
-                        " REMOVE #call, #done, " + ", ".join(old) + " ADD #used :seconds"
+                        " REMOVE #call, #done, #why, " + ", ".join(old) + " ADD #used :seconds"
                     ),
                     ConditionExpression=(
                         "(attribute_not_exists(#end) OR #end <= :now)"
@@ -225,25 +233,59 @@ class CallLedger:
                 return False  # best effort: the slot frees itself at its end time anyway
         return left is not None
 
-    def settle(self, user: str, call: CallRecord, deadline: Deadline) -> int | None:
-        """End a call in the ledger: its slot frees now, the unused seconds come back. The
+    def claim_end(self, user: str, call: CallRecord, reason: str, deadline: Deadline) -> bool:
+        """Record why a live call is about to end, before it is hung up upstream: whoever
+        the browser's drop sends to the hangup route then learns the cause, however the race
+        with the settle goes. The first cause recorded stands; False when another was
+        recorded first or the call has ended."""
+        _check_reason(reason)
+        s = _slot_names(call.slot)
+        with self._guard.within(deadline):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=_key(user),
+                    UpdateExpression="SET #why = :why",
+                    ConditionExpression=(
+                        "#ref = :ref AND attribute_not_exists(#done) AND attribute_not_exists(#why)"
+                    ),
+                    ExpressionAttributeNames={k: s[k] for k in ("#ref", "#done", "#why")},
+                    ExpressionAttributeValues={":why": {"S": reason}, ":ref": {"S": call.ref}},
+                )
+            except ClientError as exc:
+                if _code(exc) == "ConditionalCheckFailedException":
+                    return False
+                raise unavailable(exc) from None
+            except BotoCoreError as exc:
+                raise unavailable(exc) from None
+        return True
+
+    def settle(
+        self, user: str, call: CallRecord, deadline: Deadline, reason: str | None = None
+    ) -> int | None:
+        """End a call in the ledger: its slot frees now, the unused seconds come back, and
+        `reason` (one of END_REASONS) is recorded unless a cause was recorded first. The
         minutes left on the call's day after it; None when it was settled already (a
         duplicate hangup): nothing changes then."""
         now = math.ceil(self._clock())
         unused = max(call.ends_at - now, 0)
         s = _slot_names(call.slot)
-        with self._guard.within(deadline):
-            return self._conditional_settle(
-                user,
-                call.ref,
-                "SET #end = :ended, #done = :true ADD #used :back",
-                {k: s[k] for k in ("#ref", "#end", "#done")} | {"#used": f"m_{call.day}"},
-                {
-                    ":back": _n(-unused),
-                    ":ended": _n(min(int(self._clock()), call.ends_at)),
-                    ":true": _n(1),
-                },
+        update = "SET #end = :ended, #done = :true ADD #used :back"
+        names = {k: s[k] for k in ("#ref", "#end", "#done")} | {"#used": f"m_{call.day}"}
+        values = {
+            ":back": _n(-unused),
+            ":ended": _n(min(int(self._clock()), call.ends_at)),
+            ":true": _n(1),
+        }
+        if reason is not None:
+            _check_reason(reason)
+            update = "SET #end = :ended, #done = :true, #why = if_not_exists(#why, :why)" + (
+                " ADD #used :back"
             )
+            names["#why"] = s["#why"]
+            values[":why"] = {"S": reason}
+        with self._guard.within(deadline):
+            return self._conditional_settle(user, call.ref, update, names, values)
 
     def _conditional_settle(
         self, user: str, ref: str, update: str, names: dict[str, str], values: dict[str, Any]
@@ -294,10 +336,16 @@ class CallLedger:
                         ends_at=_number(item.get(f"s{i}_end")),
                         day=_number(item.get(f"s{i}_day")),
                         done=f"s{i}_done" in item,
+                        reason=item.get(f"s{i}_why", {}).get("S"),
                     )
                 )
         left = _minutes(self._limits.seconds_per_day - _number(item.get(f"m_{day}")))
         return CallsView(tuple(calls), left)
+
+
+def _check_reason(reason: str) -> None:
+    if reason not in END_REASONS:
+        raise ValueError(f"unknown end reason {reason!r}; one of {sorted(END_REASONS)}")
 
 
 def _slot_names(slot: int) -> dict[str, str]:

@@ -2,12 +2,15 @@
 
 botocore retries on its own and cannot see the deadline: a hook on the client runs before
 every attempt and stops a retry that could not finish in time. The first attempt is admitted
-by the caller's own time check. One guard per client; `within(deadline)` arms it for one
-operation (operations on one client run one at a time in this function).
+by the caller's own time check. `within(deadline)` arms a guard for one operation on the
+calling thread: several guards share one client (the quota, the call ledger, the spend
+ledger) and a call's admission reads the spend on another thread at the same time, so each
+guard counts only the attempts made on the thread that armed it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,29 +27,33 @@ class OutOfTime(BotoCoreError):  # type: ignore[misc]  # botocore ships no types
     fmt = "no time left in the Lambda's budget for another AWS attempt"
 
 
+class _Armed(threading.local):
+    deadline: Deadline | None = None
+    attempts = 0
+
+
 class RetryGuard:
     def __init__(self, client: Any, service: str, attempt_seconds: float) -> None:
-        self._deadline: Deadline | None = None
-        self._attempts = 0
+        self._armed = _Armed()
         self._attempt_seconds = attempt_seconds
         client.meta.events.register_first(f"before-send.{service}", self._check_time_left)
 
     def _check_time_left(self, **_: Any) -> None:
-        self._attempts += 1
-        if (
-            self._attempts > 1
-            and self._deadline is not None
-            and not self._deadline.allows(self._attempt_seconds)
-        ):
+        armed = self._armed  # botocore runs the hook on the thread that sends the request
+        if armed.deadline is None:
+            return
+        armed.attempts += 1
+        if armed.attempts > 1 and not armed.deadline.allows(self._attempt_seconds):
             raise OutOfTime()
 
     @contextmanager
     def within(self, deadline: Deadline | None) -> Iterator[None]:
-        self._deadline, self._attempts = deadline, 0
+        armed = self._armed
+        armed.deadline, armed.attempts = deadline, 0
         try:
             yield
         finally:
-            self._deadline = None
+            armed.deadline = None
 
 
 def unavailable(exc: Exception, dependency: str = "quota_store") -> DependencyUnavailable:

@@ -15,11 +15,15 @@ import pytest
 
 from devstack.stack import Stack, start_stack
 from tests.e2e.conftest import shot, use_flow, wait_until
+from tests.e2e.test_watcher import KEEP_CHANNEL  # keeps the `oai-events` channel: we drop it
 from tests.e2e.test_web import TIMEOUT, alert, sign_in, wait_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 CALL_LIMITS = "concurrent=1,minutes/day=60"
 SHORT_CALL_S = 5
+# Under a minute and more, as a profile may set: AWS's hangup fires up to 60 s before the
+# deadline, so the page can no longer tell a deadline from a drop by the clock.
+MINUTE_CALL_S = 40
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +38,16 @@ def short_stack() -> Iterator[Stack]:
         quotas="20/minute,200/day",
         extra_env={"CALL_LIMITS": CALL_LIMITS},
         max_call_seconds=SHORT_CALL_S,
+    ) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def minute_stack() -> Iterator[Stack]:
+    with start_stack(
+        quotas="20/minute,200/day",
+        extra_env={"CALL_LIMITS": CALL_LIMITS},
+        max_call_seconds=MINUTE_CALL_S,
     ) as s:
         yield s
 
@@ -157,12 +171,27 @@ def test_a_call_beyond_the_users_limit_is_refused_in_a_sentence(
     wait_state(page, "idle")
 
 
+def hangups_by_the_page(page: Any) -> list[dict[str, Any]]:
+    """Every answer of the hangup route to the page, as it arrives."""
+    answers: list[dict[str, Any]] = []
+    page.on(
+        "response",
+        lambda r: (
+            answers.append({"http": r.status, **r.json()})
+            if r.request.method == "POST" and r.url.endswith("/hangup")
+            else None
+        ),
+    )
+    return answers
+
+
 def test_the_server_ends_a_call_at_its_deadline_and_the_page_says_so(
     browser: Any, short_stack: Stack
 ) -> None:
     context = browser.new_context(permissions=["microphone"])
     try:
         page = context.new_page()
+        hangups = hangups_by_the_page(page)
         sign_in(page, short_stack, "kate")
         call = start_call(page)
         assert page.locator("#time-left").inner_text() in {f"0:0{n}" for n in range(7)}
@@ -178,6 +207,8 @@ def test_the_server_ends_a_call_at_its_deadline_and_the_page_says_so(
     match = re.fullmatch(r"This conversation reached its (\d+)-second limit\.", status)
     assert match and abs(int(match.group(1)) - SHORT_CALL_S) <= 1, status
     assert call["ends_at"] - 1 <= ended_at <= call["ends_at"] + 5
+    # The page asked the API after the drop; the server said it was the deadline.
+    assert [(h["http"], h["end_reason"]) for h in hangups] == [(200, "deadline")]
     (ended,) = [c for c in emulator(short_stack)["ended_calls"] if c["id"] == call["id"]]
     assert ended["ended_by"] == "hangup"  # the server hung up (not the page, not the cap)
     fired = httpx.get(short_stack.urls["scheduler"] + "/status").json()["fired"]
@@ -241,3 +272,39 @@ def test_hang_up_while_the_call_is_being_placed_leaves_no_call_running(
     assert seen["ended_calls"][-1]["ended_by"] == "hangup"  # by the API, not ICE timing out
     assert live_calls(stack, "mia")["data"] == []
     assert page.locator("#status").inner_text() == "Conversation ended."
+
+
+def test_a_drop_long_before_the_deadline_is_a_lost_connection_hung_up_through_the_api(
+    browser: Any, minute_stack: Stack
+) -> None:
+    """A call of under a minute whose line drops (the page's channel closes; the upstream call
+    is still up): not "the limit", but a lost connection, and the page ends the call through
+    the API, so the minutes come back now rather than at the deadline."""
+    context = browser.new_context(permissions=["microphone"])
+    context.add_init_script(KEEP_CHANNEL)
+    try:
+        page = context.new_page()
+        hangups = hangups_by_the_page(page)
+        sign_in(page, minute_stack, "nina")
+        minutes_before = live_calls(minute_stack, "nina")["minutes_left_today"]
+        call = start_call(page)
+        assert call["ends_at"] - time.time() > MINUTE_CALL_S - 10
+
+        page.evaluate("window.__oaiEvents.close()")  # the line drops
+        message = alert(page)
+        wait_state(page, "idle")
+        shot(page, "calls-4-dropped")
+    finally:
+        context.close()
+    assert message == "The connection was lost. Press Start talking to reconnect."
+    assert time.time() < call["ends_at"] - 20  # long before the deadline
+    # The page hung up through the API. Ending the call, it also closed its peer, which the
+    # emulator may notice first: either way no server cause (deadline, budget) was reported.
+    assert [(h["http"], h["end_reason"]) for h in hangups] in (
+        [(200, "hangup")],
+        [(200, "closed")],
+    )
+    (ended,) = [c for c in emulator(minute_stack)["ended_calls"] if c["id"] == call["id"]]
+    assert ended["ended_by"] in ("hangup", "peer")
+    listed = live_calls(minute_stack, "nina")
+    assert listed["data"] == [] and listed["minutes_left_today"] >= minutes_before - 1

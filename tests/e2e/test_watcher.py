@@ -20,6 +20,18 @@ from tests.integration.test_watcher_calls import emulator_call
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 BUDGET_USD = "0.03"
+# A test script in the page: its requests to the hangup route fail before they are sent.
+BLOCK_HANGUP = """
+(() => {
+  const fetch = window.fetch.bind(window);
+  window.fetch = (input, init) => String(input instanceof Request ? input.url : input)
+    .endsWith('/hangup') ? Promise.reject(new TypeError('Failed to fetch')) : fetch(input, init);
+})();
+"""
+BUDGET_SENTENCE = (
+    "This conversation ended because today's budget for calls is used up. "
+    "It renews at midnight UTC."
+)
 # A test script in the page: keeps the `oai-events` channel the page opens, so the test can
 # send what a curious user could send from the console.
 KEEP_CHANNEL = """
@@ -152,27 +164,70 @@ def test_a_spent_budget_says_goodbye_and_ends_the_call(page: Any, stack: Stack) 
         ).first.wait_for(timeout=TIMEOUT)
         time.sleep(0.3)  # a person listens before speaking again
     goodbye.wait_for(timeout=TIMEOUT)
-    # The server ends the call: the page leaves `connected` by itself.
-    wait_until(page, "document.documentElement.dataset.state !== 'connected'", TIMEOUT)
+    # The server ends the call: the page leaves `connected` by itself, asks the API why
+    # and says so.
+    wait_until(page, "document.documentElement.dataset.state === 'idle'", TIMEOUT)
+    assert page.locator("#status").inner_text() == BUDGET_SENTENCE
+    assert not page.locator("#alert").is_visible()  # not "the connection was lost"
     shot(page, "watcher-2-budget-goodbye")
     until(lambda: emulator_call(stack, call_id).get("ended_by") == "hangup", 10, "hung up")
     listing = live_calls(stack, "big-spender")
     assert listing["spend_left_today_usd"] == 0 and listing["data"] == []
 
 
-def test_closing_the_tab_gives_the_minutes_back_within_seconds(browser: Any, stack: Stack) -> None:
+def hangups_logged(stack: Stack, call_id: str) -> list[dict[str, Any]]:
+    """The function's log lines for the hangup route with this call: what reached the API."""
+    lines = (stack.log_dir / "api.log").read_text(errors="replace").splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{") and call_id in line]
+    return [r for r in records if r.get("message") == "call hung up"]
+
+
+def close_tab_and_time_the_minutes(
+    browser: Any, stack: Stack, user: str, block_hangup: bool
+) -> tuple[str, float, int]:
+    """Closes the tab of a live, watched call; the call's id, how long until its minutes
+    were back, and the minutes left before the call."""
     context = browser.new_context(permissions=["microphone"])
+    if block_hangup:
+        # The page's hangup never leaves it, as on a dead network. (A Playwright route cannot
+        # hold it: a keepalive request sent while the tab closes escapes interception.)
+        context.add_init_script(BLOCK_HANGUP)
     page = context.new_page()
-    sign_in(page, stack, "leaver")
-    before = live_calls(stack, "leaver")["minutes_left_today"]
+    sign_in(page, stack, user)
+    before = live_calls(stack, user)["minutes_left_today"]
     call_id = start_watched_call(page, stack)
-    assert live_calls(stack, "leaver")["minutes_left_today"] < before
-    page.close()  # the tab closes: nothing is hung up by the page
+    assert live_calls(stack, user)["minutes_left_today"] < before
+    page.close()  # the tab closes: the page's pagehide hangs the call up through the API
     closed = time.monotonic()
-    until(lambda: live_calls(stack, "leaver")["data"] == [], 10, "minutes back")
+    until(lambda: live_calls(stack, user)["data"] == [], 10, "minutes back")
     seconds = time.monotonic() - closed
     context.close()
-    print(f"tab closed -> minutes back in {seconds * 1000:.0f} ms")
+    assert live_calls(stack, user)["minutes_left_today"] >= before - 1
+    return call_id, seconds, before
+
+
+def test_closing_the_tab_hangs_the_call_up_and_gives_the_minutes_back_within_seconds(
+    browser: Any, stack: Stack
+) -> None:
+    """What the user gets: the page's pagehide sends a keepalive hangup to the API."""
+    call_id, seconds, _ = close_tab_and_time_the_minutes(browser, stack, "leaver", False)
+    print(f"tab closed -> minutes back in {seconds * 1000:.0f} ms (the page's hangup)")
     assert seconds < 5
-    assert live_calls(stack, "leaver")["minutes_left_today"] >= before - 1
+    until(lambda: hangups_logged(stack, call_id) != [], 5, "the page's hangup at the API")
+    (hangup,) = hangups_logged(stack, call_id)
+    # The page closed its peer too; whichever the emulator noticed first, no server cause.
+    assert hangup["end_reason"] in ("hangup", "closed")
     assert emulator_call(stack, call_id)["ended_by"] in ("peer", "hangup")
+
+
+def test_a_tab_closed_without_its_hangup_is_ended_by_the_watcher_within_seconds(
+    browser: Any, stack: Stack
+) -> None:
+    """The page's hangup is lost (blocked here; a crash or a dead network in life): the
+    browser's peer closing ends the call upstream, the watcher's sideband closes with it,
+    and the watcher settles the call."""
+    call_id, seconds, _ = close_tab_and_time_the_minutes(browser, stack, "crasher", True)
+    print(f"tab closed, hangup blocked -> minutes back in {seconds * 1000:.0f} ms (the watcher)")
+    assert seconds < 5
+    assert hangups_logged(stack, call_id) == []  # nothing reached the hangup route
+    assert emulator_call(stack, call_id)["ended_by"] == "peer"

@@ -7,18 +7,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-import botocore.session
 import pytest
-from botocore.stub import ANY, Stubber
-from token_vendor import deps
+from botocore.awsrequest import AWSResponse
+from botocore.stub import Stubber
 from token_vendor.spend import SpendLedger, SpendLimits
 
-from devstack.lambda_events import http_event
-from tests.conftest import BASE_ENV, ORIGIN, TABLE, Aws, Reply, invoke
-from tests.fakes import ISSUER, OFFER_SDP, FakeInternet, Issuer
-from tests.integration.test_calls import CALLS, call_id_of, listing, mint_units
+from tests.conftest import TABLE, Aws
+from tests.fakes import ISSUER, FakeInternet, Issuer
+from tests.integration.conftest import expect_watcher_start
+from tests.integration.test_calls import call_id_of, listing, mint_units
 
 
 def user_hash(user: str) -> str:
@@ -28,22 +29,6 @@ def user_hash(user: str) -> str:
 def spend(aws: Aws, user: str, micros: int, limits: str) -> None:
     ledger = SpendLedger(TABLE, SpendLimits.parse(limits, []), aws.dynamodb)
     ledger.charge("rtc_earlier", user_hash(user), f"resp:{time.time()}", micros)
-
-
-@pytest.fixture
-def place(handler: Any, issuer: Issuer) -> Any:
-    """POST /v1/realtime/calls with the raw offer, as `user`, through `with_handler`."""
-
-    def post(*, user: str = "user-1", with_handler: Any = None) -> Reply:
-        headers = {
-            "authorization": f"Bearer {issuer.token(user)}",
-            "origin": ORIGIN,
-            "content-type": "application/sdp",
-        }
-        event = http_event("POST", CALLS, headers=headers, body=OFFER_SDP)
-        return invoke(with_handler or handler, event)
-
-    return post
 
 
 @pytest.fixture
@@ -66,8 +51,10 @@ def test_a_spent_budget_refuses_the_next_call_before_anything_is_spent(
     retry = int(refused.header("retry-after") or "0")
     assert 0 < retry <= 86400 and retry == refused.json["retry_after"]
     assert refused.json["error"]["code"]  # OpenAI's envelope too, for the SDKs
-    # Nothing was taken: no mint unit, no upstream call.
+    # Nothing was taken: no mint unit, no upstream call, no reservation (the admission ran
+    # beside the spend's read and gave back what it took).
     assert mint_units(aws) == units and internet.live_calls() == []
+    assert listing(spend_handler, issuer).json["minutes_left_today"] == 60
     # Another user has a budget of their own.
     assert place(user="user-2", with_handler=spend_handler).status == 201
 
@@ -87,44 +74,74 @@ def test_the_global_kill_switch_refuses_everyone(
     assert internet.live_calls() == []
 
 
-def test_the_listing_reports_spend_left_today(spend_handler: Any, issuer: Issuer, aws: Aws) -> None:
-    spend(aws, "user-1", 250_000, "")
+@contextmanager
+def spend_unreadable(aws: Aws) -> Iterator[list[str]]:
+    """Every spend read (BatchGetItem) is refused by DynamoDB; the other operations go on.
+    Yields the refused operations' names."""
+    refused: list[str] = []
+
+    def refuse(request: Any, **_: Any) -> AWSResponse | None:
+        if not request.headers.get("X-Amz-Target", b"").endswith(b"BatchGetItem"):
+            return None
+        refused.append("BatchGetItem")
+        body = b'{"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"no"}'
+        return AWSResponse(request.url, 400, {}, _Raw(body))
+
+    aws.dynamodb.meta.events.register_first("before-send.dynamodb", refuse)
+    try:
+        yield refused
+    finally:
+        aws.dynamodb.meta.events.unregister("before-send.dynamodb", refuse)
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+def test_the_listing_reports_the_callers_own_spend_left_today(
+    spend_handler: Any, issuer: Issuer, aws: Aws
+) -> None:
+    limits = "usd/day=1.00,global:usd/day=5.00"  # as the watchers charge it
+    spend(aws, "user-1", 250_000, limits)
+    spend(aws, "someone-else", 4_500_000, limits)  # everyone's day: 4.75 of the global 5.00
     listed = listing(spend_handler, issuer).json
+    # The user's budget, not the service's: no user learns what the whole service has left.
     assert listed["spent_today_usd"] == 0.25 and listed["spend_left_today_usd"] == 0.75
 
 
-def test_an_unreadable_spend_refuses_the_call_with_503(
-    place: Any, spend_handler: Any, aws: Aws, internet: FakeInternet
+def test_without_spend_limits_the_listing_reads_no_spend(
+    handler: Any, issuer: Issuer, aws: Aws
+) -> None:
+    with spend_unreadable(aws) as refused:
+        listed = listing(handler, issuer)
+    assert listed.status == 200 and refused == []
+    assert "spent_today_usd" not in listed.json and "spend_left_today_usd" not in listed.json
+
+
+def test_an_unreadable_spend_refuses_the_call_with_503_and_keeps_nothing(
+    place: Any, spend_handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
 ) -> None:
     assert place(with_handler=spend_handler, user="warmup").status == 201  # container built
-    with Stubber(aws.dynamodb) as stub:
-        stub.add_client_error("batch_get_item", "InternalServerError", http_status_code=500)
-        refused = place(user="user-3", with_handler=spend_handler)
-    assert refused.status == 503
-    assert [c for c in internet.live_calls() if c] and len(internet.live_calls()) == 1
+    units = mint_units(aws)
+    with spend_unreadable(aws) as refused:
+        answer = place(user="user-3", with_handler=spend_handler)
+    assert answer.status == 503 and refused == ["BatchGetItem"]
+    assert len(internet.live_calls()) == 1  # the warm-up's: OpenAI was not called
+    # The admission ran beside the read: its mint unit and its reservation came back.
+    assert mint_units(aws) == units
+    assert listing(spend_handler, issuer, "user-3").json["minutes_left_today"] == 60
 
 
 def test_each_placed_call_starts_its_watcher_and_a_failed_start_fails_nothing(
-    make_handler: Any, place: Any, app_module: Any, aws: Any, internet: FakeInternet
+    make_watched_handler: Any, place: Any, internet: FakeInternet
 ) -> None:
-    lambda_client = botocore.session.get_session().create_client("lambda", region_name="us-east-1")
-    handler = app_module.create_handler(
-        lambda: deps.build_container(
-            BASE_ENV | {"WATCHER_FUNCTION_NAME": "stack-call-watcher"},
-            http=internet.client(),
-            dynamodb=aws.dynamodb,
-            secretsmanager=aws.secretsmanager,
-            scheduler=aws.scheduler,
-            lambda_client=lambda_client,
-            log=app_module.logger,
-        )
-    )
+    handler, lambda_client = make_watched_handler()
     with Stubber(lambda_client) as stub:
-        stub.add_response(
-            "invoke",
-            {"StatusCode": 202},
-            {"FunctionName": "stack-call-watcher", "InvocationType": "Event", "Payload": ANY},
-        )
+        expect_watcher_start(stub)
         placed = place(with_handler=handler)
         stub.assert_no_pending_responses()  # exactly one asynchronous start, by name
         # The next start fails (throttled): the call is placed all the same.

@@ -236,7 +236,8 @@ async def response_or_end(caller: Caller, timeout: float = 10) -> list[dict[str,
 def test_a_killed_watcher_leaves_the_deadline_to_end_and_settle_the_call() -> None:
     with start_stack(
         max_call_seconds=10,
-        extra_env={"SCHEDULER_PRECISION_SECONDS": "1"},
+        # The listing reports the spend only where a budget is set; this one never binds.
+        extra_env={"SCHEDULER_PRECISION_SECONDS": "1", "SPEND_LIMITS": "usd/day=100.00"},
     ) as stack:
         result = asyncio.run(asyncio.wait_for(_killed(stack), 60))
     ended, lasted, listing, money = result

@@ -146,3 +146,50 @@ def test_the_flows_verdict_follows_the_runs() -> None:
     assert "median is 15 ms slower than the client secret's; their runs overlap" in text
     assert "(200-260 vs 230-250 ms)" in text
     assert "| offer and ICE gathering | 120 | 120 |" in text
+
+
+CALL_SETUP: dict[str, Any] = {
+    "cold": {"dynamodb": 4.0, "jwks": 1.0, "lambda": 1.0, "openai": 1.0, "scheduler": 1.0},
+    "warm": {"dynamodb": 4.0, "jwks": 0.0, "lambda": 1.0, "openai": 1.0, "scheduler": 1.0},
+    "steps": [[["dynamodb", "dynamodb"], ["dynamodb"], ["openai"], ["dynamodb", "lambda"]]] * 3,
+    "hold_ms": 50,
+}
+
+
+def test_steps_group_what_was_sent_together_and_follow_what_had_answered() -> None:
+    spans = [
+        ("dynamodb", 0.00, 0.05),  # the spend read...
+        ("dynamodb", 0.001, 0.052),  # ...beside the quota
+        ("dynamodb", 0.053, 0.10),  # the admission, after the quota answered
+        ("openai", 0.11, 0.16),
+        ("scheduler", 0.161, 0.21),
+        ("dynamodb", 0.162, 0.215),
+        ("lambda", 0.160, 0.20),
+    ]
+
+    assert report.steps(spans) == [
+        ["dynamodb", "dynamodb"],
+        ["dynamodb"],
+        ["openai"],
+        ["dynamodb", "lambda", "scheduler"],
+    ]
+    assert report.steps([]) == []
+
+
+def test_the_call_setup_section_reports_the_counts_and_steps_of_the_run() -> None:
+    text = report.render(results(call_setup=CALL_SETUP))
+
+    section = text.split("### A call setup")[1].split("## 4.")[0]
+    assert "| dynamodb | 4 | 4 |" in section and "| lambda | 1 | 1 |" in section
+    assert "3. openai" in section
+    assert "So a warm call setup makes 7 round trips in 4 steps of wall" in section
+
+
+def test_call_setups_that_differ_between_processes_get_no_conclusion() -> None:
+    differing = copy.deepcopy(CALL_SETUP)
+    differing["steps"][1] = [["dynamodb"], ["dynamodb"], ["dynamodb"], ["openai"]]
+
+    section = report.render(results(call_setup=differing)).split("### A call setup")[1]
+
+    assert "differ between processes" in section and "So a warm call setup" not in section
+    assert "Not measured in this run." in report.render(results()).split("### A call setup")[1]

@@ -78,6 +78,39 @@ def test_settling_returns_the_unused_part_exactly_once(aws: Aws) -> None:
     assert view.minutes_left == (1800 - 121) // 60 and view.calls[0].done
 
 
+def test_the_first_cause_recorded_stands_and_a_new_call_in_the_slot_has_none(aws: Aws) -> None:
+    clock = Clock(START)
+    calls = ledger(aws, clock, CallLimits(concurrent=1, seconds_per_day=1800))
+    calls.record(calls.admit("u", int(START) + 600, deadline()), "rtc_1", deadline())
+    (call,) = calls.view("u", deadline()).calls
+    assert call.reason is None
+
+    # The deadline is recorded before its upstream hangup; the page's hangup settles after.
+    assert calls.claim_end("u", call, "deadline", deadline()) is True
+    assert calls.claim_end("u", call, "policy", deadline()) is False
+    assert calls.view("u", deadline()).calls[0].reason == "deadline"
+    assert calls.settle("u", call, deadline(), "hangup") is not None
+    (ended,) = calls.view("u", deadline()).calls
+    assert ended.done and ended.reason == "deadline"
+    assert calls.claim_end("u", ended, "policy", deadline()) is False  # ended: nothing moves
+
+    clock.now = START + 60
+    calls.record(calls.admit("u", int(START) + 660, deadline()), "rtc_2", deadline())
+    (second,) = calls.view("u", deadline()).calls
+    assert second.id == "rtc_2" and second.reason is None and not second.done
+    assert calls.settle("u", second, deadline(), "spend_limit") is not None
+    assert calls.view("u", deadline()).calls[0].reason == "spend_limit"
+
+
+def test_an_unknown_end_reason_is_a_bug_not_a_record(aws: Aws) -> None:
+    calls = ledger(aws, Clock(START))
+    calls.record(calls.admit("u", int(START) + 600, deadline()), "rtc_1", deadline())
+    (call,) = calls.view("u", deadline()).calls
+    with pytest.raises(ValueError, match="budget"):
+        calls.settle("u", call, deadline(), "budget")
+    assert not calls.view("u", deadline()).calls[0].done
+
+
 def test_a_released_reservation_gives_back_everything_and_its_slot(aws: Aws) -> None:
     clock = Clock(START)
     calls = ledger(aws, clock, CallLimits(concurrent=1, seconds_per_day=600))

@@ -11,10 +11,8 @@ import { connect } from "./negotiation.js";
 
 /** OpenAI ends a Realtime session after 60 minutes. */
 export const SESSION_LIMIT_S = 60 * 60;
-// A server-owned call's hangup fires within the minute before its deadline (Scheduler's
-// precision on AWS): a drop that close to the deadline is the server ending the call...
-const SERVER_HANGUP_SLACK_MS = 65_000;
-// ...and a call still up this long after its deadline is ended from here.
+// A server-owned call still up this long after its deadline is ended from here. (Why a call
+// dropped before then, the page learns from the server: see main.js.)
 const SERVER_HANGUP_GRACE_MS = 30_000;
 
 /** @typedef {"idle" | "connecting" | "connected" | "ended"} CallState */
@@ -102,6 +100,11 @@ export class Call {
     return this.#muted;
   }
 
+  /** The call's limit in seconds: the server's deadline read back, or the session cap. */
+  get limitSeconds() {
+    return this.#limitS;
+  }
+
   /**
    * Connects. Never rejects: however the attempt ends, `hooks.onEnded` says so.
    * @returns {Promise<void>}
@@ -161,7 +164,7 @@ export class Call {
 
   /**
    * The server-owned call's deadline, from the server that placed it: the countdown runs to
-   * it, and the connection dropping near it is the server ending the call.
+   * it, and the connection dropping after it is the call's end.
    * @param {number} endsAtMs epoch milliseconds
    */
   setDeadline(endsAtMs) {
@@ -226,9 +229,14 @@ export class Call {
     return value;
   }
 
-  /** Why the connection dropped: the call's limit, when it came at the limit. @param {string} state */
+  /**
+   * Why the connection dropped, as far as the page can tell: after the deadline, the limit.
+   * Before it, the server may have ended the call (its hangup fires up to a minute early, and
+   * the budget or the policy may end it any time): the page asks it (main.js).
+   * @param {string} state
+   */
   #dropCause(state) {
-    if (this.#deadline !== null && Date.now() >= this.#deadline - SERVER_HANGUP_SLACK_MS) {
+    if (this.#deadline !== null && Date.now() >= this.#deadline) {
       return new CallLimitReached(this.#limitS);
     }
     if (this.#expired) return new SessionLimitReached(SESSION_LIMIT_S);

@@ -64,32 +64,28 @@ export function callsExchange(apiBaseUrl, accessToken, onPlaced) {
 }
 
 /**
- * Ends the call upstream and gives its unused minutes back. `keepalive` lets it finish while
- * the page unloads.
+ * What the hangup route answers: why the call ended (`hangup`: by its owner, this page
+ * included; `deadline`, `spend_limit`, `policy`: the server; `closed`, `session_expired`) and
+ * the minutes left today.
+ * @typedef {{end_reason: string, minutes_left_today: number}} EndedCall
+ */
+
+/**
+ * Ends the call upstream (idempotent: a call that has ended already stays ended) and gives
+ * its unused minutes back; the answer says why the call ended. `keepalive` lets it finish
+ * while the page unloads.
  * @param {string} apiBaseUrl
  * @param {string} accessToken
  * @param {string} callId
- * @returns {Promise<void>}
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<EndedCall>}
  */
-export async function hangUpCall(apiBaseUrl, accessToken, callId) {
+export async function hangUpCall(apiBaseUrl, accessToken, callId, signal = undefined) {
   const response = await fetch(`${callsUrl(apiBaseUrl)}/${encodeURIComponent(callId)}/hangup`, {
     method: "POST",
     headers: { Authorization: `Bearer ${accessToken}` },
     keepalive: true,
-  });
-  if (!response.ok) throw await refusal(response, []);
-}
-
-/**
- * The user's live calls and the call minutes left today.
- * @param {string} apiBaseUrl
- * @param {string} accessToken
- * @returns {Promise<{data: {id: string, started_at: number, ends_at: number}[], minutes_left_today: number}>}
- */
-export async function listCalls(apiBaseUrl, accessToken) {
-  const response = await fetch(callsUrl(apiBaseUrl), {
-    headers: { Authorization: `Bearer ${accessToken}` },
-    cache: "no-store",
+    signal: signal ?? null,
   });
   if (!response.ok) throw await refusal(response, []);
   return response.json();

@@ -47,6 +47,20 @@ export class SessionLimitReached extends AppError {
 /** The server ended a server-owned call at its deadline: the call is over on its side too. */
 export class CallLimitReached extends SessionLimitReached {}
 
+/** The server ended a server-owned call because the day's spend budget is used up. */
+export class SpendLimitReached extends AppError {
+  constructor() {
+    super("spend-limit", "the call ended: the day's spend budget is used up");
+  }
+}
+
+/** The server ended a server-owned call because its session was changed against the profile. */
+export class PolicyHangup extends AppError {
+  constructor() {
+    super("policy", "the call ended: its session was changed against the service's settings");
+  }
+}
+
 /**
  * The microphone could not be opened. `reason` comes from the browser's DOMException name.
  * @typedef {"denied" | "not-found" | "unavailable"} MicrophoneFailure

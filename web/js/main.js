@@ -3,9 +3,11 @@
 
 import { ApiError, requestClientSecret } from "./api.js";
 import { Auth, SignInRequired, SignInUnavailable } from "./auth.js";
-import { Call } from "./call.js";
-import { callsExchange, hangUpCall, listCalls } from "./calls.js";
-import { CallLimitReached, ConfigError, ConnectionLost, MicrophoneError, SessionLimitReached } from "./errors.js";
+import { Call, SESSION_LIMIT_S } from "./call.js";
+import { callsExchange, hangUpCall } from "./calls.js";
+import {
+  CallLimitReached, ConfigError, ConnectionLost, MicrophoneError, PolicyHangup, SessionLimitReached, SpendLimitReached,
+} from "./errors.js";
 import { HandshakeError, clientSecretExchange } from "./negotiation.js";
 import { Transcript, userMessage } from "./session.js";
 import * as ui from "./ui.js";
@@ -16,6 +18,10 @@ import * as ui from "./ui.js";
  * @typedef {{apiBaseUrl: string, issuer: string, clientId: string, redirectUri: string, scopes: string, flow?: string}} Config
  */
 /** @typedef {import("./calls.js").PlacedCall & {token: string}} Placed */
+/** @typedef {import("./calls.js").EndedCall} EndedCall */
+// How long a page whose connection dropped waits for the server to say why, before it says
+// what it saw itself.
+const END_REASON_WAIT_MS = 5_000;
 /** @typedef {{label: string, run: () => void}} Action */
 
 /** @type {Auth} */
@@ -134,8 +140,20 @@ function start() {
         if (left === 0 && placed) ui.showStatus("Time is up: the conversation is ending…");
       },
       onEnded: (cause) => {
-        if (placed) release(placed, cause);
-        ended(cause);
+        if (!placed) {
+          ended(cause);
+        } else if (cause === null) {
+          ended(null); // the user hung up (or left): over at once; the API hangs up behind
+          release(placed);
+        } else {
+          // The connection dropped: hang up through the API, which says whether the server
+          // ended the call and why; until then the page says only that it ended.
+          ui.showStatus("The conversation ended; asking the service why…");
+          const limitS = attempt.limitSeconds;
+          release(placed, AbortSignal.timeout(END_REASON_WAIT_MS)).then((answer) => {
+            if (call === attempt) ended(serverCause(cause, answer?.end_reason, limitS));
+          });
+        }
       },
     },
   });
@@ -156,19 +174,44 @@ async function authorize(signal) {
 }
 
 /**
- * A server-owned call is over on the page: hang it up through the API (unless the server
- * ended it), then show the minutes that came back. Best effort: the deadline ends it anyway.
+ * A server-owned call is over on the page: hang it up through the API, whoever ended it (a
+ * hangup of an ended call changes nothing and says why it ended), and show the minutes that
+ * came back. Best effort: the deadline ends it anyway.
  * @param {Placed} placed
- * @param {unknown} cause
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<EndedCall | null>} null when the API did not answer
  */
-async function release(placed, cause) {
+async function release(placed, signal = undefined) {
   try {
     // Signing out forgets the token before this runs: the one the call was placed with will do.
     const token = await auth.accessToken().catch(() => placed.token);
-    if (!(cause instanceof CallLimitReached)) await hangUpCall(config.apiBaseUrl, token, placed.id);
-    ui.showMinutesLeft((await listCalls(config.apiBaseUrl, token)).minutes_left_today);
+    const answer = await hangUpCall(config.apiBaseUrl, token, placed.id, signal);
+    ui.showMinutesLeft(answer.minutes_left_today);
+    return answer;
   } catch {
-    // nothing to tell the user: the call is over for them either way
+    return null; // the call is over for the user either way: the page says what it saw
+  }
+}
+
+/**
+ * Why a dropped call ended: the server's word when it ended the call, else what the page saw
+ * (`hangup` is this page's own hangup after the drop; `closed`, no answer: the line dropped).
+ * @param {unknown} seen
+ * @param {string | undefined} reason the hangup route's `end_reason`
+ * @param {number} limitS the call's limit, for the sentence
+ */
+function serverCause(seen, reason, limitS) {
+  switch (reason) {
+    case "deadline":
+      return new CallLimitReached(limitS);
+    case "spend_limit":
+      return new SpendLimitReached();
+    case "policy":
+      return new PolicyHangup();
+    case "session_expired":
+      return new SessionLimitReached(SESSION_LIMIT_S);
+    default:
+      return seen;
   }
 }
 
@@ -185,6 +228,12 @@ function ended(cause) {
   if (cause instanceof SessionLimitReached) {
     showAccount();
     ui.showStatus(limitReached(cause.seconds));
+  } else if (cause instanceof SpendLimitReached) {
+    showAccount();
+    ui.showStatus("This conversation ended because today's budget for calls is used up. It renews at midnight UTC.");
+  } else if (cause instanceof PolicyHangup) {
+    showAccount();
+    ui.showStatus("This conversation was ended because its settings were changed, which this service does not allow.");
   } else if (cause) {
     fail(cause);
   } else {

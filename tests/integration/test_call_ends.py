@@ -1,0 +1,135 @@
+"""Why a call ended, as the hangup route tells the page (`end_reason`): the page hangs up
+through the API after every drop and words its sentence from the answer. Through the real
+handler against moto and the fake OpenAI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from token_vendor.config import CallLimits
+from token_vendor.deadline import Deadline
+from token_vendor.ledger import CallLedger
+
+from tests.conftest import TABLE, Aws
+from tests.fakes import FakeInternet, Issuer, openai_error
+from tests.integration.test_calls import (
+    call_id_of,
+    fire,
+    hang_up,
+    listing,
+    schedules,
+)
+from tests.integration.test_calls_spend import spend, user_hash
+
+
+def ledger(aws: Aws) -> CallLedger:
+    return CallLedger(TABLE, CallLimits(concurrent=2, seconds_per_day=3600), aws.dynamodb)
+
+
+def record(aws: Aws, user: str, call_id: str) -> Any:
+    (call,) = [c for c in ledger(aws).view(user_hash(user), Deadline(5)).calls if c.id == call_id]
+    return call
+
+
+def test_the_owners_hangup_says_hangup_every_time(place: Any, handler: Any, issuer: Issuer) -> None:
+    call_id = call_id_of(place())
+
+    first = hang_up(handler, issuer, call_id)
+    again = hang_up(handler, issuer, call_id)
+
+    assert first.json["end_reason"] == "hangup" and again.json["end_reason"] == "hangup"
+
+
+def test_after_the_deadline_the_pages_hangup_learns_it_was_the_deadline(
+    place: Any, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
+) -> None:
+    call_id = call_id_of(place())
+    (schedule,) = schedules(aws)
+    assert fire(handler, schedule)["status"] == "settled"
+
+    answer = hang_up(handler, issuer, call_id)  # the page, once its connection dropped
+
+    assert answer.status == 200 and answer.json["end_reason"] == "deadline"
+    assert internet.hung_up == [call_id]  # by the deadline alone
+
+
+def test_a_deadline_between_its_hangup_and_its_settle_is_still_the_deadline(
+    place: Any, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
+) -> None:
+    """The browser notices the hangup at once and may ask before the deadline's settle
+    lands: the deadline was recorded before it hung up, so the answer is the same."""
+    call_id = call_id_of(place())
+    ledger(aws).claim_end(
+        user_hash("user-1"), record(aws, "user-1", call_id), "deadline", Deadline(5)
+    )
+    internet.calls[call_id]["live"] = False  # the deadline's upstream hangup
+
+    answer = hang_up(handler, issuer, call_id)
+
+    assert answer.json["end_reason"] == "deadline"
+    assert listing(handler, issuer).json["data"] == []  # settled by the page's hangup
+    assert schedules(aws) == []  # the page's hangup removed the schedule too
+
+
+def test_a_call_gone_upstream_before_its_deadline_ended_because_the_line_closed(
+    place: Any, handler: Any, issuer: Issuer, internet: FakeInternet
+) -> None:
+    call_id = call_id_of(place())
+    internet.calls[call_id]["live"] = False  # ended upstream: the browser's peer closed
+
+    answer = hang_up(handler, issuer, call_id)
+
+    assert answer.json["end_reason"] == "closed"
+    assert answer.json["minutes_left_today"] >= 59  # the unused minutes came back
+
+
+def test_a_call_gone_upstream_while_the_budget_is_spent_ended_for_the_budget(
+    make_handler: Any, place: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
+) -> None:
+    """Before the watcher records its cause (or when its settle lost the race)."""
+    handler = make_handler(SPEND_LIMITS="usd/day=1.00")
+    call_id = call_id_of(place(with_handler=handler))
+    spend(aws, "user-1", 1_000_000, "usd/day=1.00")
+    internet.calls[call_id]["live"] = False  # the watcher's hangup after the goodbye
+
+    answer = hang_up(handler, issuer, call_id)
+
+    assert answer.json["end_reason"] == "spend_limit"
+
+
+@pytest.mark.parametrize("reason", ["policy", "spend_limit", "closed", "session_expired"])
+def test_the_watchers_recorded_cause_is_what_the_page_hears(
+    place: Any, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet, reason: str
+) -> None:
+    """What the watcher passes to the ledger's settle (`reason=`) is the answer."""
+    call_id = call_id_of(place())
+    internet.calls[call_id]["live"] = False
+    ledger(aws).settle(user_hash("user-1"), record(aws, "user-1", call_id), Deadline(5), reason)
+
+    answer = hang_up(handler, issuer, call_id)
+
+    assert answer.json["end_reason"] == reason
+    assert internet.hung_up == []  # nothing more was hung up
+
+
+def test_a_watcher_that_settles_during_the_pages_hangup_is_the_answer(
+    place: Any, handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
+) -> None:
+    """The race after a drop: the watcher settles the call (its cause, the minutes back)
+    while the page's hangup is on its way upstream. The page hears the watcher's cause and
+    the minutes left after it, not the ones read before."""
+    call_id = call_id_of(place())
+    live = record(aws, "user-1", call_id)
+
+    def watcher_settles_first(request: Any) -> Any:
+        ledger(aws).settle(user_hash("user-1"), live, Deadline(5), "policy")
+        internet.calls[call_id]["live"] = False
+        return openai_error(404, "call_not_found", "No such call.")
+
+    internet.openai_script = [watcher_settles_first]
+
+    answer = hang_up(handler, issuer, call_id)
+
+    assert answer.json["end_reason"] == "policy"
+    assert answer.json["minutes_left_today"] >= 59

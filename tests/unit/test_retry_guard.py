@@ -1,0 +1,70 @@
+"""The retry guard counts the attempts of the operation it armed, on the thread that armed it:
+several guards share one DynamoDB client, and a call's admission reads the spend on another
+thread while the quota and the ledger write on this one."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.awsrequest import AWSResponse
+from token_vendor.deadline import Deadline
+from token_vendor.retry_guard import OutOfTime, RetryGuard
+
+
+class _Raw:
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield b"{}"
+
+
+@pytest.fixture
+def client() -> Any:
+    """A real botocore client whose requests are answered before they leave the process."""
+    client = botocore.session.get_session().create_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    client.meta.events.register(
+        "before-send.dynamodb", lambda request, **_: AWSResponse(request.url, 200, {}, _Raw())
+    )
+    return client
+
+
+def get(client: Any) -> None:
+    client.get_item(TableName="t", Key={"pk": {"S": "x"}})
+
+
+def test_a_second_attempt_without_time_for_it_is_stopped(client: Any) -> None:
+    guard = RetryGuard(client, "dynamodb", attempt_seconds=3.0)
+    with guard.within(Deadline(1.0)):
+        get(client)  # the first attempt: the caller checked the time
+        with pytest.raises(OutOfTime):
+            get(client)  # counts as a retry, and 1 s cannot hold a 3 s attempt
+
+
+def test_requests_of_other_threads_do_not_count_as_retries(client: Any) -> None:
+    guard = RetryGuard(client, "dynamodb", attempt_seconds=3.0)
+    other = RetryGuard(client, "dynamodb", attempt_seconds=3.0)  # another adapter's guard
+    with guard.within(Deadline(1.0)):
+
+        def elsewhere() -> None:
+            with other.within(Deadline(10.0)):
+                get(client)
+                get(client)
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+        get(client)  # still this operation's first attempt
+
+
+def test_an_unarmed_guard_never_stops_a_request(client: Any) -> None:
+    RetryGuard(client, "dynamodb", attempt_seconds=3.0)
+    for _ in range(3):
+        get(client)
