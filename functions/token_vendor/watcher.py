@@ -32,7 +32,7 @@ from .deadline import Deadline
 from .deps import DYNAMODB_CONFIG, SECRETS_CONFIG, quiet_library_loggers
 from .errors import DependencyError, DependencyUnavailable, TokenVendorError
 from .lease import LeaseStore
-from .ledger import CallLedger
+from .ledger import CallLedger, CallRecord
 from .openai_client import RealtimeApi
 from .openai_key import OpenAIKeyStore
 from .sideband import Sideband, SidebandRefused
@@ -70,11 +70,15 @@ class EmfMetrics:
                 metric.add_dimension(key, dim or "unknown")
 
 
+# The watch's outcomes, in the ledger's words (END_REASONS), for the page's `end_reason`.
+ENDED_BECAUSE = {"budget": "spend_limit"}
+
+
 class CallEnder:
-    """Ends a call the way its scheduled deadline would, only sooner: upstream hangup (best
-    effort: the call may be gone already, 3b), then the call ledger's settle, which frees the
-    slot and returns the unused minutes at once. The schedule still fires later and finds
-    the call settled (a no-op)."""
+    """Ends a call the way its scheduled deadline would, only sooner: the cause recorded in
+    the call ledger, the upstream hangup (best effort: the call may be gone already, 3b),
+    then the ledger's settle, which frees the slot and returns the unused minutes at once.
+    The schedule still fires later and finds the call settled (a no-op)."""
 
     def __init__(self, realtime: RealtimeApi, ledger: CallLedger) -> None:
         self._realtime = realtime
@@ -82,16 +86,33 @@ class CallEnder:
 
     def end_call(self, call_id: str, user: str, reason: str) -> None:
         deadline = Deadline(END_SECONDS)
+        why = ENDED_BECAUSE.get(reason, reason)
+        try:
+            call = self._live(user, call_id, deadline)
+        except DependencyError as exc:  # the hangup comes first; the ledger is read again
+            logger.warning("call ledger not read", extra={"error": str(exc)})
+            call = None
+        if call is not None:
+            # The cause before the hangup: the page, whose call drops at the hangup, asks the
+            # hangup route why at once and must hear this cause, not a guess.
+            try:
+                self._ledger.claim_end(user, call, why, deadline)
+            except DependencyError as exc:
+                logger.warning("end cause not recorded", extra={"error": str(exc)})
         try:
             self._realtime.hang_up(call_id, deadline)
         except DependencyError as exc:
             logger.warning("upstream hangup failed", extra={"error": str(exc)})
-        view = self._ledger.view(user, deadline)
-        call = next((c for c in view.calls if c.id == call_id), None)
-        if call is None or call.done:
+        call = call or self._live(user, call_id, deadline)
+        if call is None:
             return
-        left = self._ledger.settle(user, call, deadline)
+        left = self._ledger.settle(user, call, deadline, why)
         logger.info("call settled", extra={"call_id": call_id, "minutes_left": left})
+
+    def _live(self, user: str, call_id: str, deadline: Deadline) -> CallRecord | None:
+        """The call's ledger record while it is live; None when it ended or is unknown."""
+        view = self._ledger.view(user, deadline)
+        return next((c for c in view.calls if c.id == call_id and not c.done), None)
 
 
 @dataclass

@@ -10,9 +10,12 @@ import pytest
 from token_vendor.config import CallLimits
 from token_vendor.deadline import Deadline
 from token_vendor.ledger import CallLedger
+from token_vendor.openai_client import RealtimeApi
+from token_vendor.openai_key import OpenAIKeyStore
+from token_vendor.watcher import CallEnder
 
-from tests.conftest import TABLE, Aws
-from tests.fakes import FakeInternet, Issuer, openai_error
+from tests.conftest import SECRET_ID, TABLE, Aws
+from tests.fakes import OPENAI_BASE, FakeInternet, Issuer, openai_error
 from tests.integration.test_calls import (
     call_id_of,
     fire,
@@ -132,4 +135,38 @@ def test_a_watcher_that_settles_during_the_pages_hangup_is_the_answer(
     answer = hang_up(handler, issuer, call_id)
 
     assert answer.json["end_reason"] == "policy"
+    assert answer.json["minutes_left_today"] >= 59
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [
+        ("budget", "spend_limit"),
+        ("policy", "policy"),
+        ("closed", "closed"),
+        ("session_expired", "session_expired"),
+        ("deadline", "deadline"),
+    ],
+)
+def test_the_watcher_ending_a_call_tells_the_page_why(
+    place: Any,
+    handler: Any,
+    issuer: Issuer,
+    aws: Aws,
+    internet: FakeInternet,
+    outcome: str,
+    reason: str,
+) -> None:
+    """The watcher's own ender (token_vendor.watcher.CallEnder) records its cause before it
+    hangs up, so the page, whose call drops at that hangup, hears the cause, not a guess."""
+    call_id = call_id_of(place())
+    keys = OpenAIKeyStore(SECRET_ID, aws.secretsmanager)
+    ender = CallEnder(RealtimeApi(OPENAI_BASE, internet.client(), keys), ledger(aws))
+
+    ender.end_call(call_id, user_hash("user-1"), outcome)
+
+    assert internet.hung_up == [call_id]
+    assert record(aws, "user-1", call_id).done
+    answer = hang_up(handler, issuer, call_id)
+    assert answer.json["end_reason"] == reason
     assert answer.json["minutes_left_today"] >= 59
