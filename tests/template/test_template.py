@@ -18,6 +18,7 @@ from devstack.template import (
     load_template,
     quota_table_definition,
 )
+from tests.conftest import FUNCTION_DIR
 from tests.fakes import use_fake_aws
 
 T = load_template()
@@ -597,6 +598,28 @@ def test_the_watchers_failures_are_alarmed_and_spend_is_on_the_dashboard() -> No
     assert "SpendMicroUSD" in body and "3600) / 1000000" in body
     for metric in ("PolicyDeviations", "BudgetHangups", "Handovers", "WatcherFailures"):
         assert metric in body
+
+
+def test_every_metric_on_the_dashboard_is_one_the_functions_emit() -> None:
+    """A dashboard line for a metric nothing emits stays empty without a word: each metric
+    of our namespace on it must be named by an emitting call in the package."""
+    body = json.loads(props("Dashboard")["DashboardBody"]["Fn::Sub"][0])
+    named: set[str] = set()
+    for widget in body["widgets"]:
+        namespace = ""
+        for line in widget["properties"]["metrics"]:
+            if isinstance(line[0], dict):  # a SEARCH expression names its metric inside
+                named |= set(re.findall(r'MetricName="(\w+)"', line[0]["expression"]))
+                continue
+            if line[0] == "...":  # the previous line's metric again, another statistic
+                continue
+            namespace = namespace if line[0] == "." else line[0]
+            if namespace == "RealtimeTokenVendor":
+                named.add(line[1])
+    code = "\n".join(p.read_text() for p in (FUNCTION_DIR / "token_vendor").glob("*.py"))
+    emitted = set(re.findall(r'(?:add_metric\(\s*name=|\.count\(\s*)"(\w+)"', code))
+    assert {"CallsPlaced", "CallsEnded", "CallLimitRefusals", "SpendMicroUSD"} <= named
+    assert named - emitted == set()
 
 
 # --- events/ for `sam local invoke` ------------------------------------------------------------
