@@ -451,6 +451,9 @@ class CallWatch:
         if charge is None or self.goodbye is not None:
             return None
         day = charge.day
+        if day is None:  # recorded, but the day's totals were not read: the next charge reads
+            self.log.warning("day's spend not read: budget checked at the next charge")
+            return None
         if day.exhausted or day.would_cross(self.dearest_response):
             self.log.info(
                 "spend budget reached: goodbye",

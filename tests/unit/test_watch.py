@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from token_vendor.errors import DependencyUnavailable
 from token_vendor.lease import LeaseStore
 from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices
@@ -374,6 +375,40 @@ def test_a_ledger_failure_is_counted_and_the_call_goes_on(
     assert watch.run(timing(), never) is Outcome.ENDED
     assert ("WatcherFailures", 1, {"stage": "charge"}) in recorder.counts
     assert recorder.ended == [("rtc_1", "closed")]
+
+
+def test_a_charge_whose_day_was_not_read_is_counted_and_the_budget_checked_next(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The charge went in but reading the day's totals after it failed: the money is spent
+    (not kept to retry, which the meter would refuse as already charged), and the budget is
+    checked at the next charge."""
+    clock = Clock()
+    script: list[Step] = [
+        done("resp_1", audio_out=20_000),  # 1.28 USD of 1.00: over, but the day is not read
+        done("resp_2", audio_out=100),  # read: over, goodbye asked
+        done("resp_3", audio_out=100),  # the goodbye said: hang up
+    ]
+    watch, events, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
+    read = aws.dynamodb.batch_get_item
+    failures = [1]
+
+    def flaky_read(**request: Any) -> Any:
+        if failures[0]:
+            failures[0] -= 1
+            raise ClientError({"Error": {"Code": "InternalServerError"}}, "BatchGetItem")
+        return read(**request)
+
+    monkeypatch.setattr(aws.dynamodb, "batch_get_item", flaky_read)
+    assert watch.run(timing(), never) is Outcome.ENDED
+    assert failures == [0] and not watch.unrecorded
+    assert watch.charged_micros == 1_280_000 + 2 * 6_400
+    spend = [value for name, value, _ in recorder.counts if name == "SpendMicroUSD"]
+    assert spend == [1_280_000, 6_400, 6_400]
+    assert "WatcherFailures" not in recorder.names()
+    assert "UnrecordedMicroUSD" not in recorder.names()
+    assert [e["type"] for e in events.sent].count("response.create") == 1
+    assert recorder.ended == [("rtc_1", "budget")]
 
 
 # --- DynamoDB failures: transient, and the sideband always closed --------------------------------
