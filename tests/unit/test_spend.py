@@ -273,10 +273,26 @@ def test_a_charge_that_conflicts_every_time_is_raised_not_dropped(aws: Aws) -> N
 
 
 def test_conflict_retries_stay_inside_the_deadline(aws: Aws) -> None:
-    spend, client, pauses = conflicting_ledger(aws, conflicts=100)
+    """The pauses use up the deadline: each retry must leave room for its pause and one
+    attempt in what is left after the pauses before it."""
+    client = Conflicting(aws.dynamodb, conflicts=100)
+    elapsed = Clock(0.0)
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        elapsed.now += seconds
+
+    limits = SpendLimits.parse("usd/day=2.00", [])
+    spend = SpendLedger(
+        TABLE, limits, client, clock=Clock(DAY_START), sleep=sleep, jitter=lambda t: t
+    )
     with pytest.raises(DependencyUnavailable):
-        spend.charge("rtc_1", "alice", "resp:1", 5, Deadline(3.06, clock=lambda: 0.0))
-    assert client.attempts == 2 and pauses == [0.05]  # a third would not fit
+        spend.charge("rtc_1", "alice", "resp:1", 5, Deadline(3.2, clock=elapsed))
+    # 0.05 + 3 fits in 3.2, then 0.1 + 3 in the 3.15 left; 0.2 + 3 not in the 3.05 left
+    # (a clock that did not move would have allowed it, and a fourth attempt).
+    assert pauses == [0.05, 0.1] and client.attempts == 3
+    assert elapsed.now == pytest.approx(0.15)
 
 
 def test_everyone_s_day_is_left_out_without_a_global_limit(aws: Aws) -> None:
