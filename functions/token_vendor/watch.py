@@ -420,21 +420,26 @@ class CallWatch:
 
     def _retry_unrecorded(self) -> Outcome | None:
         outcome: Outcome | None = None
-        for key, (micros, model) in list(self.unrecorded.items()):
-            charge = self._record(key, micros, model)
-            if charge is None:
-                break  # still failing: the rest waits for the next round
+        for charge in self._record_kept():
             outcome = outcome or self._check_budget(charge)
         self.retry_charges_at = self.clock() + RETRY_CHARGES_SECONDS
         return outcome
 
-    def _last_try_unrecorded(self) -> None:
-        """Leaving: one more try for what is still unrecorded, then say what was lost."""
-        if not self.unrecorded:
-            return
+    def _record_kept(self) -> list[Charge]:
+        """One more try for the charges kept unrecorded, in order, until one fails again
+        (the rest waits for the next try): the charges that went in."""
+        recorded: list[Charge] = []
         for key, (micros, model) in list(self.unrecorded.items()):
-            if self._record(key, micros, model) is None:
+            charge = self._record(key, micros, model)
+            if charge is None:
                 break
+            recorded.append(charge)
+        return recorded
+
+    def _last_try_unrecorded(self) -> None:
+        """Leaving: one more try for what is still unrecorded, then say what was lost (no
+        budget check: a goodbye asked now would be left for nobody to end)."""
+        self._record_kept()
         if self.unrecorded:
             lost = sum(micros for micros, _ in self.unrecorded.values())
             self.log.error(
