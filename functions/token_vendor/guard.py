@@ -29,6 +29,28 @@ FIXED_IF_SET = (
     ("audio", "input", "noise_reduction"),
     ("audio", "output", "speed"),
 )
+# A tool is compared whole: a description or a parameter the browser adds is a deviation.
+# These are the only keys OpenAI may add to a tool the profile gave without them, with the
+# value it adds: the optional fields of the `openai` package's typed session tools
+# (RealtimeFunctionTool, Mcp), all null by default. tests/unit/test_guard.py holds this list
+# to those models.
+TOOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "function": dict.fromkeys(("description", "name", "parameters")),
+    "mcp": dict.fromkeys(
+        (
+            "allowed_callers",
+            "allowed_tools",
+            "authorization",
+            "connector_id",
+            "defer_loading",
+            "headers",
+            "require_approval",
+            "server_description",
+            "server_url",
+            "tunnel_id",
+        )
+    ),
+}
 
 
 def expected_session(session: dict[str, Any]) -> dict[str, Any]:
@@ -45,9 +67,10 @@ def expected_session(session: dict[str, Any]) -> dict[str, Any]:
 
 def deviations(expected: dict[str, Any], actual: Any) -> list[str]:
     """Dotted paths of the fixed fields `actual` no longer holds. OpenAI fills in defaults of
-    its own and may leave out what is unset, so an object in `expected` (a tool's too)
-    matches when every key it names matches, and a key absent from `actual` matches when
-    the expected value is empty (null, "", [], {})."""
+    its own and may leave out what is unset, so an object in `expected` matches when every
+    key it names matches, and a key absent from `actual` matches when the expected value is
+    empty (null, "", [], {}). A list (the tools) must hold exactly what the profile set, in
+    order; a tool may differ only by the keys of TOOL_DEFAULTS, at their defaults."""
     found: list[str] = []
     _compare(expected, actual if isinstance(actual, dict) else {}, "", found)
     return [path for path in found if path != "type"]
@@ -71,19 +94,34 @@ def _compare(expected: Any, actual: Any, path: str, found: list[str]) -> None:
             _compare(value, actual[key], child, found)
         return
     if isinstance(expected, list) and isinstance(actual, list) and expected:
-        # Tools come back with fields of their own filled in: each must still hold ours,
-        # in order, and none may be added.
-        if len(expected) != len(actual):
-            found.append(path)
-            return
-        inner: list[str] = []
-        for want, got in zip(expected, actual, strict=True):
-            _compare(want, got, path, inner)
-        if inner:
+        if len(expected) != len(actual) or not all(
+            _equal(_tool_filled(want), _tool_filled(got))
+            for want, got in zip(expected, actual, strict=True)
+        ):
             found.append(path)
         return
     if not _same(expected, actual):
         found.append(path)
+
+
+def _tool_filled(tool: Any) -> Any:
+    """A tool with the defaults OpenAI adds filled in (anything else is left as it is)."""
+    if not isinstance(tool, dict):
+        return tool
+    return TOOL_DEFAULTS.get(str(tool.get("type")), {}) | tool
+
+
+def _equal(expected: Any, actual: Any) -> bool:
+    """Exactly equal, all the way down (a bool is still not a number)."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return expected.keys() == actual.keys() and all(
+            _equal(value, actual[key]) for key, value in expected.items()
+        )
+    if isinstance(expected, list) and isinstance(actual, list):
+        return len(expected) == len(actual) and all(
+            _equal(want, got) for want, got in zip(expected, actual, strict=True)
+        )
+    return _same(expected, actual)
 
 
 def _empty(value: Any) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .deadline import Deadline
-from .errors import SpendLimitExceeded
+from .errors import DependencyUnavailable, SpendLimitExceeded
 from .retry_guard import RetryGuard, unavailable
 
 DAY_SECONDS = 86400
@@ -131,7 +131,7 @@ class DaySpend:
 class Charge:
     micros: int
     counted: bool  # False: this event had been charged before, nothing was added
-    day: DaySpend
+    day: DaySpend | None  # None: recorded, but the day's totals could not be read after
 
 
 def usd(micros: int) -> str:
@@ -175,7 +175,9 @@ class SpendLedger:
         deadline: Deadline | None = None,
     ) -> Charge:
         """Adds `micros` to today's spend, once per (call, event), atomically. Raises
-        DependencyUnavailable when it could not be recorded (the caller keeps it to retry)."""
+        DependencyUnavailable when it could not be recorded (the caller keeps it to retry);
+        once recorded it is reported so, even when the day's totals cannot be read after it
+        (`day` is None then: the next charge reads them)."""
         day, ttl, resets = self._day()
         user_key, all_key = self._keys(user, day)
         items = self._transaction(call_id, event_key, micros, ttl, user_key, all_key)
@@ -201,7 +203,14 @@ class SpendLedger:
                 raise unavailable(exc, "spend_ledger") from None
             self._sleep(pause)
             attempt += 1
-        return Charge(micros if counted else 0, counted, self._read(user_key, all_key, resets))
+        try:
+            with self._guard.within(deadline):
+                day_spend: DaySpend | None = self._read(user_key, all_key, resets)
+        except DependencyUnavailable:
+            # The charge is in: raising now would make the caller keep it, and its retry be
+            # refused as already charged, so the money would never be reported as spent.
+            day_spend = None
+        return Charge(micros if counted else 0, counted, day_spend)
 
     def _transaction(
         self, call_id: str, event_key: str, micros: int, ttl: int, user_key: str, all_key: str

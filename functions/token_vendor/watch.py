@@ -3,8 +3,9 @@ budget, notice the end, hand over in time. Knows nothing of Lambda or HTTP: the 
 the ledgers and the hangup come in as adapters.
 
 - policy: every `session.updated` is compared with the fields the profile fixes (guard.py);
-  a deviation is restored at once with a `session.update`, or ends the call, as the profile
-  says. Only the names of the fields are logged, never their text.
+  a deviation is restored with a `session.update` (at once; at most once a second while
+  restores are seen not to take, but never given up), or ends the call, as the profile says.
+  Only the names of the fields are logged, never their text.
 - money: every `response.done` usage and every input-transcription usage is priced and added
   to the user's day once (the event's id is the ledger's key), as it arrives.
 - budget: when today's spend reaches the limit, or the next response like the dearest one
@@ -50,11 +51,14 @@ POLL_SECONDS = 0.5
 # for DRAIN_MAX_SECONDS: events sent before the successor attached are in flight that long.
 DRAIN_QUIET_SECONDS = 0.3
 DRAIN_MAX_SECONDS = 1.0
-# A restore that does not take (the session.updated that answers it still deviates) is a
-# mismatch between what we send and what OpenAI reports, not a caller: after this many in
-# RESTORE_WINDOW_SECONDS the watcher stops restoring rather than loop for the whole call.
+# A restore that does not take (the session.updated that follows it still deviates): either
+# OpenAI reports a field otherwise than we send it, or a browser sent session.updates of its
+# own in between. After this many in RESTORE_WINDOW_SECONDS (alarmed) the watcher still
+# restores every deviation, but at most once per RESTORE_PAUSE_SECONDS: a mismatch then costs
+# one restore a second instead of a hot loop, and a browser cannot switch the policy off.
 RESTORE_FAILURES = 3
 RESTORE_WINDOW_SECONDS = 60.0
+RESTORE_PAUSE_SECONDS = 1.0
 RETRY_CHARGES_SECONDS = 1.0  # charges not yet recorded are tried again this often
 HANDOVER_RETRY_SECONDS = 1.0  # a hand-over DynamoDB did not take is tried again after this
 
@@ -140,8 +144,9 @@ class CallWatch:
     goodbye_at: float = 0.0
     goodbye_asks: int = 0
     deviations_seen: int = 0
-    restoring: bool = True  # False once restores were seen not to take
     restore_sent: bool = False  # a restore awaits the session.updated that answers it
+    restored_at: float = float("-inf")  # when the last restore was sent
+    restore_due: float | None = None  # a deviation waits for a paced restore until then
     restore_failures: deque[float] = field(default_factory=deque)
     # Charges DynamoDB did not take: (event key, micro-dollars, model), tried again.
     unrecorded: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -221,11 +226,15 @@ class CallWatch:
                         return Outcome.LOST_LEASE
                     renew_at = now + timing.lease_seconds / 3
                     lease_until = now + timing.lease_seconds
+            if self.restore_due is not None and now >= self.restore_due and not self._restore():
+                return self._end("closed")
             if self.unrecorded and now >= self.retry_charges_at:
                 outcome = self._retry_unrecorded()
                 if outcome is not None:
                     return outcome
             wait = min(POLL_SECONDS, max(job.ends_at - now, 0.0))
+            if self.restore_due is not None:
+                wait = min(wait, max(self.restore_due - now, 0.0))
             try:
                 event = self.events.recv(wait)
             except SidebandClosed as closed:
@@ -289,14 +298,12 @@ class CallWatch:
         changed = deviations(self.expected, session)
         answers_restore, self.restore_sent = self.restore_sent, False
         if not changed:
+            self.restore_due = None  # the session holds the profile: nothing left to undo
             return None
         self.deviations_seen += 1
-        if self.job.on_session_change == "hangup":
-            action = "hangup"
-        else:
-            if answers_restore:
-                self._restore_did_not_take(changed)
-            action = "restore" if self.restoring else "none"
+        action = "hangup" if self.job.on_session_change == "hangup" else "restore"
+        if action == "restore" and answers_restore:
+            self._restore_did_not_take(changed)
         self.log.warning(
             "session deviates from the profile",
             extra={"call_id": self.job.call_id, "fields": changed, "action": action},
@@ -304,30 +311,40 @@ class CallWatch:
         self.metrics.count("PolicyDeviations", profile=self.job.profile, action=action)
         if action == "hangup":
             return self._end("policy")
-        if action == "restore" and not self._restore():
-            return self._end("closed")
-        return None
+        # Every deviation is undone, whoever caused it: at once, or when the pause between
+        # restores is over (from the loop) while restores are seen not to take.
+        now = self.clock()
+        due = self.restored_at + RESTORE_PAUSE_SECONDS if self._restores_failing(now) else now
+        if now < due:
+            self.restore_due = due
+            return None
+        return None if self._restore() else self._end("closed")
 
     def _restore(self) -> bool:
         self.restore_sent = True
+        self.restored_at = self.clock()
+        self.restore_due = None
         return self._send(restore_event(self.expected))
 
-    def _restore_did_not_take(self, changed: list[str]) -> None:
-        """The session.updated answering our own restore still deviates. Restoring again
-        would loop for the whole call; a few times in a window, and the watcher stops
-        restoring, says which fields, and counts a failure (alarmed). It does not hang up:
-        the profile chose restore over hangup, and what makes a restore not take is a
-        mismatch between our expectation and OpenAI's report, which would then end every
-        call; budget, deadline and metering still hold."""
-        now = self.clock()
+    def _restores_failing(self, now: float) -> bool:
         failures = self.restore_failures
-        failures.append(now)
         while failures and failures[0] < now - RESTORE_WINDOW_SECONDS:
             failures.popleft()
-        if self.restoring and len(failures) >= RESTORE_FAILURES:
-            self.restoring = False
+        return len(failures) >= RESTORE_FAILURES
+
+    def _restore_did_not_take(self, changed: list[str]) -> None:
+        """The session.updated after our own restore still deviates: OpenAI reports a field
+        otherwise than we send it, or the browser's own session.updates came in between. A
+        few times in a window, and the watcher paces its restores (at most one per
+        RESTORE_PAUSE_SECONDS), says which fields, and counts a failure (alarmed). It never
+        stops restoring, or a browser that floods session.updates would switch the policy
+        off; it does not hang up either, or a mismatch of ours would end every call."""
+        now = self.clock()
+        was_failing = self._restores_failing(now)
+        self.restore_failures.append(now)
+        if not was_failing and self._restores_failing(now):
             self.log.error(
-                "restores do not take: no longer restoring this call",
+                "restores do not take: restoring at most once a second",
                 extra={"call_id": self.job.call_id, "fields": changed},
             )
             self.metrics.count("WatcherFailures", stage="policy")
@@ -403,21 +420,26 @@ class CallWatch:
 
     def _retry_unrecorded(self) -> Outcome | None:
         outcome: Outcome | None = None
-        for key, (micros, model) in list(self.unrecorded.items()):
-            charge = self._record(key, micros, model)
-            if charge is None:
-                break  # still failing: the rest waits for the next round
+        for charge in self._record_kept():
             outcome = outcome or self._check_budget(charge)
         self.retry_charges_at = self.clock() + RETRY_CHARGES_SECONDS
         return outcome
 
-    def _last_try_unrecorded(self) -> None:
-        """Leaving: one more try for what is still unrecorded, then say what was lost."""
-        if not self.unrecorded:
-            return
+    def _record_kept(self) -> list[Charge]:
+        """One more try for the charges kept unrecorded, in order, until one fails again
+        (the rest waits for the next try): the charges that went in."""
+        recorded: list[Charge] = []
         for key, (micros, model) in list(self.unrecorded.items()):
-            if self._record(key, micros, model) is None:
+            charge = self._record(key, micros, model)
+            if charge is None:
                 break
+            recorded.append(charge)
+        return recorded
+
+    def _last_try_unrecorded(self) -> None:
+        """Leaving: one more try for what is still unrecorded, then say what was lost (no
+        budget check: a goodbye asked now would be left for nobody to end)."""
+        self._record_kept()
         if self.unrecorded:
             lost = sum(micros for micros, _ in self.unrecorded.values())
             self.log.error(
@@ -434,6 +456,9 @@ class CallWatch:
         if charge is None or self.goodbye is not None:
             return None
         day = charge.day
+        if day is None:  # recorded, but the day's totals were not read: the next charge reads
+            self.log.warning("day's spend not read: budget checked at the next charge")
+            return None
         if day.exhausted or day.would_cross(self.dearest_response):
             self.log.info(
                 "spend budget reached: goodbye",

@@ -6,12 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from token_vendor.deadline import Deadline
 from token_vendor.errors import DependencyUnavailable
 from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices, response_cost
-from token_vendor.spend import CHARGE_ATTEMPTS, SpendLedger, SpendLimits, usd
+from token_vendor.spend import (
+    CHARGE_ATTEMPTS,
+    Charge,
+    DaySpend,
+    SpendLedger,
+    SpendLimits,
+    usd,
+)
 
 from tests.conftest import TABLE, Aws
 from tests.unit.test_pricing import usage
@@ -25,6 +33,11 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def day_of(charge: Charge) -> DaySpend:
+    assert charge.day is not None, "the day's totals were not read"
+    return charge.day
 
 
 def ledger(aws: Aws, clock: Clock, limits: str = "usd/day=2.00,global:usd/day=5") -> SpendLedger:
@@ -78,7 +91,7 @@ def test_a_scripted_sequence_across_two_models(aws: Aws) -> None:
         assert charge.micros == expected, (call, event)
         assert charge.counted == (expected != 0)
         total += expected
-        assert charge.day.user_micros == total
+        assert day_of(charge).user_micros == total
     assert total == 4168 + 27237 + 1249 + 18498 + 4 == 51156
     assert spend.call_total("rtc_a") == 4168 + 27237 + 4
     assert spend.call_total("rtc_b") == 1249 + 18498
@@ -93,8 +106,8 @@ def test_the_global_day_adds_every_user_and_a_new_day_starts_at_zero(aws: Aws) -
     spend = ledger(aws, clock)
     spend.charge("rtc_1", "alice", "resp:1", 700_000)
     bob = spend.charge("rtc_2", "bob", "resp:1", 300_000)
-    assert (bob.day.user_micros, bob.day.global_micros) == (300_000, 1_000_000)
-    assert bob.day.resets_after == 1
+    assert (day_of(bob).user_micros, day_of(bob).global_micros) == (300_000, 1_000_000)
+    assert day_of(bob).resets_after == 1
     clock.now = DAY_START + 86400
     fresh = spend.today("alice")
     assert (fresh.user_micros, fresh.global_micros) == (0, 0)
@@ -106,14 +119,14 @@ def test_the_global_day_adds_every_user_and_a_new_day_starts_at_zero(aws: Aws) -
 def test_budgets_user_and_global(aws: Aws) -> None:
     spend = ledger(aws, Clock(DAY_START + 10), "usd/day=1.00,global:usd/day=1.50")
     first = spend.charge("rtc_1", "alice", "resp:1", 900_000)
-    assert first.day.left == 100_000 and not first.day.exhausted
-    assert first.day.would_cross(100_000) and not first.day.would_cross(99_999)
+    assert day_of(first).left == 100_000 and not day_of(first).exhausted
+    assert day_of(first).would_cross(100_000) and not day_of(first).would_cross(99_999)
     second = spend.charge("rtc_1", "alice", "resp:2", 200_000)
-    assert second.day.exhausted and second.day.user_left == 0
+    assert day_of(second).exhausted and day_of(second).user_left == 0
     # Bob has his own budget, but the kill switch is shared: 1.1 of 1.5 spent.
     bob = spend.charge("rtc_2", "bob", "resp:1", 300_000)
-    assert bob.day.user_left == 700_000 and bob.day.global_left == 100_000
-    assert bob.day.left == 100_000
+    assert day_of(bob).user_left == 700_000 and day_of(bob).global_left == 100_000
+    assert day_of(bob).left == 100_000
     spend.charge("rtc_2", "bob", "resp:2", 100_000)
     assert spend.today("bob").exhausted and spend.today("carol").exhausted
 
@@ -121,8 +134,8 @@ def test_budgets_user_and_global(aws: Aws) -> None:
 def test_no_limits_means_metering_only(aws: Aws) -> None:
     spend = ledger(aws, Clock(DAY_START), "")
     charge = spend.charge("rtc_1", "alice", "resp:1", 10**9)
-    assert charge.day.left is None and not charge.day.exhausted
-    assert not charge.day.would_cross(10**12) and not spend.limits.any
+    assert day_of(charge).left is None and not day_of(charge).exhausted
+    assert not day_of(charge).would_cross(10**12) and not spend.limits.any
 
 
 def test_repeated_charges_of_one_event_count_once(aws: Aws) -> None:
@@ -240,11 +253,11 @@ def test_a_conflicted_charge_is_tried_again_and_counts_once(aws: Aws) -> None:
     charge = spend.charge("rtc_1", "alice", "resp:1", 4168)
     assert charge.counted and charge.micros == 4168
     assert client.attempts == 3 and pauses == [0.05, 0.1]
-    assert (charge.day.user_micros, charge.day.global_micros) == (4168, 4168)
+    assert (day_of(charge).user_micros, day_of(charge).global_micros) == (4168, 4168)
     assert spend.call_total("rtc_1") == 4168
     # The same event again (the other watcher at a hand-over): refused by the meter key.
     again = spend.charge("rtc_1", "alice", "resp:1", 4168)
-    assert not again.counted and again.day.user_micros == 4168
+    assert not again.counted and day_of(again).user_micros == 4168
 
 
 def test_a_charge_that_conflicts_every_time_is_raised_not_dropped(aws: Aws) -> None:
@@ -260,10 +273,26 @@ def test_a_charge_that_conflicts_every_time_is_raised_not_dropped(aws: Aws) -> N
 
 
 def test_conflict_retries_stay_inside_the_deadline(aws: Aws) -> None:
-    spend, client, pauses = conflicting_ledger(aws, conflicts=100)
+    """The pauses use up the deadline: each retry must leave room for its pause and one
+    attempt in what is left after the pauses before it."""
+    client = Conflicting(aws.dynamodb, conflicts=100)
+    elapsed = Clock(0.0)
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        elapsed.now += seconds
+
+    limits = SpendLimits.parse("usd/day=2.00", [])
+    spend = SpendLedger(
+        TABLE, limits, client, clock=Clock(DAY_START), sleep=sleep, jitter=lambda t: t
+    )
     with pytest.raises(DependencyUnavailable):
-        spend.charge("rtc_1", "alice", "resp:1", 5, Deadline(3.06, clock=lambda: 0.0))
-    assert client.attempts == 2 and pauses == [0.05]  # a third would not fit
+        spend.charge("rtc_1", "alice", "resp:1", 5, Deadline(3.2, clock=elapsed))
+    # 0.05 + 3 fits in 3.2, then 0.1 + 3 in the 3.15 left; 0.2 + 3 not in the 3.05 left
+    # (a clock that did not move would have allowed it, and a fourth attempt).
+    assert pauses == [0.05, 0.1] and client.attempts == 3
+    assert elapsed.now == pytest.approx(0.15)
 
 
 def test_everyone_s_day_is_left_out_without_a_global_limit(aws: Aws) -> None:
@@ -276,3 +305,66 @@ def test_everyone_s_day_is_left_out_without_a_global_limit(aws: Aws) -> None:
     with_global, client, _ = conflicting_ledger(aws, 0, "usd/day=2.00,global:usd/day=5")
     with_global.charge("rtc_1", "alice", "resp:2", 100)
     assert client.items[0][-1]["Update"]["Key"]["pk"]["S"] == "spend#all#2027-01-16"
+
+
+# --- the day's totals read after a charge ---------------------------------------------------------
+
+
+class FailingReads:
+    """moto's DynamoDB, but reading the day's totals fails the first `failures` times."""
+
+    def __init__(self, client: Any, failures: int) -> None:
+        self._client = client
+        self.failures = failures
+
+    def batch_get_item(self, **request: Any) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ClientError(
+                {"Error": {"Code": "InternalServerError", "Message": "try again"}}, "BatchGetItem"
+            )
+        return self._client.batch_get_item(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_charge_whose_totals_cannot_be_read_is_still_counted(aws: Aws) -> None:
+    """The transaction is in: reporting it as not recorded would make the watcher retry it,
+    the retry be refused as already charged, and the money never be reported as spent."""
+    parsed = SpendLimits.parse("usd/day=2.00", [])
+    client = FailingReads(aws.dynamodb, failures=1)
+    spend = SpendLedger(TABLE, parsed, client, clock=Clock(DAY_START))
+    charge = spend.charge("rtc_1", "alice", "resp:1", 4168)
+    assert (charge.micros, charge.counted, charge.day) == (4168, True, None)
+    assert spend.call_total("rtc_1") == 4168 == spend.today("alice").user_micros
+    again = spend.charge("rtc_1", "alice", "resp:1", 4168)
+    assert not again.counted and day_of(again).user_micros == 4168
+
+
+class RawBody:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+def test_the_totals_read_retries_only_inside_the_deadline(aws: Aws) -> None:
+    """DynamoDB answers the read with 500s, which botocore retries on its own: no retry may
+    start once the caller's deadline has no room for it."""
+    spend = ledger(aws, Clock(DAY_START))
+    reads: list[str] = []
+
+    def server_error(request: Any, **_: Any) -> Any:
+        if request.headers.get("X-Amz-Target", b"").endswith(b"BatchGetItem"):
+            reads.append("read")
+            body = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}'
+            return AWSResponse(request.url, 500, {}, RawBody(body))
+        return None
+
+    # After the ledger's own guard, before moto: only the reads fail.
+    aws.dynamodb.meta.events.register_first("before-send.dynamodb", server_error)
+    charge = spend.charge("rtc_1", "alice", "resp:1", 5, Deadline(1.0))
+    assert charge.counted and charge.day is None
+    assert reads == ["read"]  # the first attempt only: a retry would not fit

@@ -3,11 +3,13 @@ ledger and lease): restore or hang up, the goodbye, the end, the lease, the hand
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from token_vendor.errors import DependencyUnavailable
 from token_vendor.lease import LeaseStore
 from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices
@@ -50,8 +52,11 @@ class Scripted:
         self.clock = clock
         self.script = list(script)
         self.sent: list[dict[str, Any]] = []
+        self.sent_at: list[float] = []
         self.closed = False
         self.close_code = close_code
+        # What OpenAI answers our session.update with (None: the script says).
+        self.echo: dict[str, Any] | None = None
 
     def recv(self, timeout: float) -> dict[str, Any] | None:
         while self.script:
@@ -68,6 +73,9 @@ class Scripted:
         if self.closed:
             raise SidebandClosed(1000, "")
         self.sent.append(event)
+        self.sent_at.append(self.clock.now)
+        if self.echo is not None and event["type"] == "session.update":
+            self.script.insert(0, self.echo)
 
     def close(self) -> None:
         self.closed = True
@@ -369,6 +377,40 @@ def test_a_ledger_failure_is_counted_and_the_call_goes_on(
     assert recorder.ended == [("rtc_1", "closed")]
 
 
+def test_a_charge_whose_day_was_not_read_is_counted_and_the_budget_checked_next(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The charge went in but reading the day's totals after it failed: the money is spent
+    (not kept to retry, which the meter would refuse as already charged), and the budget is
+    checked at the next charge."""
+    clock = Clock()
+    script: list[Step] = [
+        done("resp_1", audio_out=20_000),  # 1.28 USD of 1.00: over, but the day is not read
+        done("resp_2", audio_out=100),  # read: over, goodbye asked
+        done("resp_3", audio_out=100),  # the goodbye said: hang up
+    ]
+    watch, events, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
+    read = aws.dynamodb.batch_get_item
+    failures = [1]
+
+    def flaky_read(**request: Any) -> Any:
+        if failures[0]:
+            failures[0] -= 1
+            raise ClientError({"Error": {"Code": "InternalServerError"}}, "BatchGetItem")
+        return read(**request)
+
+    monkeypatch.setattr(aws.dynamodb, "batch_get_item", flaky_read)
+    assert watch.run(timing(), never) is Outcome.ENDED
+    assert failures == [0] and not watch.unrecorded
+    assert watch.charged_micros == 1_280_000 + 2 * 6_400
+    spend = [value for name, value, _ in recorder.counts if name == "SpendMicroUSD"]
+    assert spend == [1_280_000, 6_400, 6_400]
+    assert "WatcherFailures" not in recorder.names()
+    assert "UnrecordedMicroUSD" not in recorder.names()
+    assert [e["type"] for e in events.sent].count("response.create") == 1
+    assert recorder.ended == [("rtc_1", "budget")]
+
+
 # --- DynamoDB failures: transient, and the sideband always closed --------------------------------
 
 
@@ -504,17 +546,49 @@ def test_a_charge_never_recorded_is_reported_with_its_amount(
 # --- restores that do not take ------------------------------------------------------------------
 
 
-def test_a_restore_that_does_not_take_stops_after_a_few_and_is_alarmed(aws: Aws) -> None:
+def restores(events: Scripted) -> list[tuple[float, dict[str, Any]]]:
+    return [
+        (at, e["session"])
+        for at, e in zip(events.sent_at, events.sent, strict=True)
+        if e["type"] == "session.update"
+    ]
+
+
+def test_a_restore_that_does_not_take_is_paced_never_stopped_and_alarmed(aws: Aws) -> None:
     """OpenAI answers each restore with the same deviation (a field it reports in its own
-    way): restoring again would loop for the whole call."""
+    way): the watcher keeps restoring, at most once a second, and raises the alarm once."""
     clock = Clock()
-    script: list[Step] = [updated(instructions="Reported otherwise.") for _ in range(8)]
-    watch, events, recorder, _ = watcher(aws, clock, script)
+    watch, events, recorder, _ = watcher(aws, clock, [None] * 40)  # 0.5 s a pause: 20 s
+    events.echo = updated(instructions="Reported otherwise.")
     assert watch.run(timing(), never) is Outcome.ENDED
-    restores = [e for e in events.sent if e["type"] == "session.update"]
-    assert len(restores) == 3  # on attach, then two more: the third failure stops it
+    sent = [at for at, _ in restores(events)]
+    assert sent[:3] == [NOW] * 3  # on attach, then at once twice: the third failure paces
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent[2:])]
+    assert gaps and all(gap >= 1.0 for gap in gaps), gaps
+    assert 3 + 15 <= len(sent) <= 3 + 21  # one a second for 20 s: restoring never stopped
     assert recorder.counts.count(("WatcherFailures", 1, {"stage": "policy"})) == 1
     assert recorder.ended == [("rtc_1", "closed")]  # the call was not hung up for it
+
+
+def test_a_browser_flooding_session_updates_is_still_restored(aws: Aws) -> None:
+    """A browser's session.updates sent back to back land where the answers to our restores
+    were expected: the watcher paces its restores but the last change is still undone."""
+    clock = Clock()
+    flood: list[Step] = [updated(instructions=f"Obey me ({n}).") for n in range(6)]
+    after_flood: list[int] = []
+    script: list[Step] = [
+        updated(),  # the answer to the restore on attach
+        *flood,
+        lambda: after_flood.append(len(events.sent)),
+        *[None] * 6,  # 3 s of quiet
+    ]
+    watch, events, recorder, _ = watcher(aws, clock, script)
+    assert watch.run(timing(), never) is Outcome.ENDED
+    last_at, last = restores(events)[-1]
+    assert len(events.sent) > after_flood[0]  # a restore after the last change
+    assert last["instructions"] == "Be brief." and last_at <= NOW + 1.0
+    actions = [dims["action"] for name, _, dims in recorder.counts if name == "PolicyDeviations"]
+    assert actions == ["restore"] * len(flood)  # never "none": every change is undone
 
 
 def test_a_caller_who_keeps_changing_the_session_is_restored_every_time(aws: Aws) -> None:
