@@ -5,7 +5,7 @@
 
 Lambda bills the wall time a watcher waits, times its memory: CPU only decides whether a
 smaller memory size (less CPU share) still keeps up. DynamoDB is billed per request: one
-charge per response (a transaction of three updates) plus its read, and a lease renewal every
+charge per response (a transaction of three small updates) plus its read, and a lease renewal every
 WATCHER_LEASE_SECONDS / 3. The OpenAI side is the shared document's price table.
 """
 
@@ -112,7 +112,9 @@ def per_call_hour(measured: dict[str, Any], memory_mb: int) -> dict[str, float]:
     responses_per_hour = measured["responses"] / measured["seconds"] * 3600
     lambda_cost = memory_mb / 1024 * 3600 * PRICES["lambda_arm_gb_second"]
     invocations = 3600 / WATCH_SECONDS_PER_INVOCATION
-    # Per response: a transaction of 3 updates (2 write units each), a consistent read of 2.
+    # Per response: a transaction of 3 small updates (the event's item, the call's meter, the
+    # user's day: 2 write units each; the template's default has no global limit, which would
+    # add everyone's day), then a consistent read of 2.
     writes = responses_per_hour * 6 + 3600 / (LEASE_SECONDS / 3) + invocations * 3
     reads = responses_per_hour * 2 + invocations * 2
     dynamodb = writes * PRICES["dynamodb_write_unit"] + reads * PRICES["dynamodb_read_unit"]
@@ -151,8 +153,9 @@ def render(watcher: dict[str, Any] | None) -> list[str]:
         f" (`python -m bench.watcher_cost`): the watcher used {watcher['cpu_seconds']:.2f} s of"
         f" CPU ({watcher['cpu_share'] * 100:.2f} % of one core); its process peaked at"
         f" {watcher['peak_rss_mb']:.0f} MB (an upper bound: it also serves the local Invoke API).",
-        "Lambda bills the wall time it waits times its memory; DynamoDB one transaction and one",
-        "read per response, a lease renewal every 20 s (docs/watcher.md).",
+        "Lambda bills the wall time it waits times its memory; DynamoDB one transaction of three",
+        "small items and one read per response (no global limit, the template's default), a",
+        "lease renewal every 20 s (docs/watcher.md).",
         "",
         "| memory | USD per call-hour | Lambda | DynamoDB |",
         "|---|---|---|---|",

@@ -1,9 +1,13 @@
 """The spend ledger in DynamoDB: what each user (and everyone) spent today, in micro-dollars.
 
 One charge is one transaction, so it counts once or not at all:
-- the call's meter item `meter#<call_id>` remembers the keys of the events already charged
-  (`resp:<response id>`, `tr:<item id>:<content index>`) and refuses a second charge of
-  the same event: watchers that overlap at a hand-over, or a retried write, count it once;
+- the event's own item `charge#<call_id>#<event key>` (`resp:<response id>`,
+  `tr:<item id>:<content index>`) is put only if it does not exist, so a second charge of
+  the same event is refused: watchers that overlap at a hand-over, or a retried write, count
+  it once. One small item per event, not a set of keys on one item: a transactional write
+  costs 2 write units per started KB of its item, and a set growing through an hour-long
+  call would make each charge cost ten times more by the end;
+- the call's meter `meter#<call_id>` grows by the amount (the call's total);
 - the user's day `spend#user#<user>#<YYYY-MM-DD>` grows by the amount, and so does
   everyone's day `spend#all#<YYYY-MM-DD>` when a global limit is set (UTC days; TTL
   removes them two days later).
@@ -21,6 +25,7 @@ moderate traffic, and a charge that still cannot be made is raised, never droppe
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import time
@@ -42,6 +47,7 @@ MICROS_PER_USD = 1_000_000
 # doubling step before each retry (50, 100, 200, 400 ms), within the caller's deadline.
 CHARGE_ATTEMPTS = 5
 CONFLICT_PAUSE_SECONDS = 0.05
+MAX_CHARGE_KEY_BYTES = 512
 ATTEMPT_SECONDS = 3.0  # one DynamoDB attempt at worst: deps.DYNAMODB_CONFIG's timeouts
 _LIMIT = re.compile(r"^\s*(?:(global)\s*:\s*)?usd\s*/\s*day\s*=\s*(\d+(?:\.\d{1,6})?)\s*$")
 
@@ -217,23 +223,28 @@ class SpendLedger:
     ) -> list[dict[str, Any]]:
         amount = {":n": {"N": str(micros)}, ":ttl": {"N": str(ttl)}}
         names = {"#ttl": "ttl"}
+        kept = str(ttl + DAY_SECONDS)  # the call's items outlive the day the call started in
         items: list[dict[str, Any]] = [
+            {
+                # An UpdateItem that creates (a Put would need one more IAM action).
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"pk": {"S": _charge_key(call_id, event_key)}},
+                    "UpdateExpression": "SET micros = :n, #ttl = :ttl",
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": amount | {":ttl": {"N": kept}},
+                }
+            },
             {
                 "Update": {
                     "TableName": self._table,
                     "Key": {"pk": {"S": f"meter#{call_id}"}},
-                    "UpdateExpression": "ADD charged :key, micros :n SET #ttl = :ttl",
-                    "ConditionExpression": "NOT contains(charged, :one)",
+                    "UpdateExpression": "ADD micros :n SET #ttl = :ttl",
                     "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": amount
-                    | {
-                        ":key": {"SS": [event_key]},
-                        ":one": {"S": event_key},
-                        # The meter outlives the day the call started in.
-                        ":ttl": {"N": str(ttl + DAY_SECONDS)},
-                    },
+                    "ExpressionAttributeValues": amount | {":ttl": {"N": kept}},
                 }
-            }
+            },
         ]
         days = [user_key] + ([all_key] if self.limits.global_micros is not None else [])
         for key in days:
@@ -301,6 +312,15 @@ def _conflicted(exc: ClientError) -> bool:
     return code == "TransactionCanceledException" and any(
         (reason or {}).get("Code") == "TransactionConflict" for reason in reasons
     )
+
+
+def _charge_key(call_id: str, event_key: str) -> str:
+    """The event's item. Its ids come from OpenAI's events; one longer than any OpenAI id is
+    hashed, so the key stays far below DynamoDB's 2 KB partition key."""
+    key = f"charge#{call_id}#{event_key}"
+    if len(key.encode()) <= MAX_CHARGE_KEY_BYTES:
+        return key
+    return f"charge#{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def _number(attribute: dict[str, str] | None) -> int:

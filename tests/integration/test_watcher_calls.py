@@ -25,6 +25,7 @@ from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices, response_cost
 
 from devstack import aws
 from devstack.stack import TABLE, Stack, start_stack
+from tests.integration.test_watcher import call_charged, charged_events
 from tests.tools.test_openai_emulator import Caller, user_says
 
 pytestmark = pytest.mark.stack
@@ -268,12 +269,7 @@ def priced(usages: list[dict[str, Any]]) -> int:
 
 def meter(stack: Stack, call_id: str) -> tuple[int, set[str]]:
     """The call's meter: micro-dollars charged, and the events they were charged for."""
-    item = (
-        aws.client("dynamodb", stack.urls["aws"])
-        .get_item(TableName=TABLE, Key={"pk": {"S": f"meter#{call_id}"}}, ConsistentRead=True)
-        .get("Item", {})
-    )
-    return int(item.get("micros", {}).get("N", "0")), set(item.get("charged", {}).get("SS", []))
+    return call_charged(stack, call_id), charged_events(stack, call_id)
 
 
 def spent_micros(client: httpx.Client) -> int:

@@ -3,6 +3,7 @@ the per-user and global budgets, the SPEND_LIMITS setting."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -300,11 +301,31 @@ def test_everyone_s_day_is_left_out_without_a_global_limit(aws: Aws) -> None:
     spend, client, _ = conflicting_ledger(aws, conflicts=0, limits="usd/day=2.00")
     spend.charge("rtc_1", "alice", "resp:1", 100)
     keys = [item["Update"]["Key"]["pk"]["S"] for item in client.items[0]]
-    assert keys == ["meter#rtc_1", "spend#user#alice#2027-01-16"]
+    assert keys == ["charge#rtc_1#resp:1", "meter#rtc_1", "spend#user#alice#2027-01-16"]
     assert {item["pk"]["S"] for item in aws.quota_items()} == set(keys)
     with_global, client, _ = conflicting_ledger(aws, 0, "usd/day=2.00,global:usd/day=5")
     with_global.charge("rtc_1", "alice", "resp:2", 100)
     assert client.items[0][-1]["Update"]["Key"]["pk"]["S"] == "spend#all#2027-01-16"
+
+
+def test_every_item_a_charge_writes_stays_small_however_long_the_call(aws: Aws) -> None:
+    """A transactional write costs 2 write units per started KB of its item: the event keys
+    that refuse a second charge live in items of their own, not in a set on the call's meter
+    that would grow all hour (a response every 5 s is 720 keys)."""
+    spend = SpendLedger(TABLE, SpendLimits.parse("usd/day=100", []), aws.dynamodb)
+    for n in range(720):
+        spend.charge("rtc_1", "alice", f"resp:resp_{n:021d}", 10)
+    assert spend.charge("rtc_1", "alice", "resp:resp_" + "0" * 21, 10).counted is False
+    sizes = [len(json.dumps(item)) for item in aws.quota_items()]
+    assert len(sizes) == 720 + 2 and max(sizes) < 200
+    assert spend.call_total("rtc_1") == 7200 == spend.today("alice").user_micros
+
+
+def test_an_event_key_longer_than_any_openai_id_is_hashed(aws: Aws) -> None:
+    spend = SpendLedger(TABLE, SpendLimits.parse("usd/day=100", []), aws.dynamodb)
+    assert spend.charge("rtc_1", "alice", "tr:" + "x" * 3000 + ":0", 10).counted
+    assert spend.charge("rtc_1", "alice", "tr:" + "x" * 3000 + ":0", 10).counted is False
+    assert max(len(item["pk"]["S"]) for item in aws.quota_items()) <= 512
 
 
 # --- the day's totals read after a charge ---------------------------------------------------------
