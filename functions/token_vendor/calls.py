@@ -25,6 +25,7 @@ from .openai_client import PlacedCall
 from .policy import CallPlan, Profiles, resolve_call
 from .schedule import call_deadline, fire_time
 from .service import MIN_SECONDS_FOR_QUOTA, Quota
+from .spend import ATTEMPT_SECONDS as SPEND_ATTEMPT_SECONDS
 from .spend import DaySpend, SpendLimits
 from .starter import watch_event
 
@@ -403,9 +404,11 @@ def _check_spend(spend: Future[DaySpend] | None, deadline: Deadline) -> None:
 
 
 def _spent(spend: Future[DaySpend], deadline: Deadline) -> DaySpend:
-    """The spend read on the executor, within the request's time."""
+    """The spend read on the executor, waited for one DynamoDB attempt at most (it began
+    beside the admission, so it has had that long too): never the whole request's time,
+    which must still hold the release and the give-back of a refused call."""
     try:
-        return spend.result(timeout=max(deadline.remaining(), 0.01))
+        return spend.result(timeout=deadline.cap(SPEND_ATTEMPT_SECONDS))
     except FutureTimeout:
         raise DependencyUnavailable("spend_ledger", "no answer in time", 2) from None
 
