@@ -274,3 +274,17 @@ def test_a_stored_cause_this_code_does_not_know_is_reported_as_closed_never_a_50
     assert [(a.status, a.json["end_reason"]) for a in answers] == [(200, "closed")] * 2
     assert record(aws, "user-1", call_id).done
     assert answers[0].json["minutes_left_today"] >= 59
+
+
+def test_the_hangup_log_says_why_the_call_ended_not_who_asked(
+    place: Any, handler: Any, issuer: Issuer, internet: FakeInternet, logs: Any
+) -> None:
+    """The owner asked, but the line had closed first: the log must not say the user ended
+    it."""
+    call_id = call_id_of(place())
+    internet.calls[call_id]["live"] = False
+
+    hang_up(handler, issuer, call_id)
+
+    (logged,) = [r for r in logs.records() if r.get("message") == "call hung up"]
+    assert logged["end_reason"] == "closed" and "ended_by" not in logged
