@@ -285,7 +285,11 @@ class CallService:
         if call is None:
             raise CallNotFound(call_id)
         if call.done:
-            reason = known_reason(call.reason) or self._unrecorded_end(user, call, deadline)
+            reason = (
+                known_reason(call.reason)
+                if call.reason
+                else self._unrecorded_end(user, call, deadline)
+            )
             return Ended(call, call.ends_at, view.minutes_left, False, reason)
         # The owner's cause is claimed before the upstream hangup: that hangup closes the
         # call's sideband, and its watcher then ends the call as `closed`, usually before this
@@ -300,7 +304,7 @@ class CallService:
         self._scheduler.delete(call.id, deadline)
         if call.reason is not None:
             # Whoever is ending it said why first; this settle's cause is then ignored.
-            reason = known_reason(call.reason) or "closed"
+            reason = known_reason(call.reason)
         elif ended_here:
             reason = "hangup"
         else:  # gone upstream before this hangup: not the owner's doing
@@ -316,7 +320,8 @@ class CallService:
         # the ones after their settle, not the ones read before it.
         after = self._ledger.view(user, deadline)
         settled = after.find(call.id)
-        reason = known_reason(settled.reason if settled else None) or reason
+        if settled is not None and settled.reason:
+            reason = known_reason(settled.reason)
         return Ended(call, ended_at, after.minutes_left, left is not None, reason)
 
     def _claim_quietly(self, user: str, call: CallRecord, reason: str, deadline: Deadline) -> bool:

@@ -244,25 +244,14 @@ class CallLedger:
         recorded first or the call has ended."""
         _check_reason(reason)
         s = _slot_names(call.slot)
-        with self._guard.within(deadline):
-            try:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=_key(user),
-                    UpdateExpression="SET #why = :why",
-                    ConditionExpression=(
-                        "#ref = :ref AND attribute_not_exists(#done) AND attribute_not_exists(#why)"
-                    ),
-                    ExpressionAttributeNames={k: s[k] for k in ("#ref", "#done", "#why")},
-                    ExpressionAttributeValues={":why": {"S": reason}, ":ref": {"S": call.ref}},
-                )
-            except ClientError as exc:
-                if _code(exc) == "ConditionalCheckFailedException":
-                    return False
-                raise unavailable(exc) from None
-            except BotoCoreError as exc:
-                raise unavailable(exc) from None
-        return True
+        return self._write_cause(
+            user,
+            "SET #why = :why",
+            "#ref = :ref AND attribute_not_exists(#done) AND attribute_not_exists(#why)",
+            {k: s[k] for k in ("#ref", "#done", "#why")},
+            {":why": {"S": reason}, ":ref": {"S": call.ref}},
+            deadline,
+        )
 
     def replace_end(
         self, user: str, call: CallRecord, claimed: str, reason: str | None, deadline: Deadline
@@ -279,13 +268,27 @@ class CallLedger:
             _check_reason(reason)
             update = "SET #why = :why"
             values[":why"] = {"S": reason}
+        return self._write_cause(
+            user, update, "#ref = :ref AND #why = :claimed", names, values, deadline
+        )
+
+    def _write_cause(
+        self,
+        user: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        deadline: Deadline,
+    ) -> bool:
+        """One conditional write of a call's cause; False when its condition does not hold."""
         with self._guard.within(deadline):
             try:
                 self._client.update_item(
                     TableName=self._table,
                     Key=_key(user),
                     UpdateExpression=update,
-                    ConditionExpression="#ref = :ref AND #why = :claimed",
+                    ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
                 )
@@ -376,14 +379,12 @@ class CallLedger:
         return CallsView(tuple(calls), left)
 
 
-def known_reason(reason: str | None) -> str | None:
+def known_reason(reason: str) -> str:
     """A cause read back from the ledger, as the API reports it: one of END_REASONS, or
     `closed` for one this code does not know (written by another version of it, e.g. before
     a rollback). `closed` claims nothing about who ended the call; an unknown word would
     break clients that switch on openapi.json's enum (the page words its sentence from it)."""
-    if reason is None or reason in END_REASONS:
-        return reason
-    return "closed"
+    return reason if reason in END_REASONS else "closed"
 
 
 def _check_reason(reason: str) -> None:
