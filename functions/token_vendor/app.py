@@ -294,7 +294,9 @@ class TokenApi:
             metrics.add_metric(name="CallsEnded", unit=MetricUnit.Count, value=1)
         logger.info("call hung up", extra={
             "outcome": "call_ended" if ended.settled else "call_already_ended",
-            "call_id": ended.call.id, "ended_by": "user", "end_reason": ended.reason,
+            # Why it ended (the owner's `hangup`, or the line, the deadline, ... first): the
+            # route is the owner's, but a repeated or late hangup did not end the call.
+            "call_id": ended.call.id, "end_reason": ended.reason,
         })  # fmt: skip
         return Response.json(200, ended.body(), headers={"Cache-Control": "no-store"})
 

@@ -20,11 +20,12 @@ from typing import Any, Protocol
 from .auth import Caller
 from .deadline import Deadline
 from .errors import CallNotFound, DependencyError, DependencyUnavailable, InvalidRequest
-from .ledger import CallRecord, CallsView, Reservation
+from .ledger import CallRecord, CallsView, Reservation, known_reason
 from .openai_client import PlacedCall
 from .policy import CallPlan, Profiles, resolve_call
 from .schedule import call_deadline, fire_time
 from .service import MIN_SECONDS_FOR_QUOTA, Quota
+from .spend import ATTEMPT_SECONDS as SPEND_ATTEMPT_SECONDS
 from .spend import DaySpend, SpendLimits
 from .starter import watch_event
 
@@ -41,8 +42,11 @@ class Ledger(Protocol):
     def record(self, reservation: Reservation, call_id: str, deadline: Deadline) -> None: ...
     def release(self, reservation: Reservation, deadline: Deadline) -> bool: ...
     def claim_end(self, user: str, call: CallRecord, reason: str, deadline: Deadline) -> bool: ...
+    def replace_end(
+        self, user: str, call: CallRecord, claimed: str, reason: str | None, deadline: Deadline
+    ) -> bool: ...
     def settle(
-        self, user: str, call: CallRecord, deadline: Deadline, reason: str | None = None
+        self, user: str, call: CallRecord, deadline: Deadline, reason: str
     ) -> int | None: ...
     def view(self, user: str, deadline: Deadline) -> CallsView: ...
 
@@ -277,30 +281,65 @@ class CallService:
         _enough_time(deadline)
         user = caller.user_hash
         view = self._ledger.view(user, deadline)
-        call = _find(view, call_id)
+        call = view.find(call_id)
         if call is None:
             raise CallNotFound(call_id)
         if call.done:
-            reason = call.reason or self._unrecorded_end(user, call, deadline)
+            reason = (
+                known_reason(call.reason)
+                if call.reason
+                else self._unrecorded_end(user, call, deadline)
+            )
             return Ended(call, call.ends_at, view.minutes_left, False, reason)
-        # A failure upstream raises and leaves the schedule in place.
-        ended_here = self._realtime.hang_up(call.id, deadline)
+        # The owner's cause is claimed before the upstream hangup: that hangup closes the
+        # call's sideband, and its watcher then ends the call as `closed`, usually before this
+        # request's settle. The first cause recorded stands, so it must be the owner's.
+        claimed = call.reason is None and self._claim_quietly(user, call, "hangup", deadline)
+        try:
+            ended_here = self._realtime.hang_up(call.id, deadline)
+        except Exception:  # the call lives on: whoever ends it later says why
+            if claimed:
+                self._replace_quietly(user, call, None, deadline)
+            raise  # and the schedule stays in place
         self._scheduler.delete(call.id, deadline)
         if call.reason is not None:
-            reason = call.reason  # whoever is ending it said why first
-        else:
-            reason = "hangup" if ended_here else self._unrecorded_end(user, call, deadline)
+            # Whoever is ending it said why first; this settle's cause is then ignored.
+            reason = known_reason(call.reason)
+        elif ended_here:
+            reason = "hangup"
+        else:  # gone upstream before this hangup: not the owner's doing
+            reason = self._unrecorded_end(user, call, deadline)
+            if claimed:
+                self._replace_quietly(user, call, reason, deadline)
         left = self._ledger.settle(user, call, deadline, reason)
-        if left is None:
-            # Settled meanwhile by whoever ended it (the watcher): their cause stands, and the
-            # minutes left are the ones after their settle, not the ones read before it.
-            after = self._ledger.view(user, deadline)
-            settled = _find(after, call.id)
-            reason = (settled.reason if settled else None) or reason
-            left = after.minutes_left
-            return Ended(call, min(int(self._ledger.now()), call.ends_at), left, False, reason)
         ended_at = min(int(self._ledger.now()), call.ends_at)
-        return Ended(call, ended_at, left, True, reason)
+        if left is not None and (claimed or call.reason is not None):
+            return Ended(call, ended_at, left, True, reason)
+        # Settled meanwhile by whoever ended it (the watcher), or a cause recorded between
+        # this request's read and its claim: their cause stands, and the minutes left are
+        # the ones after their settle, not the ones read before it.
+        after = self._ledger.view(user, deadline)
+        settled = after.find(call.id)
+        if settled is not None and settled.reason:
+            reason = known_reason(settled.reason)
+        return Ended(call, ended_at, after.minutes_left, left is not None, reason)
+
+    def _claim_quietly(self, user: str, call: CallRecord, reason: str, deadline: Deadline) -> bool:
+        """The owner's hangup is not held up by a ledger that cannot record its cause."""
+        try:
+            return self._ledger.claim_end(user, call, reason, deadline)
+        except DependencyError as exc:
+            self._log.warning("end cause not recorded", extra={"reason": str(exc)})
+            return False
+
+    def _replace_quietly(
+        self, user: str, call: CallRecord, reason: str | None, deadline: Deadline
+    ) -> None:
+        """This request's `hangup` claim, replaced by `reason` (None: withdrawn)."""
+        try:
+            self._ledger.replace_end(user, call, "hangup", reason, deadline)
+        except DependencyError as exc:
+            self._log.warning("end cause not corrected", extra={"reason": str(exc)})
 
     def _unrecorded_end(self, user: str, call: CallRecord, deadline: Deadline) -> str:
         """Why a call ended that nobody said why for: it was gone upstream before this
@@ -324,7 +363,7 @@ class CallService:
         read = False
         call = None
         try:
-            call = _find(self._ledger.view(user, deadline), call_id)
+            call = self._ledger.view(user, deadline).find(call_id)
             read = True
             if call is not None and not call.done:
                 self._ledger.claim_end(user, call, "deadline", deadline)
@@ -332,7 +371,7 @@ class CallService:
             self._log.warning("deadline not recorded before the hangup", extra={"reason": str(exc)})
         self._realtime.hang_up(call_id, deadline)
         if not read:
-            call = _find(self._ledger.view(user, deadline), call_id)
+            call = self._ledger.view(user, deadline).find(call_id)
         if call is None or call.done:
             return "already-ended"
         left = self._ledger.settle(user, call, deadline, "deadline")
@@ -359,10 +398,6 @@ class CallService:
         return listing
 
 
-def _find(view: CallsView, call_id: str) -> CallRecord | None:
-    return next((c for c in view.calls if c.id == call_id), None)
-
-
 def _check_spend(spend: Future[DaySpend] | None, deadline: Deadline) -> None:
     """A user (or the service) whose spend budget is used up places no call until the next
     UTC day. An unknown spend refuses too (503): a call costs money."""
@@ -374,9 +409,11 @@ def _check_spend(spend: Future[DaySpend] | None, deadline: Deadline) -> None:
 
 
 def _spent(spend: Future[DaySpend], deadline: Deadline) -> DaySpend:
-    """The spend read on the executor, within the request's time."""
+    """The spend read on the executor, waited for one DynamoDB attempt at most (it began
+    beside the admission, so it has had that long too): never the whole request's time,
+    which must still hold the release and the give-back of a refused call."""
     try:
-        return spend.result(timeout=max(deadline.remaining(), 0.01))
+        return spend.result(timeout=deadline.cap(SPEND_ATTEMPT_SECONDS))
     except FutureTimeout:
         raise DependencyUnavailable("spend_ledger", "no answer in time", 2) from None
 

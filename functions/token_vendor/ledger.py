@@ -77,6 +77,10 @@ class CallsView:
     calls: tuple[CallRecord, ...]
     minutes_left: int
 
+    def find(self, call_id: str, *, live_only: bool = False) -> CallRecord | None:
+        """The call with this id (only while not ended, with `live_only`), or None."""
+        return next((c for c in self.calls if c.id == call_id and not (live_only and c.done)), None)
+
 
 class CallLedger:
     def __init__(
@@ -240,17 +244,53 @@ class CallLedger:
         recorded first or the call has ended."""
         _check_reason(reason)
         s = _slot_names(call.slot)
+        return self._write_cause(
+            user,
+            "SET #why = :why",
+            "#ref = :ref AND attribute_not_exists(#done) AND attribute_not_exists(#why)",
+            {k: s[k] for k in ("#ref", "#done", "#why")},
+            {":why": {"S": reason}, ":ref": {"S": call.ref}},
+            deadline,
+        )
+
+    def replace_end(
+        self, user: str, call: CallRecord, claimed: str, reason: str | None, deadline: Deadline
+    ) -> bool:
+        """Replace the cause this process claimed (`claimed`) with `reason`, or withdraw it
+        (None), ended or not: only while the ledger still holds `claimed`, so another
+        writer's cause is never overwritten. False when it holds something else."""
+        s = _slot_names(call.slot)
+        names = {k: s[k] for k in ("#ref", "#why")}
+        values = {":ref": {"S": call.ref}, ":claimed": {"S": claimed}}
+        if reason is None:
+            update = "REMOVE #why"
+        else:
+            _check_reason(reason)
+            update = "SET #why = :why"
+            values[":why"] = {"S": reason}
+        return self._write_cause(
+            user, update, "#ref = :ref AND #why = :claimed", names, values, deadline
+        )
+
+    def _write_cause(
+        self,
+        user: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        deadline: Deadline,
+    ) -> bool:
+        """One conditional write of a call's cause; False when its condition does not hold."""
         with self._guard.within(deadline):
             try:
                 self._client.update_item(
                     TableName=self._table,
                     Key=_key(user),
-                    UpdateExpression="SET #why = :why",
-                    ConditionExpression=(
-                        "#ref = :ref AND attribute_not_exists(#done) AND attribute_not_exists(#why)"
-                    ),
-                    ExpressionAttributeNames={k: s[k] for k in ("#ref", "#done", "#why")},
-                    ExpressionAttributeValues={":why": {"S": reason}, ":ref": {"S": call.ref}},
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
                 )
             except ClientError as exc:
                 if _code(exc) == "ConditionalCheckFailedException":
@@ -260,30 +300,26 @@ class CallLedger:
                 raise unavailable(exc) from None
         return True
 
-    def settle(
-        self, user: str, call: CallRecord, deadline: Deadline, reason: str | None = None
-    ) -> int | None:
+    def settle(self, user: str, call: CallRecord, deadline: Deadline, reason: str) -> int | None:
         """End a call in the ledger: its slot frees now, the unused seconds come back, and
-        `reason` (one of END_REASONS) is recorded unless a cause was recorded first. The
-        minutes left on the call's day after it; None when it was settled already (a
-        duplicate hangup): nothing changes then."""
+        `reason` (one of END_REASONS, as this code words it: never a cause read back from
+        the ledger) is recorded unless a cause was recorded first. The minutes left on the
+        call's day after it; None when it was settled already (a duplicate hangup): nothing
+        changes then."""
+        _check_reason(reason)
         now = math.ceil(self._clock())
         unused = max(call.ends_at - now, 0)
         s = _slot_names(call.slot)
-        update = "SET #end = :ended, #done = :true ADD #used :back"
-        names = {k: s[k] for k in ("#ref", "#end", "#done")} | {"#used": f"m_{call.day}"}
+        update = (
+            "SET #end = :ended, #done = :true, #why = if_not_exists(#why, :why) ADD #used :back"
+        )
+        names = {k: s[k] for k in ("#ref", "#end", "#done", "#why")} | {"#used": f"m_{call.day}"}
         values = {
             ":back": _n(-unused),
             ":ended": _n(min(int(self._clock()), call.ends_at)),
             ":true": _n(1),
+            ":why": {"S": reason},
         }
-        if reason is not None:
-            _check_reason(reason)
-            update = "SET #end = :ended, #done = :true, #why = if_not_exists(#why, :why)" + (
-                " ADD #used :back"
-            )
-            names["#why"] = s["#why"]
-            values[":why"] = {"S": reason}
         with self._guard.within(deadline):
             return self._conditional_settle(user, call.ref, update, names, values)
 
@@ -343,7 +379,16 @@ class CallLedger:
         return CallsView(tuple(calls), left)
 
 
+def known_reason(reason: str) -> str:
+    """A cause read back from the ledger, as the API reports it: one of END_REASONS, or
+    `closed` for one this code does not know (written by another version of it, e.g. before
+    a rollback). `closed` claims nothing about who ended the call; an unknown word would
+    break clients that switch on openapi.json's enum (the page words its sentence from it)."""
+    return reason if reason in END_REASONS else "closed"
+
+
 def _check_reason(reason: str) -> None:
+    """Only causes this code words are checked: a bug if unknown (never one read back)."""
     if reason not in END_REASONS:
         raise ValueError(f"unknown end reason {reason!r}; one of {sorted(END_REASONS)}")
 

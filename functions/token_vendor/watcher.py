@@ -111,8 +111,7 @@ class CallEnder:
 
     def _live(self, user: str, call_id: str, deadline: Deadline) -> CallRecord | None:
         """The call's ledger record while it is live; None when it ended or is unknown."""
-        view = self._ledger.view(user, deadline)
-        return next((c for c in view.calls if c.id == call_id and not c.done), None)
+        return self._ledger.view(user, deadline).find(call_id, live_only=True)
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +17,9 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from token_vendor.spend import SpendLedger, SpendLimits
 
-from tests.conftest import TABLE, Aws
-from tests.fakes import ISSUER, FakeInternet, Issuer
+from devstack.lambda_events import LambdaContext, http_event
+from tests.conftest import ORIGIN, TABLE, Aws, invoke
+from tests.fakes import ISSUER, OFFER_SDP, FakeInternet, Issuer
 from tests.integration.conftest import expect_watcher_start
 from tests.integration.test_calls import call_id_of, listing, mint_units
 
@@ -132,6 +134,45 @@ def test_an_unreadable_spend_refuses_the_call_with_503_and_keeps_nothing(
     assert answer.status == 503 and refused == ["BatchGetItem"]
     assert len(internet.live_calls()) == 1  # the warm-up's: OpenAI was not called
     # The admission ran beside the read: its mint unit and its reservation came back.
+    assert mint_units(aws) == units
+    assert listing(spend_handler, issuer, "user-3").json["minutes_left_today"] == 60
+
+
+def test_a_slow_spend_read_leaves_time_to_give_back_what_the_admission_took(
+    place: Any, spend_handler: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
+) -> None:
+    """The spend read hangs; every DynamoDB write is slow (a struggling table). The call is
+    refused (503) soon enough that the reservation and the mint unit still come back inside
+    the Lambda's time, rather than the wait for the read using all of it."""
+    assert place(with_handler=spend_handler, user="warmup").status == 201  # container built
+    units = mint_units(aws)
+    unblock = threading.Event()
+
+    def struggle(request: Any, **_: Any) -> None:
+        target = request.headers.get("X-Amz-Target", b"")
+        if target.endswith(b"BatchGetItem"):
+            unblock.wait(15)  # the spend read: no answer while the request lasts
+        elif target.endswith(b"UpdateItem"):
+            time.sleep(0.3)
+
+    aws.dynamodb.meta.events.register_first("before-send.dynamodb", struggle)
+    lambda_seconds = 8.0  # the least a call is placed with: 6 s
+    headers = {
+        "authorization": f"Bearer {issuer.token('user-3')}",
+        "origin": ORIGIN,
+        "content-type": "application/sdp",
+    }
+    event = http_event("POST", "/v1/realtime/calls", headers=headers, body=OFFER_SDP)
+    try:
+        started = time.monotonic()
+        answer = invoke(spend_handler, event, LambdaContext(int(lambda_seconds * 1000)))
+        took = time.monotonic() - started
+    finally:
+        unblock.set()
+        aws.dynamodb.meta.events.unregister("before-send.dynamodb", struggle)
+    assert answer.status == 503, answer.json
+    assert took < lambda_seconds - 0.5, took  # Lambda would have cut it off (and its writes)
+    assert len(internet.live_calls()) == 1  # the warm-up's: OpenAI was not called
     assert mint_units(aws) == units
     assert listing(spend_handler, issuer, "user-3").json["minutes_left_today"] == 60
 

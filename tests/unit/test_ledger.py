@@ -72,8 +72,8 @@ def test_settling_returns_the_unused_part_exactly_once(aws: Aws) -> None:
     clock.now = START + 120.4
     (call,) = calls.view("u", deadline()).calls
 
-    assert calls.settle("u", call, deadline()) == (1800 - 121) // 60
-    assert calls.settle("u", call, deadline()) is None  # a duplicate changes nothing
+    assert calls.settle("u", call, deadline(), "hangup") == (1800 - 121) // 60
+    assert calls.settle("u", call, deadline(), "hangup") is None  # a duplicate changes nothing
     view = calls.view("u", deadline())
     assert view.minutes_left == (1800 - 121) // 60 and view.calls[0].done
 
@@ -159,3 +159,20 @@ def test_schedule_names_are_valid_for_any_call_id() -> None:
     assert schedule_name("rtc_abc") == "call-rtc_abc"
     odd = schedule_name("rtc/" + "x" * 200)
     assert odd.startswith("call-") and len(odd) <= 64
+
+
+def test_a_claimed_cause_is_replaced_or_withdrawn_only_while_it_is_the_one_held(aws: Aws) -> None:
+    calls = ledger(aws, Clock(START))
+    calls.record(calls.admit("u", int(START) + 600, deadline()), "rtc_1", deadline())
+    call = calls.view("u", deadline()).find("rtc_1")
+    assert call is not None and calls.claim_end("u", call, "hangup", deadline())
+
+    assert calls.replace_end("u", call, "policy", "closed", deadline()) is False  # not held
+    assert calls.replace_end("u", call, "hangup", "closed", deadline()) is True
+    assert calls.replace_end("u", call, "hangup", None, deadline()) is False  # closed stands
+    assert calls.view("u", deadline()).calls[0].reason == "closed"
+    assert calls.replace_end("u", call, "closed", None, deadline()) is True
+    assert calls.view("u", deadline()).find("rtc_1", live_only=True) == call  # withdrawn
+    calls.settle("u", call, deadline(), "hangup")
+    assert calls.view("u", deadline()).find("rtc_1", live_only=True) is None
+    assert calls.view("u", deadline()).find("rtc_2") is None

@@ -52,16 +52,23 @@ def test_requests_of_other_threads_do_not_count_as_retries(client: Any) -> None:
     guard = RetryGuard(client, "dynamodb", attempt_seconds=3.0)
     other = RetryGuard(client, "dynamodb", attempt_seconds=3.0)  # another adapter's guard
     with guard.within(Deadline(1.0)):
+        failures: list[BaseException | None] = []
 
         def elsewhere() -> None:
-            with other.within(Deadline(10.0)):
-                get(client)
-                get(client)
+            try:
+                with other.within(Deadline(10.0)):
+                    get(client)
+                    get(client)
+            except BaseException as exc:  # a thread's exception is otherwise only printed
+                failures.append(exc)
+            else:
+                failures.append(None)
 
         thread = threading.Thread(target=elsewhere)
         thread.start()
         thread.join()
         get(client)  # still this operation's first attempt
+    assert failures == [None]  # the other thread's requests went through
 
 
 def test_an_unarmed_guard_never_stops_a_request(client: Any) -> None:
