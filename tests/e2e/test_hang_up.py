@@ -7,14 +7,15 @@ plays, the page is ready for the next call, and nothing was thrown."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from tests.e2e.conftest import wait_until
 from tests.e2e.test_web import TIMEOUT, alert, sign_in, wait_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
@@ -131,9 +132,7 @@ def held_gate(page: Any, stage: str) -> tuple[Callable[[], None], Callable[[], N
     page.evaluate("(stage) => window.__probe.arm(stage)", stage)
 
     def wait() -> None:
-        page.wait_for_function(
-            "(stage) => window.__probe.reached.includes(stage)", arg=stage, timeout=TIMEOUT
-        )
+        wait_until(page, f"window.__probe.reached.includes({json.dumps(stage)})", TIMEOUT)
 
     def release() -> None:
         page.evaluate("(stage) => window.__probe.release(stage)", stage)
@@ -171,8 +170,8 @@ def assert_emulator_let_go(stack: Any, before: set[str]) -> None:
 
 
 def assert_released_and_ready(page: Any) -> None:
-    with contextlib.suppress(PlaywrightTimeout):
-        page.wait_for_function(RELEASED, timeout=5_000)
+    with contextlib.suppress(TimeoutError):
+        wait_until(page, RELEASED, 5_000)
     assert page.evaluate(RELEASED), f"still held after Hang up: {page.evaluate(HELD)}"
     before = page.evaluate(AUDIO)
     page.wait_for_timeout(700)  # long enough for a late answer or track to start the audio
@@ -214,7 +213,7 @@ def test_hang_up_while_connecting_releases_everything(
     page.get_by_role("button", name="Hang up").click()
     release()  # what the stage waited for arrives now, after the user hung up
 
-    page.wait_for_function(f"() => {{ const p = window.__probe; return {STAGES[stage]}; }}")
+    wait_until(page, f"() => {{ const p = window.__probe; return {STAGES[stage]}; }}")
     assert_released_and_ready(page)
     assert errors == []
     if stage == "connected":
@@ -247,7 +246,7 @@ def test_a_call_the_service_ends_releases_everything_and_says_so(
 
     assert "The connection was lost" in alert(page)
     assert page.get_by_role("button", name="Try again").is_visible()
-    page.wait_for_function(RELEASED, timeout=5_000)
+    wait_until(page, RELEASED, 5_000)
     assert not page.evaluate(AUDIO)["playing"]
     assert page.evaluate("document.documentElement.dataset.state") == "idle"
     assert errors == []

@@ -3,6 +3,8 @@ invoke`, and `sam local start-api` answering the README's curl line and a CORS p
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -17,6 +19,7 @@ import pytest
 
 from devstack.template import load_template
 from tests.samlocal.conftest import EVENTS, README, Recipe, SamLocal, lambda_containers, sh_block
+from tests.tools.test_openai_emulator import Caller
 
 pytestmark = [pytest.mark.samlocal, pytest.mark.stack, pytest.mark.timeout(900)]
 
@@ -189,18 +192,20 @@ def test_start_api_refuses_a_call_without_a_token_as_a_problem(api: dict[str, An
     assert reply.headers["www-authenticate"].startswith("Bearer")
 
 
-def calls_route_in_template() -> bool:
-    events = load_template()["Resources"]["TokenFunction"]["Properties"].get("Events", {})
-    return any(e.get("Properties", {}).get("Path") == CALLS_ROUTE for e in events.values())
+def calls_routes_in_template() -> set[str]:
+    """The API's route keys for server-owned calls (plain AWS::ApiGatewayV2::Route resources,
+    which sam local start-api serves like a SAM event)."""
+    resources = load_template()["Resources"].values()
+    keys = {
+        r["Properties"]["RouteKey"] for r in resources if r["Type"] == "AWS::ApiGatewayV2::Route"
+    }
+    return {k for k in keys if CALLS_ROUTE in k}
 
 
-# The server-owned call route (POST /v1/realtime/calls, the SDP offer relayed by the server) is
-# being built in parallel. Until template.yaml routes it this test skips, naming why; once it
-# does, the route must at least be wired through API Gateway to the function under sam local.
-# Extend it here with the SDP round trip against the emulator's aiortc peer.
-def test_start_api_serves_the_server_owned_call_route(api: dict[str, Any]) -> None:
-    if not calls_route_in_template():
-        pytest.skip(f"template.yaml has no POST {CALLS_ROUTE} route yet")
+def test_start_api_refuses_a_server_owned_call_without_a_token(api: dict[str, Any]) -> None:
+    assert {f"POST {CALLS_ROUTE}", f"POST {CALLS_ROUTE}/{{call_id}}/hangup"} <= (
+        calls_routes_in_template()
+    )
     reply = httpx.post(
         api["url"] + CALLS_ROUTE,
         content="v=0\r\n",
@@ -210,6 +215,52 @@ def test_start_api_serves_the_server_owned_call_route(api: dict[str, Any]) -> No
 
     assert reply.status_code == 401, reply.text
     assert reply.headers["content-type"].startswith("application/problem+json")
+
+
+def test_start_api_places_a_server_owned_call_and_hangs_it_up(
+    api: dict[str, Any], sam_local: SamLocal
+) -> None:
+    """The page's default flow through sam local: the offer in, the emulator's answer out, a
+    connected peer, and the owner's hangup through the API ending it upstream."""
+    answer = asyncio.run(asyncio.wait_for(_call(api["url"], sam_local), 240))
+    assert answer["status"] == 201, answer
+    assert answer["content_type"].startswith("application/sdp")
+    assert answer["location"] == f"{CALLS_ROUTE}/{answer['call_id']}"
+    assert int(answer["ends_at"]) > time.time()
+    assert answer["first_event"] == "session.created"
+    assert answer["hangup"]["status"] == "ended" and answer["hangup"]["end_reason"] == "hangup"
+    assert answer["channel_closed"]
+
+
+async def _call(url: str, sam_local: SamLocal) -> dict[str, Any]:
+    caller = Caller(microphone=False)
+    headers = {"Authorization": f"Bearer {sam_local.stack.token('sam-caller')}"}
+    try:
+        offer = await caller.offer()
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
+            reply = await client.post(
+                CALLS_ROUTE, content=offer, headers={"Content-Type": "application/sdp"}
+            )
+            if reply.status_code != 201:
+                return {"status": reply.status_code, "body": reply.text}
+            await caller.accept(reply.text)
+            first = await caller.next_event(timeout=30)
+            call_id = reply.headers["location"].rsplit("/", 1)[-1]
+            ended = await client.post(f"{CALLS_ROUTE}/{call_id}/hangup")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(caller.channel_closed.wait(), 10)
+            return {
+                "status": reply.status_code,
+                "content_type": reply.headers["content-type"],
+                "location": reply.headers["location"],
+                "call_id": call_id,
+                "ends_at": reply.headers["call-ends-at"],
+                "first_event": first["type"],
+                "hangup": ended.json(),
+                "channel_closed": caller.channel_closed.is_set(),
+            }
+    finally:
+        await caller.close()
 
 
 def test_the_recipe_lets_the_api_allow_the_origins_the_function_allows() -> None:

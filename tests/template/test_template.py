@@ -703,6 +703,21 @@ def test_the_env_file_sets_only_variables_the_template_declares() -> None:
     assert env["TokenFunction"]["AWS_ENDPOINT_URL"].startswith("http://")
 
 
+def test_the_env_file_places_calls_in_the_local_stacks_schedule_group_and_watcher() -> None:
+    """`sam local` serves the page's default flow, server-owned calls, only with the local
+    stack's schedule group, hangup role and watcher (whose Invoke API is not moto's)."""
+    from devstack import stack
+
+    env = event("env.json")["TokenFunction"]
+    assert env["SCHEDULE_GROUP"] == stack.SCHEDULE_GROUP
+    assert env["SCHEDULER_ROLE_ARN"] == stack.SCHEDULER_ROLE_ARN
+    assert env["WATCHER_FUNCTION_NAME"] == stack.WATCHER_FUNCTION
+    assert env["CALL_LIMITS"] == stack.DEFAULT_CALL_LIMITS
+    watcher_port = stack.DEFAULT_PORTS["watcher"]
+    assert env["AWS_ENDPOINT_URL_LAMBDA"] == f"http://127.0.0.1:{watcher_port}"
+    assert props("TokenFunction")["Environment"]["Variables"]["AWS_ENDPOINT_URL_LAMBDA"] == ""
+
+
 # --- devstack/template.py ----------------------------------------------------------------
 
 
