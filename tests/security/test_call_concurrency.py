@@ -14,10 +14,7 @@ each running the real handler (botocore to the stand-in, a fake OpenAI per proce
 from __future__ import annotations
 
 import functools
-import logging
 import multiprocessing
-import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,9 +22,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BASE_ENV, ROOT, SCHEDULE_GROUP, TABLE
+from tests.conftest import BASE_ENV, SCHEDULE_GROUP, TABLE
 from tests.fakes import OFFER_SDP, Issuer, aws_client
 from tests.security.test_quota_concurrency import dynamodb_url  # noqa: F401  (a fixture)
+from tests.security.workers import function_in_worker
 
 pytestmark = pytest.mark.stack
 
@@ -45,18 +43,9 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
 
     import httpx
 
-    sys.path.insert(0, str(ROOT / "functions"))
-    os.environ.update(env)
-    from token_vendor import app, deps
-
-    log_handler = app.logger.registered_handler
-    assert isinstance(log_handler, logging.StreamHandler)
-    log_handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
     from tests.fakes import ANSWER_SDP
 
-    def upstream(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("jwks.json"):
-            return httpx.Response(200, json=jwks)
+    def openai(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/hangup"):
             return httpx.Response(200, json={})
         call_id = "rtc_" + secrets.token_hex(12)
@@ -64,7 +53,7 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
             201, content=ANSWER_SDP.encode(), headers={"location": f"/v1/realtime/calls/{call_id}"}
         )
 
-    http = httpx.Client(transport=httpx.MockTransport(upstream))
+    app, deps, http = function_in_worker(env, jwks, openai)
     for limits in (f"concurrent={CONCURRENT},minutes/day=600", "concurrent=10,minutes/day=30"):
         _handlers[limits] = app.create_handler(
             functools.partial(deps.build_container, env | {"CALL_LIMITS": limits}, http=http)

@@ -9,10 +9,8 @@ exact Retry-After, exactly 5 upstream mints. Repeated for many rounds in one run
 from __future__ import annotations
 
 import json
-import logging
 import math
 import multiprocessing
-import os
 import socket
 import subprocess
 import sys
@@ -24,6 +22,7 @@ import pytest
 
 from tests.conftest import BASE_ENV, ROOT, SECRET_ID, TABLE
 from tests.fakes import OPENAI_KEY, Issuer, aws_client
+from tests.security.workers import function_in_worker
 
 pytestmark = pytest.mark.stack
 
@@ -77,24 +76,14 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
     global _handler, _build
     import httpx
 
-    sys.path.insert(0, str(ROOT / "functions"))
-    os.environ.update(env)
-    from token_vendor import app, deps
+    from tests.fakes import openai_secret_response
 
-    log_handler = app.logger.registered_handler
-    assert isinstance(log_handler, logging.StreamHandler)
-    log_handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
-
-    def upstream(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("jwks.json"):
-            return httpx.Response(200, json=jwks)
-        from tests.fakes import openai_secret_response
-
+    def openai(request: httpx.Request) -> httpx.Response:
         reply = openai_secret_response(json.loads(request.content))
         _minted.append(reply["value"])
         return httpx.Response(200, json=reply)
 
-    http = httpx.Client(transport=httpx.MockTransport(upstream))
+    app, deps, http = function_in_worker(env, jwks, openai)
 
     def _build(quotas: str, global_quotas: str = "") -> Any:
         settings = env | {"QUOTAS": quotas, "GLOBAL_QUOTAS": global_quotas}
