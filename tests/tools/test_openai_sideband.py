@@ -5,9 +5,10 @@ with the standard key, beside a real WebRTC caller. Every event it sends is pars
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -97,49 +98,61 @@ def attach(emulator: Running, call_id: str, key: str = KEY) -> Any:
 # --- who may attach ------------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def parties(
+    emulator: Running, *, microphone: bool = False
+) -> AsyncIterator[tuple[openai.AsyncOpenAI, Caller]]:
+    """The server (OpenAI's SDK with the standard key) and the browser's peer of one call,
+    both closed after it."""
+    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
+    caller = Caller(microphone=microphone)
+    try:
+        yield server, caller
+    finally:
+        await caller.close()
+        await server.close()
+
+
 def test_only_the_standard_key_attaches(emulator: Running) -> None:
     run(_only_the_standard_key_attaches(emulator))
 
 
 async def _only_the_standard_key_attaches(emulator: Running) -> None:
-    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
-    caller = Caller(microphone=False)
-    try:
-        async with httpx.AsyncClient(base_url=emulator.url, timeout=10) as http:
-            minted = await http.post("/v1/realtime/client_secrets", headers=server_headers())
-            secret = conform_secret(minted).value
-            rtc_id = await server_call(server, caller, {"type": "realtime"})
-            refusals = [
-                (f"/v1/realtime?call_id={rtc_id}", f"Bearer {secret}", 404, "call_id_not_found"),
-                (f"/v1/realtime?call_id={rtc_id}", "Bearer sk-wrong", 401, "invalid_api_key"),
-                (f"/v1/realtime?call_id={rtc_id}", "", 401, "invalid_api_key"),
-                ("/v1/realtime?call_id=rtc_nope", f"Bearer {KEY}", 404, "call_id_not_found"),
-                ("/v1/realtime", f"Bearer {KEY}", 400, "missing_required_parameter"),
-            ]
-            for path, auth, status, code in refusals:
-                # Both as a plain GET and as a WebSocket handshake: the same envelope.
-                response = await http.get(path, headers={"Authorization": auth})
-                assert response.status_code == status, (path, response.text)
-                assert response.json()["error"]["code"] == code
-                url = emulator.url.replace("http://", "ws://") + path
-                with pytest.raises(websockets.InvalidStatus) as refused:
-                    async with connect(url, additional_headers={"Authorization": auth}):
-                        pass
-                assert refused.value.response.status_code == status
-                assert secret not in response.text and KEY not in response.text
-            beta = await http.get(
-                f"/v1/realtime?call_id={rtc_id}",
-                headers={"Authorization": f"Bearer {KEY}", "OpenAI-Beta": "realtime=v1"},
-            )
-            assert beta.status_code == 400
-            not_upgraded = await http.get(
-                f"/v1/realtime?call_id={rtc_id}", headers={"Authorization": f"Bearer {KEY}"}
-            )
-            assert not_upgraded.json()["error"]["code"] == "websocket_upgrade_required"
-            await server.realtime.calls.hangup(rtc_id)
-    finally:
-        await caller.close()
-        await server.close()
+    async with (
+        parties(emulator) as (server, caller),
+        httpx.AsyncClient(base_url=emulator.url, timeout=10) as http,
+    ):
+        minted = await http.post("/v1/realtime/client_secrets", headers=server_headers())
+        secret = conform_secret(minted).value
+        rtc_id = await server_call(server, caller, {"type": "realtime"})
+        refusals = [
+            (f"/v1/realtime?call_id={rtc_id}", f"Bearer {secret}", 404, "call_id_not_found"),
+            (f"/v1/realtime?call_id={rtc_id}", "Bearer sk-wrong", 401, "invalid_api_key"),
+            (f"/v1/realtime?call_id={rtc_id}", "", 401, "invalid_api_key"),
+            ("/v1/realtime?call_id=rtc_nope", f"Bearer {KEY}", 404, "call_id_not_found"),
+            ("/v1/realtime", f"Bearer {KEY}", 400, "missing_required_parameter"),
+        ]
+        for path, auth, status, code in refusals:
+            # Both as a plain GET and as a WebSocket handshake: the same envelope.
+            response = await http.get(path, headers={"Authorization": auth})
+            assert response.status_code == status, (path, response.text)
+            assert response.json()["error"]["code"] == code
+            url = emulator.url.replace("http://", "ws://") + path
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with connect(url, additional_headers={"Authorization": auth}):
+                    pass
+            assert refused.value.response.status_code == status
+            assert secret not in response.text and KEY not in response.text
+        beta = await http.get(
+            f"/v1/realtime?call_id={rtc_id}",
+            headers={"Authorization": f"Bearer {KEY}", "OpenAI-Beta": "realtime=v1"},
+        )
+        assert beta.status_code == 400
+        not_upgraded = await http.get(
+            f"/v1/realtime?call_id={rtc_id}", headers={"Authorization": f"Bearer {KEY}"}
+        )
+        assert not_upgraded.json()["error"]["code"] == "websocket_upgrade_required"
+        await server.realtime.calls.hangup(rtc_id)
 
 
 # --- what it hears and what it may send ----------------------------------------------------
@@ -150,9 +163,7 @@ def test_the_sideband_watches_and_steers_a_call(emulator: Running) -> None:
 
 
 async def _watches_and_steers(emulator: Running) -> None:
-    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
-    caller = Caller(microphone=False)
-    try:
+    async with parties(emulator) as (server, caller):
         rtc_id = await server_call(
             server, caller, {"type": "realtime", "instructions": "The profile's instructions."}
         )
@@ -236,9 +247,6 @@ async def _watches_and_steers(emulator: Running) -> None:
         (ended,) = [c for c in seen["ended_calls"] if c["id"] == rtc_id]
         assert ended["ended_by"] == "hangup" and len(ended["usages"]) == 3
         assert ended["usages"][0]["usage"] == usage and ended["usages"][0]["model"]
-    finally:
-        await caller.close()
-        await server.close()
 
 
 def caller_backlog(caller: Caller) -> list[dict[str, Any]]:
@@ -253,9 +261,7 @@ def test_a_second_sideband_after_the_first_closes(emulator: Running) -> None:
 
 
 async def _second_sideband(emulator: Running) -> None:
-    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
-    caller = Caller(microphone=False)
-    try:
+    async with parties(emulator) as (server, caller):
         rtc_id = await server_call(server, caller, {"type": "realtime"})
         async with attach(emulator, rtc_id) as ws:
             await Side(ws).send({"type": "session.update", "session": {"type": "realtime"}})
@@ -274,9 +280,6 @@ async def _second_sideband(emulator: Running) -> None:
             async with attach(emulator, rtc_id):
                 pass
         assert refused.value.response.status_code == 404
-    finally:
-        await caller.close()
-        await server.close()
 
 
 def test_the_session_cap_closes_the_sideband_with_1001() -> None:
@@ -289,9 +292,7 @@ def test_the_session_cap_closes_the_sideband_with_1001() -> None:
 
 
 async def _session_cap(emulator: Running) -> tuple[int | None, str, list[dict[str, Any]], float]:
-    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
-    caller = Caller(microphone=False)
-    try:
+    async with parties(emulator) as (server, caller):
         started = time.monotonic()
         rtc_id = await server_call(server, caller, {"type": "realtime"})
         async with attach(emulator, rtc_id) as ws:
@@ -299,9 +300,6 @@ async def _session_cap(emulator: Running) -> tuple[int | None, str, list[dict[st
         lasted = time.monotonic() - started
         await caller.wait_state("closed", timeout=5)  # the peer closes after the sideband
         return code, reason, seen, lasted
-    finally:
-        await caller.close()
-        await server.close()
 
 
 def test_a_sideband_fault_refuses_the_upgrade(emulator: Running) -> None:
@@ -309,24 +307,21 @@ def test_a_sideband_fault_refuses_the_upgrade(emulator: Running) -> None:
 
 
 async def _sideband_fault(emulator: Running) -> None:
-    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
-    caller = Caller(microphone=False)
-    try:
-        async with httpx.AsyncClient(base_url=emulator.url, timeout=10) as http:
-            rtc_id = await server_call(server, caller, {"type": "realtime"})
-            set_fault = await http.post("/__emulator/faults", json={"sideband": "503", "times": 1})
-            assert set_fault.json()["sideband"] == {"fault": "503", "remaining": 1}
-            with pytest.raises(websockets.InvalidStatus) as refused:
-                async with attach(emulator, rtc_id):
-                    pass
-            assert refused.value.response.status_code == 503
-            async with attach(emulator, rtc_id) as ws:  # the fault was for one attempt
-                await Side(ws).send({"type": "session.update", "session": {"type": "realtime"}})
-                assert (await Side(ws).next_event())["type"] == "session.updated"
-            await server.realtime.calls.hangup(rtc_id)
-    finally:
-        await caller.close()
-        await server.close()
+    async with (
+        parties(emulator) as (server, caller),
+        httpx.AsyncClient(base_url=emulator.url, timeout=10) as http,
+    ):
+        rtc_id = await server_call(server, caller, {"type": "realtime"})
+        set_fault = await http.post("/__emulator/faults", json={"sideband": "503", "times": 1})
+        assert set_fault.json()["sideband"] == {"fault": "503", "remaining": 1}
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with attach(emulator, rtc_id):
+                pass
+        assert refused.value.response.status_code == 503
+        async with attach(emulator, rtc_id) as ws:  # the fault was for one attempt
+            await Side(ws).send({"type": "session.update", "session": {"type": "realtime"}})
+            assert (await Side(ws).next_event())["type"] == "session.updated"
+        await server.realtime.calls.hangup(rtc_id)
 
 
 # --- what a call costs: transcriptions, rate limits, scripted usages -----------------------
@@ -342,9 +337,7 @@ def test_a_spoken_turn_is_transcribed_on_the_transcription_models_bill(emulator:
 
 
 async def _spoken_turns(emulator: Running) -> None:
-    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
-    caller = Caller(microphone=True)
-    try:
+    async with parties(emulator, microphone=True) as (server, caller):
         rtc_id = await server_call(server, caller, TRANSCRIBED)
         async with attach(emulator, rtc_id) as ws:
             side = Side(ws)
@@ -416,9 +409,6 @@ async def _spoken_turns(emulator: Running) -> None:
         assert ended["usages"][0]["usage"] == usage and ended["usages"][0]["item_id"] == item_id
         assert ended["usages"][1]["usage"] == response_usage
         assert ended["usages"][2]["usage"] == second
-    finally:
-        await caller.close()
-        await server.close()
 
 
 def test_no_transcription_without_the_sessions_asking(emulator: Running) -> None:
@@ -426,9 +416,7 @@ def test_no_transcription_without_the_sessions_asking(emulator: Running) -> None
 
 
 async def _untranscribed(emulator: Running) -> None:
-    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
-    caller = Caller(microphone=True)
-    try:
+    async with parties(emulator, microphone=True) as (server, caller):
         rtc_id = await server_call(server, caller, {"type": "realtime"})
         await asyncio.sleep(0.3)
         caller.send({"type": "input_audio_buffer.commit"})
@@ -438,9 +426,6 @@ async def _untranscribed(emulator: Running) -> None:
         assert not any("transcription" in e["type"] for e in seen)
         assert seen[-1]["response"]["usage"]["input_token_details"]["audio_tokens"] > 0
         await server.realtime.calls.hangup(rtc_id)
-    finally:
-        await caller.close()
-        await server.close()
 
 
 # Text, audio and an image in, some of each cached; text and audio out.
@@ -452,9 +437,7 @@ def test_a_test_scripts_the_usages_a_call_reports(emulator: Running) -> None:
 
 
 async def _scripted(emulator: Running) -> None:
-    server = openai.AsyncOpenAI(base_url=emulator.v1, api_key=KEY, max_retries=0)
-    caller = Caller(microphone=True)
-    try:
+    async with parties(emulator, microphone=True) as (server, caller):
         rtc_id = await server_call(server, caller, TRANSCRIBED)
         async with httpx.AsyncClient(base_url=emulator.url, timeout=10) as http:
             path = f"/__emulator/calls/{rtc_id}/script"
@@ -494,6 +477,3 @@ async def _scripted(emulator: Running) -> None:
             seen = (await http.get("/__emulator/state")).json()
         (ended,) = [c for c in seen["ended_calls"] if c["id"] == rtc_id]
         assert [u["usage"] for u in ended["usages"][:2]] == [duration, SCRIPTED_RESPONSE]
-    finally:
-        await caller.close()
-        await server.close()
