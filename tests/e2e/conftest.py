@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from devstack.stack import start_stack
@@ -73,10 +74,20 @@ def csp_refusals() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Any, stack: Any, csp_refusals: list[str]) -> Iterator[Any]:
+def init_scripts() -> list[str]:
+    """Test scripts run in the page before its own (a module overrides this fixture)."""
+    return []
+
+
+@pytest.fixture
+def page(
+    browser: Any, stack: Any, csp_refusals: list[str], init_scripts: list[str]
+) -> Iterator[Any]:
     """A tab on the stack's page. The page runs under the production CSP (devstack/web.py);
     anything it refuses fails the test, so a CSP that breaks the page cannot pass."""
     context = browser.new_context(permissions=["microphone"])
+    for script in init_scripts:
+        context.add_init_script(script)
     page = context.new_page()
     page.on(
         "console",
@@ -119,3 +130,31 @@ def use_flow(page: Any, flow: str) -> None:
 
     page.unroute("**/config.json")
     page.route("**/config.json", rewrite)
+
+
+def live_calls(stack: Any, user: str) -> dict[str, Any]:
+    """What `GET /v1/realtime/calls` tells `user`."""
+    answer = httpx.get(
+        stack.urls["api"] + "/v1/realtime/calls",
+        headers={"Authorization": f"Bearer {stack.token(user)}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def start_call(page: Any) -> dict[str, Any]:
+    """Start talking on a page that places server-owned calls; the call's id and terms, read
+    from the API's answer to the page."""
+    with page.expect_response(
+        lambda r: r.url.endswith("/v1/realtime/calls") and r.request.method == "POST"
+    ) as placed:
+        page.get_by_role("button", name="Start talking").click()
+    response = placed.value
+    assert response.status == 201, response.text()
+    wait_until(page, "document.documentElement.dataset.state === 'connected'")
+    return {
+        "id": response.headers["location"].rsplit("/", 1)[-1],
+        "ends_at": int(response.headers["call-ends-at"]),
+        "minutes_left": int(response.headers["call-minutes-left"]),
+    }

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack, start_stack
-from tests.e2e.conftest import shot, use_flow, wait_until
+from tests.e2e.conftest import live_calls, shot, start_call, use_flow, wait_until
 from tests.e2e.test_watcher import KEEP_CHANNEL  # keeps the `oai-events` channel: we drop it
 from tests.e2e.test_web import TIMEOUT, alert, sign_in, wait_state
 
@@ -55,31 +55,6 @@ def minute_stack() -> Iterator[Stack]:
 def emulator(stack: Stack) -> dict[str, Any]:
     base = stack.urls["openai"].removesuffix("/v1")
     return dict(httpx.get(f"{base}/__emulator/state").json())
-
-
-def live_calls(stack: Stack, user: str) -> dict[str, Any]:
-    answer = httpx.get(
-        stack.urls["api"] + "/v1/realtime/calls",
-        headers={"Authorization": f"Bearer {stack.token(user)}"},
-    )
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
-
-
-def start_call(page: Any) -> dict[str, Any]:
-    """Start talking; the call's id and terms, read from the API's answer to the page."""
-    with page.expect_response(
-        lambda r: r.url.endswith("/v1/realtime/calls") and r.request.method == "POST"
-    ) as placed:
-        page.get_by_role("button", name="Start talking").click()
-    response = placed.value
-    assert response.status == 201, response.text()
-    wait_state(page, "connected")
-    return {
-        "id": response.headers["location"].rsplit("/", 1)[-1],
-        "ends_at": int(response.headers["call-ends-at"]),
-        "minutes_left": int(response.headers["call-minutes-left"]),
-    }
 
 
 def test_a_signed_in_user_talks_through_a_server_owned_call(page: Any, stack: Stack) -> None:

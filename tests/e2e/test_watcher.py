@@ -10,11 +10,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from devstack.stack import Stack, start_stack
-from tests.e2e.conftest import shot, wait_until
+from tests.e2e.conftest import live_calls, shot, start_call, wait_until
 from tests.e2e.test_web import TIMEOUT, sign_in, wait_state
 from tests.integration.test_watcher_calls import emulator_call
 
@@ -64,32 +63,12 @@ def stack() -> Iterator[Stack]:
 
 
 @pytest.fixture
-def page(browser: Any, stack: Stack) -> Iterator[Any]:
-    context = browser.new_context(permissions=["microphone"])
-    context.add_init_script(KEEP_CHANNEL)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def live_calls(stack: Stack, user: str) -> dict[str, Any]:
-    answer = httpx.get(
-        stack.urls["api"] + "/v1/realtime/calls",
-        headers={"Authorization": f"Bearer {stack.token(user)}"},
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
+def init_scripts() -> list[str]:
+    return [KEEP_CHANNEL]
 
 
 def start_watched_call(page: Any, stack: Stack) -> str:
-    with page.expect_response(
-        lambda r: r.url.endswith("/v1/realtime/calls") and r.request.method == "POST"
-    ) as placed:
-        page.get_by_role("button", name="Start talking").click()
-    assert placed.value.status == 201, placed.value.text()
-    call_id = str(placed.value.headers["location"].rsplit("/", 1)[-1])
-    wait_state(page, "connected")
+    call_id = str(start_call(page)["id"])
     until(lambda: emulator_call(stack, call_id).get("sidebands") == 1, 10, "watcher attached")
     return call_id
 
