@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import os
 import re
@@ -195,9 +196,7 @@ class TokenApi:
             return Response.problem(method_not_allowed("POST"))
         if request.path == OPENAPI_PATH:
             if request.method in ("GET", "HEAD"):
-                return Response(
-                    200, OPENAPI_FILE.read_bytes(), {"Content-Type": "application/json"}
-                )
+                return Response(200, _openapi(), {"Content-Type": "application/json"})
             return Response.problem(method_not_allowed("GET"))
         return Response.problem(not_found())
 
@@ -330,6 +329,12 @@ class TokenApi:
             "ended_by": "deadline",
         })  # fmt: skip
         return {"status": outcome, "call_id": call_id}
+
+
+@functools.cache
+def _openapi() -> bytes:
+    """The API's description, read once per container (at its first request, not import)."""
+    return OPENAPI_FILE.read_bytes()
 
 
 def _is_scheduled_hangup(event: Any) -> bool:

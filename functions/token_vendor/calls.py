@@ -268,9 +268,11 @@ class CallService:
         try:
             return self._realtime.hang_up(call_id, deadline)
         except Exception as exc:
+            # Our own errors say what failed; anything else is named by its type only (a
+            # library's message may carry a URL).
+            reason = str(exc) if isinstance(exc, DependencyError) else type(exc).__name__
             self._log.error(
-                "hangup failed; OpenAI ends the call at its own cap",
-                extra={"reason": str(exc)},
+                "hangup failed; OpenAI ends the call at its own cap", extra={"reason": reason}
             )
             return False
 

@@ -208,9 +208,7 @@ class RealtimeApi:
                     continue
             if status in _RETRYABLE and retry and self._may_retry(attempt, deadline, reply):
                 continue
-            reason = (
-                f"HTTP {status} ({_error_code(reply)}; request {reply.headers.get('x-request-id')})"
-            )
+            reason = f"HTTP {status} ({_error_code(reply)}; request {_request_id(reply)})"
             if status in _RETRYABLE:
                 raise DependencyUnavailable(
                     "openai", reason, retry_after=_retry_after(reply), status=status
@@ -296,6 +294,11 @@ def _error_code(reply: Reply) -> str:
     if not isinstance(error, dict):
         return "no error body"
     return str(error.get("code") or error.get("type") or "no code")[:64]
+
+
+def _request_id(reply: Reply) -> str:
+    """OpenAI's request id, for support; capped, as anything quoted from upstream."""
+    return str(reply.headers.get("x-request-id"))[:64]
 
 
 def _retry_after(reply: Reply) -> int:

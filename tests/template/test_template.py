@@ -715,7 +715,9 @@ def test_the_env_file_places_calls_in_the_local_stacks_schedule_group_and_watche
     assert env["CALL_LIMITS"] == stack.DEFAULT_CALL_LIMITS
     watcher_port = stack.DEFAULT_PORTS["watcher"]
     assert env["AWS_ENDPOINT_URL_LAMBDA"] == f"http://127.0.0.1:{watcher_port}"
-    assert props("TokenFunction")["Environment"]["Variables"]["AWS_ENDPOINT_URL_LAMBDA"] == ""
+    for function in ("TokenFunction", "CallWatcherFunction"):
+        variables = props(function)["Environment"]["Variables"]
+        assert variables["AWS_ENDPOINT_URL"] == variables["AWS_ENDPOINT_URL_LAMBDA"] == ""
 
 
 # --- devstack/template.py ----------------------------------------------------------------

@@ -96,6 +96,7 @@ async def _place_and_hang_up(stack: Stack) -> None:
         events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         channel.on("message", lambda message: events.put_nowait(json.loads(message)))
 
+        placed_at = time.time()
         raw = await client.realtime.calls.with_raw_response.create(
             sdp=pc.localDescription.sdp, session={"type": "realtime"}
         )
@@ -104,8 +105,9 @@ async def _place_and_hang_up(stack: Stack) -> None:
         assert raw.headers["content-type"].startswith("application/sdp")
         location = LOCATION.match(raw.headers["location"])
         assert location is not None, raw.headers["location"]
-        assert int(raw.headers["call-ends-at"]) > 0
-        assert int(raw.headers["call-minutes-left"]) >= 0
+        assert placed_at < int(raw.headers["call-ends-at"]) <= placed_at + MAX_CALL_S + 1
+        # A fresh user's 60 minutes, less the call's reservation of MAX_CALL_S seconds.
+        assert int(raw.headers["call-minutes-left"]) == 59
         answer = raw.text
         await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         created = await asyncio.wait_for(events.get(), 10)
@@ -150,6 +152,7 @@ async def _left_alone(stack: Stack) -> tuple[str, float, int, float]:
     try:
         closed = asyncio.Event()
         channel.on("close", closed.set)
+        placed_at = time.time()
         placed_at = time.time()
         raw = await client.realtime.calls.with_raw_response.create(
             sdp=pc.localDescription.sdp, session={"type": "realtime"}
