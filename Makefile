@@ -7,21 +7,29 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 RUN := $(UV) run --no-sync
 PYTEST_ARGS ?=
+# make test runs on both cores: each test file whole on one worker (its module-scoped stack,
+# browser or worker pool starts once), the files shared out between two workers; the files
+# that must not meet each other's load run in turn on one (tests/conftest.py).
+# PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 
-.PHONY: help dev token test lint lint-js template-check build sam-local-image sam-local-test bench deploy destroy clean requirements
+.PHONY: help dev token test test-fast lint lint-js template-check build sam-local-image sam-local-test bench preflight deploy replay-hangups destroy clean requirements
 
 help:
 	@echo "make dev             run the whole system locally (API, identity provider, AWS, OpenAI emulator, web page)"
-	@echo "make token USER=ann  print an access token from the running dev stack"
+	@echo "make token USER=ann  print an access token from the running dev stack (SCOPES='openid ...')"
 	@echo "make test            run every test suite"
+	@echo "make test-fast       the unit and template suites only (under a minute)"
 	@echo "make lint            ruff and mypy (strict) over all the Python, and lint-js"
 	@echo "make lint-js         type-check the page's JavaScript from its JSDoc (tsc --checkJs)"
 	@echo "make template-check  cfn-lint, sam validate --lint, checkov, sam build (python3.13)"
 	@echo "make build           sam build only (the function's package, with bytecode)"
-	@echo "make requirements    regenerate functions/requirements.txt (pinned, hashed) from uv.lock"
+	@echo "make requirements    regenerate functions/requirements/*.txt (pinned, hashed) from uv.lock"
 	@echo "make sam-local-test  sam local invoke/start-api in a Lambda container against the local stack (Docker, root)"
-	@echo "make bench           measure cold start, warm overhead, round trips -> docs/performance.md"
-	@echo "make deploy          sam build + sam deploy (guided the first time) + publish web/ (STACK_NAME=...)"
+	@echo "make bench           each function's package and cold start, warm overhead, round trips -> docs/performance.md"
+	@echo "make preflight       check the template and the account for a deploy, deploy nothing (STACK_NAME=...)"
+	@echo "make deploy          preflight, sam build, sam deploy (guided the first time), publish web/ (STACK_NAME=...)"
+	@echo "make replay-hangups  run the stack's failed scheduled hangups again (STACK_NAME=..., DRY_RUN=1 only lists)"
 	@echo "make destroy         empty the page's bucket and delete the stack"
 	@echo "make clean           remove the environments, build output and caches"
 	@echo "(dev, token and bench install only the local stack's dependencies; the rest, all)"
@@ -48,27 +56,35 @@ DEV_ENV := $(if $(wildcard .venv/.synced),.venv/.synced,.venv/.synced-dev)
 	@rm -f .venv/.synced
 	@touch $@
 
-# What `sam build` installs: exactly the locked runtime versions, each with its hashes, so the
-# deployed function runs the code `make test` ran (tests/template/test_requirements.py).
+# What `sam build` installs for each function (functions/Makefile): exactly the locked versions
+# of its own dependency group, each with its hashes, so the deployed functions run the code
+# `make test` ran (tests/template/test_requirements.py).
+ROOMS := api watcher
 requirements: | $(UV)
-	$(UV) export --frozen --no-default-groups --no-emit-project --format requirements-txt \
-		--quiet --output-file functions/requirements.txt
+	$(foreach room,$(ROOMS),$(UV) export --frozen --no-default-groups --only-group $(room) \
+		--no-emit-project --format requirements-txt --quiet \
+		--output-file functions/requirements/$(room).txt &&) true
 
 dev: $(DEV_ENV)
-	$(RUN) python -m devstack
+	$(RUN) python -m devstack $(if $(FLOW),--flow $(FLOW))
 
 token: $(DEV_ENV)
-	@$(RUN) python -m devstack.token $(or $(USER_NAME),$(USER),developer)
+	@$(RUN) python -m devstack.token $(or $(USER_NAME),$(USER),developer) $(if $(SCOPES),--scopes "$(SCOPES)")
 
-test: .venv/.synced
-	$(RUN) pytest $(PYTEST_ARGS)
+# node_modules: the SDK browser test bundles OpenAI's SDKs (tests/e2e/sdk/).
+test: .venv/.synced node_modules/.installed
+	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+
+test-fast: .venv/.synced
+	$(RUN) pytest tests/unit tests/template $(PYTEST_ARGS)
 
 lint: .venv/.synced lint-js
 	$(RUN) ruff check functions devstack deploy bench tests
 	$(RUN) ruff format --check functions devstack deploy bench tests
 	$(RUN) mypy
 
-# The page has no build step: TypeScript (pinned in package-lock.json) only reads web/js.
+# The page has no build step: TypeScript (pinned in package-lock.json) only reads web/js. The
+# other packages there are the SDK browser test's: OpenAI's SDKs and esbuild to bundle them.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -93,8 +109,18 @@ sam-local-test: .venv/.synced
 bench: $(DEV_ENV)
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(RUN) python -m bench
 
+# The preflight (deploy/preflight.py) reads the template after SAM's transform and the account
+# (AWS_PROFILE, AWS_REGION as for any AWS command); a blocker stops `make deploy` before the build.
+preflight: .venv/.synced
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash deploy/deploy.sh --preflight-only
+
 deploy: .venv/.synced
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash deploy/deploy.sh
+
+# The hangup failures queue, replayed on the stack's token function (docs/deploy.md); AWS_REGION
+# or AWS_PROFILE as for any AWS command.
+replay-hangups: .venv/.synced
+	$(RUN) python -m deploy.replay_hangups --stack-name "$(or $(STACK_NAME),realtime-token-vendor)" $(if $(DRY_RUN),--dry-run)
 
 destroy: .venv/.synced
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" bash deploy/destroy.sh

@@ -1,8 +1,12 @@
-"""`make bench`: measure the function next to its references and write docs/performance.md.
+"""`make bench`: measure both functions next to their references and write docs/performance.md.
 
 Every figure is measured in this run, on this machine, next to what it is compared with:
-1. cold start: fresh process, import the handler, serve the first request (loopback fakes),
-   versus a bare `import boto3` in the same function-only environment (Python 3.13);
+0. each function's package, built by functions/Makefile (the target `sam build` runs) for
+   this machine's architecture: its unzipped size and largest parts;
+1. cold start of each function in its own environment (the runtime's boto3 and that package,
+   Python 3.13), versus a bare `import boto3` there: the token function imports its handler
+   and serves a first mint, the call watcher imports its handler, builds its container and
+   handles one watch event (loopback fakes); and where the token function's goes;
 2. warm overhead: CPU per warm request versus one RS256 check + one SigV4 signing;
 3. round trips: counted at the fakes, cold and warm, of a mint and of a call setup (with the
    warm call setup's steps of wall time);
@@ -25,6 +29,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import tomllib
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,36 +39,72 @@ from bench import report
 from bench.signing import BenchKey
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNCTION_DIR = ROOT / "functions"  # the CodeUri: requirements.txt and the token_vendor package
+FUNCTIONS_DIR = ROOT / "functions"  # the CodeUri: its Makefile builds each function's package
 BENCH_DIR = ROOT / ".bench"
 HERE = Path(__file__).resolve().parent
 
 
-def function_env_python() -> Path:
-    """A venv with only the function's runtime dependencies and boto3, as in Lambda."""
-    venv = BENCH_DIR / "fn313"
+@dataclass(frozen=True)
+class Function:
+    """One Lambda function of template.yaml, as the bench measures it."""
+
+    name: str  # its logical id: functions/Makefile's `build-<name>` target
+    room: str  # token_vendor.<room>, with functions/requirements/<room>.txt
+    module: str  # its handler's module
+    probe: str  # probe.py's mode for its cold start
+
+
+TOKEN = Function("TokenFunction", "api", "token_vendor.api.app", "handler")
+WATCHER = Function("CallWatcherFunction", "watcher", "token_vendor.watcher.app", "watcher")
+FUNCTIONS = (TOKEN, WATCHER)
+
+
+def runtime_python() -> Path:
+    """A Python 3.13 venv holding only boto3 (and botocore), at uv.lock's version: what the
+    Lambda runtime provides beside a function's package. No dev tool is in it (aiortc's
+    pyOpenSSL, for one, would slow `import boto3`)."""
+    interpreter = python313()
+    if interpreter is None:
+        raise SystemExit("bench: Python 3.13 (the Lambda runtime's) is needed: pyenv install 3.13")
+    venv = BENCH_DIR / "runtime313"
     python = venv / "bin" / "python"
-    if python.exists():
+    boto3 = f"boto3=={locked_version('boto3')}"
+    stamp = venv / ".installed"
+    if python.exists() and stamp.exists() and stamp.read_text() == boto3:
         return python
-    interpreter = python313() or sys.executable
+    shutil.rmtree(venv, ignore_errors=True)
     uv = _uv()
     subprocess.run([uv, "venv", "-q", "--python", interpreter, str(venv)], check=True)
     subprocess.run(
-        [
-            uv,
-            "pip",
-            "install",
-            "-q",
-            "--python",
-            str(python),
-            "--compile-bytecode",
-            "-r",
-            str(FUNCTION_DIR / "requirements.txt"),
-            "boto3",
-        ],
+        [uv, "pip", "install", "-q", "--python", str(python), "--compile-bytecode", boto3],
         check=True,
     )
+    stamp.write_text(boto3)
     return python
+
+
+def locked_version(name: str) -> str:
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    return next(str(p["version"]) for p in lock["package"] if p["name"] == name)
+
+
+def build_package(function: Function) -> Path:
+    """The function's package as `sam build` makes it (functions/Makefile, the target SAM
+    runs), for this machine's architecture so that its wheels load here."""
+    target = BENCH_DIR / "build" / function.name
+    shutil.rmtree(target, ignore_errors=True)
+    architecture = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON"} | {
+        "PIP_ROOT_USER_ACTION": "ignore"
+    }
+    subprocess.run(
+        # make from PATH, as `make bench` itself was found.
+        ["make", "--no-print-directory", "-s", "-C", str(FUNCTIONS_DIR),  # noqa: S607
+         f"build-{function.name}", f"ARTIFACTS_DIR={target}",
+         f"LAMBDA_ARCHITECTURE={architecture}", f"LAMBDA_PYTHON={python313()}"],
+        env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return target
 
 
 def python313() -> str | None:
@@ -104,31 +147,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def compiled_package(python: Path) -> Path:
-    """The function's files as the build ships them: with unchecked-hash bytecode, because
-    Lambda's /var/task is read-only and zip mtimes cannot validate timestamp-based .pyc."""
-    package = BENCH_DIR / "package"
-    shutil.rmtree(package, ignore_errors=True)
-    shutil.copytree(FUNCTION_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "compileall",
-            "-q",
-            "--invalidation-mode",
-            "unchecked-hash",
-            str(package),
-        ],
-        check=True,
-    )
-    return package
-
-
 class Fakes:
     """The loopback server, a key per run and a token it verifies."""
 
-    def __init__(self, python: Path, workdir: Path, package: Path) -> None:
+    def __init__(self, python: Path, workdir: Path) -> None:
         self.port = free_port()
         key = BenchKey()
         jwks = workdir / "jwks.json"
@@ -136,7 +158,7 @@ class Fakes:
         base = f"http://127.0.0.1:{self.port}"
         self.token = key.token(base)
         self.env = os.environ | {
-            "FUNCTION_DIR": str(package), "BENCH_TOKEN": self.token, "AWS_ENDPOINT_URL": base,
+            "BENCH_TOKEN": self.token, "AWS_ENDPOINT_URL": base,
             "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_REGION": "us-east-1",
             "OPENAI_SECRET_ID": "k", "OPENAI_BASE_URL": f"{base}/v1", "QUOTA_TABLE": "t",
@@ -152,6 +174,10 @@ class Fakes:
         )
         assert self.process.stdout and self.process.stdout.readline().strip() == "ready"
 
+    def env_for(self, package: Path) -> dict[str, str]:
+        """A function's environment: its package first on the path, as /var/task is."""
+        return self.env | {"PYTHONPATH": os.pathsep.join((str(package), str(ROOT)))}
+
     def counts(self) -> dict[str, int]:
         import urllib.request
 
@@ -165,45 +191,89 @@ class Fakes:
         self.process.wait(5)
 
 
-def probe(python: Path, env: dict[str, str], mode: str) -> dict[str, Any]:
+def probe(python: Path, env: dict[str, str], mode: str, script: str = "probe.py") -> Any:
     out = subprocess.run(
-        [str(python), str(HERE / "probe.py"), mode],
+        [str(python), str(HERE / script), mode],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def cold_start(python: Path, fakes: Fakes, runs: int) -> dict[str, object]:
-    floor, handler, imports, warm = [], [], [], []
-    cold_trips: dict[str, int] = {}
-    warm_trips: dict[str, int] = {}
-    for _ in range(runs):  # interleaved, so drift on the machine hits both alike
-        floor.append(probe(python, fakes.env, "boto3")["ms"])
-        before = fakes.counts()
-        result = probe(python, fakes.env, "handler")
-        after = fakes.counts()
-        handler.append(result["ms"])
-        imports.append(result["import_ms"])
-        warm.append(result["warm_ms"])
+class ColdStarts:
+    """One function's cold starts, each run next to a floor taken in its environment."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = {}
+        self.cold_trips: dict[str, float] = {}
+        self.warm_trips: dict[str, float] = {}
+        self.runs = 0
+
+    def add(self, floor: dict[str, float], result: dict[str, Any], before: dict[str, int],
+            after: dict[str, int]) -> None:  # fmt: skip
+        self.runs += 1
+        for name, value in (("floor", floor["ms"]), ("floor_cpu", floor["cpu_ms"])):
+            self.samples.setdefault(name, []).append(value)
+        names = {"ms": "handler", "cpu_ms": "handler_cpu", "import_ms": "import",
+                 "import_cpu_ms": "import_cpu", "container_ms": "container",
+                 "container_cpu_ms": "container_cpu", "warm_ms": "warm_wall",
+                 "warm_cpu_ms": "warm_cpu"}  # fmt: skip
+        for key, name in names.items():
+            if key in result:
+                self.samples.setdefault(name, []).append(result[key])
         middle = result["counts_after_first"]
         for name in after:
-            cold_trips[name] = cold_trips.get(name, 0) + middle.get(name, 0) - before.get(name, 0)
-            warm_trips[name] = warm_trips.get(name, 0) + after[name] - middle.get(name, 0)
+            cold = middle.get(name, 0) - before.get(name, 0)
+            self.cold_trips[name] = self.cold_trips.get(name, 0) + cold
+            self.warm_trips[name] = self.warm_trips.get(name, 0) + after[name] - middle.get(name, 0)
+
+    def result(self) -> dict[str, object]:
+        medians = {name: statistics.median(values) for name, values in self.samples.items()}
+        # The services this function called (the fakes count every function's requests).
+        met = {k for trips in (self.cold_trips, self.warm_trips) for k, v in trips.items() if v}
+        return {name: summary(values) for name, values in self.samples.items()} | {
+            # Per request, averaged over the processes: the first (cold) and the second (warm).
+            "round_trips": {
+                side: {k: trips[k] / self.runs for k in sorted(met)}
+                for side, trips in (("cold", self.cold_trips), ("warm", self.warm_trips))
+            },
+            "ratio": medians["handler"] / medians["floor"],
+            "cpu_ratio": medians["handler_cpu"] / medians["floor_cpu"],
+        }
+
+
+def cold_start(
+    python: Path, fakes: Fakes, envs: dict[Function, dict[str, str]], runs: int
+) -> dict[str, dict[str, object]]:
+    """Each function's cold start and its floor, the functions and runs interleaved, so drift
+    on the machine hits every figure alike."""
+    starts = {function: ColdStarts() for function in envs}
+    for _ in range(runs):
+        for function, env in envs.items():
+            floor = probe(python, env, "boto3")
+            before = fakes.counts()
+            result = probe(python, env, function.probe)
+            starts[function].add(floor, result, before, fakes.counts())
+    return {function.name: start.result() for function, start in starts.items()}
+
+
+def cold_stages(python: Path, env: dict[str, str], runs: int) -> dict[str, object]:
+    """Where the token function's cold start goes (bench/stages_probe.py), each stage's median
+    over `runs` fresh processes, next to the floor's, interleaved."""
+    floor, runs_stages = [], []
+    for _ in range(runs):
+        floor.append(probe(python, env, "boto3"))
+        runs_stages.append(probe(python, env, "", "stages_probe.py"))
+    names = list(runs_stages[0])
     return {
-        "floor": summary(floor),
-        "handler": summary(handler),
-        "import": summary(imports),
-        "warm_wall": summary(warm),
-        # Per request, averaged over the processes: the first (cold) and the second (warm).
-        "round_trips": {
-            "cold": {k: v / runs for k, v in cold_trips.items()},
-            "warm": {k: v / runs for k, v in warm_trips.items()},
+        "floor": [statistics.median(f[key] for f in floor) for key in ("ms", "cpu_ms")],
+        "stages": {
+            name: [statistics.median(r[name][i] for r in runs_stages if name in r) for i in (0, 1)]
+            for name in names
         },
-        "ratio": statistics.median(handler) / statistics.median(floor),
+        "runs": runs,
     }
 
 
@@ -217,11 +287,14 @@ CALL_ENV = {
 }
 
 
-def call_setup(python: Path, fakes: Fakes, runs: int) -> dict[str, object]:
+def call_setup(python: Path, env: dict[str, str], runs: int) -> dict[str, object]:
     """The round trips of a cold and a warm call setup, per service, and the warm one's steps
     of wall time (bench.probe's `calls` mode), each run in a fresh process."""
-    results = [probe(python, fakes.env | CALL_ENV, "calls") for _ in range(runs)]
-    names = sorted({n for r in results for side in ("cold", "warm") for n in r[side]})
+    results = [probe(python, env | CALL_ENV, "calls") for _ in range(runs)]
+    # The services a call setup called (the fakes count every function's requests).
+    names = sorted(
+        {n for r in results for side in ("cold", "warm") for n, v in r[side].items() if v}
+    )
     return {
         "cold": {n: statistics.mean(r["cold"].get(n, 0) for r in results) for n in names},
         "warm": {n: statistics.mean(r["warm"].get(n, 0) for r in results) for n in names},
@@ -230,13 +303,13 @@ def call_setup(python: Path, fakes: Fakes, runs: int) -> dict[str, object]:
     }
 
 
-def import_profile(python: Path, fakes: Fakes) -> list[tuple[str, float]]:
-    """Self time of the modules the handler imports beyond what `import boto3` imports."""
+def import_profile(python: Path, env: dict[str, str], module: str) -> list[tuple[str, float]]:
+    """Self time of the modules `module` imports beyond what `import boto3` imports."""
 
     def modules(code: str) -> dict[str, float]:
         result = subprocess.run(
             [str(python), "-X", "importtime", "-c", code],
-            env=fakes.env,
+            env=env,
             capture_output=True,
             text=True,
             check=True,
@@ -249,9 +322,7 @@ def import_profile(python: Path, fakes: Fakes) -> list[tuple[str, float]]:
         return times
 
     floor = modules("import boto3")
-    function_dir = fakes.env["FUNCTION_DIR"]
-    ours = modules(f"import sys; sys.path.insert(0, {function_dir!r}); import token_vendor.app")
-    extra = {name: ms for name, ms in ours.items() if name not in floor}
+    extra = {name: ms for name, ms in modules(f"import {module}").items() if name not in floor}
     top: dict[str, float] = {}
     for name, ms in extra.items():
         top[name.split(".")[0]] = top.get(name.split(".")[0], 0) + ms
@@ -260,14 +331,14 @@ def import_profile(python: Path, fakes: Fakes) -> list[tuple[str, float]]:
 
 IMPORT_CHOICES = {
     "import boto3 (the floor)": "import boto3",
-    "import botocore.session (what the function uses instead)": "import botocore.session",
+    "import botocore.session (what the functions use instead)": "import botocore.session",
     "import boto3 + Powertools' event handler (not used)": (
         "import boto3, aws_lambda_powertools.event_handler"
     ),
 }
 
 
-def import_choices(python: Path, runs: int) -> dict[str, float]:
+def import_choices(python: Path, env: dict[str, str], runs: int) -> dict[str, float]:
     """The import-time choices behind the design, each in a fresh process, interleaved."""
     times: dict[str, list[float]] = {name: [] for name in IMPORT_CHOICES}
     for _ in range(runs):
@@ -277,77 +348,69 @@ def import_choices(python: Path, runs: int) -> dict[str, float]:
                 "print((time.perf_counter() - t) * 1000)"
             )
             out = subprocess.run(
-                [str(python), "-c", code], capture_output=True, text=True, check=True
+                [str(python), "-c", code], env=env, capture_output=True, text=True, check=True
             ).stdout
             times[name].append(float(out))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def own_modules_without_bytecode(python: Path, fakes: Fakes, runs: int) -> dict[str, float]:
-    """Importing the handler from the source tree (no .pyc, as Lambda's read-only /var/task
-    would do without precompiled files) versus the built package with unchecked-hash .pyc."""
-    results = {}
-    for name, directory in (
-        ("handler import, sources compiled at every start", FUNCTION_DIR),
-        ("handler import, built package with unchecked-hash .pyc", Path(fakes.env["FUNCTION_DIR"])),
-    ):
-        env = fakes.env | {"FUNCTION_DIR": str(directory), "PYTHONDONTWRITEBYTECODE": "1"}
-        results[name] = statistics.median(
-            probe(python, env, "handler")["import_ms"] for _ in range(runs)
-        )
-    return results
-
-
-def package_size() -> dict[str, object]:
-    built = ROOT / ".aws-sam" / "build" / "TokenFunction"
-    source = "sam build artifact (.aws-sam/build/TokenFunction)"
-    temp = None
-    if not built.exists():
-        temp = Path(tempfile.mkdtemp())
-        built = temp / "package"
-        subprocess.run(
-            [
-                _uv(),
-                "pip",
-                "install",
-                "-q",
-                "--target",
-                str(built),
-                "--python-platform",
-                "aarch64-manylinux2014",
-                "--python-version",
-                "3.13",
-                "-r",
-                str(FUNCTION_DIR / "requirements.txt"),
-            ],
-            check=True,
-        )
+def own_modules_without_bytecode(
+    python: Path, env: dict[str, str], package: Path, runs: int
+) -> dict[str, float]:
+    """Importing the handler with our modules from source (no .pyc, as Lambda's read-only
+    /var/task would do without precompiled files) versus the built package with
+    unchecked-hash .pyc, interleaved; the libraries come from the package in both."""
+    with tempfile.TemporaryDirectory() as sources:
+        # A copy without __pycache__: a developer's tree may hold timestamp-based .pyc.
         shutil.copytree(
-            FUNCTION_DIR, built, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+            FUNCTIONS_DIR / "token_vendor",
+            Path(sources, "token_vendor"),
+            ignore=shutil.ignore_patterns("__pycache__"),
         )
-        source = (
-            "pip install --target for arm64/3.13 + the function's files (no sam build artifact)"
-        )
-    total = sum(p.stat().st_size for p in built.rglob("*") if p.is_file())
-    top = sorted(
-        (
-            (d.name, sum(p.stat().st_size for p in d.rglob("*") if p.is_file()))
-            for d in built.iterdir()
-            if d.is_dir()
-        ),
-        key=lambda item: -item[1],
-    )[:6]
-    if temp:
-        shutil.rmtree(temp)
-    return {"bytes": total, "source": source, "largest": top}
+        variants = {
+            "handler import, sources compiled at every start": os.pathsep.join(
+                (sources, str(package), str(ROOT))
+            ),
+            "handler import, built package with unchecked-hash .pyc": env["PYTHONPATH"],
+        }
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(runs):
+            for name, path in variants.items():
+                variant = env | {"PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
+                times[name].append(probe(python, variant, "handler")["import_ms"])
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-def warm_overhead(python: Path, fakes: Fakes, runs: int) -> dict[str, object]:
+def package_size(package: Path) -> dict[str, object]:
+    """The package's unzipped size, its size zipped (deflate, as `sam deploy` uploads it)
+    and its largest top-level parts (files' apparent sizes)."""
+
+    def size(path: Path) -> int:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+    files = sorted(p for p in package.rglob("*") if p.is_file())
+    with tempfile.TemporaryFile() as archive:
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for path in files:
+                zipped.write(path, path.relative_to(package))
+        zipped_bytes = archive.tell()
+    parts = sorted(((p.name, size(p)) for p in package.iterdir()), key=lambda item: -item[1])
+    return {
+        "bytes": sum(s for _, s in parts),
+        "zipped_bytes": zipped_bytes,
+        "files": len(files),
+        "largest": parts[:6],
+    }
+
+
+def warm_overhead(python: Path, env: dict[str, str], runs: int) -> dict[str, object]:
     results = []
     for _ in range(runs):
         out = subprocess.run(
             [str(python), str(HERE / "warm_probe.py"), "1500"],
-            env=fakes.env,
+            env=env,
             capture_output=True,
             text=True,
             check=True,
@@ -405,7 +468,7 @@ def browser_flows() -> dict[str, object] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=30, help="cold-start pairs")
+    parser.add_argument("--runs", type=int, default=30, help="cold-start runs per function")
     parser.add_argument("--skip-load", action="store_true", help="skip the local-stack load")
     parser.add_argument("--skip-browser", action="store_true", help="skip the browser flows")
     parser.add_argument(
@@ -413,23 +476,31 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args()
-    load_before = os.getloadavg()[0]  # other work on the machine skews every figure
-    python = function_env_python()
+    load_before = os.getloadavg()  # other work on the machine skews every figure
+    python = runtime_python()
+    print("building each function's package (functions/Makefile) ...", flush=True)
+    packages = {function: build_package(function) for function in FUNCTIONS}
     with tempfile.TemporaryDirectory() as workdir:
-        fakes = Fakes(python, Path(workdir), compiled_package(python))
+        fakes = Fakes(python, Path(workdir))
+        envs = {function: fakes.env_for(packages[function]) for function in FUNCTIONS}
         try:
-            print("cold start ...", flush=True)
-            cold = cold_start(python, fakes, args.runs)
+            print("cold start, both functions ...", flush=True)
+            cold = cold_start(python, fakes, envs, args.runs)
+            print("where the token function's cold start goes ...", flush=True)
+            stages = cold_stages(python, envs[TOKEN], max(args.runs // 3, 5))
             print("call setup round trips ...", flush=True)
-            calls = call_setup(python, fakes, 3)
-            print("import profile ...", flush=True)
-            imports = import_profile(python, fakes)
+            calls = call_setup(python, envs[TOKEN], 3)
+            print("import profiles ...", flush=True)
+            imports = {f.name: import_profile(python, envs[f], f.module) for f in FUNCTIONS}
             print("warm overhead ...", flush=True)
-            warm = warm_overhead(python, fakes, 5)
+            warm = warm_overhead(python, envs[TOKEN], 5)
             print("import choices ...", flush=True)
-            choices = import_choices(python, 15) | own_modules_without_bytecode(python, fakes, 10)
+            choices = import_choices(python, envs[TOKEN], 15) | own_modules_without_bytecode(
+                python, envs[TOKEN], packages[TOKEN], 10
+            )
         finally:
             fakes.close()
+    load_after_cold = os.getloadavg()
     flows = None if args.skip_browser else browser_flows()
     if not args.skip_load:
         print("throughput through the local stack ...", flush=True)
@@ -442,8 +513,12 @@ def main() -> None:
         from bench import watcher_cost
 
         watcher = watcher_cost.measure()
-    print("package size ...", flush=True)
-    package = package_size()
+    live = None
+    if not args.skip_watcher:
+        print("GPT-Live: connect time and the watcher's cost per session-hour ...", flush=True)
+        from bench import live_cost
+
+        live = live_cost.measure()
     version = subprocess.run(
         [str(python), "-c", "import sys; print(sys.version.split()[0])"],
         capture_output=True,
@@ -452,19 +527,25 @@ def main() -> None:
     ).stdout.strip()
     results = {
         "machine": machine(),
-        "load_average": [load_before, os.getloadavg()[0]],
+        "load_average": [load_before[0], os.getloadavg()[0]],
+        # One, five and fifteen minutes, before and after the in-process figures (sections 1-3).
+        "load_average_cold": [list(load_before), list(load_after_cold)],
         "python": version,
-        "cold": cold,
+        "cold": cold[TOKEN.name],
+        "watcher_cold": cold[WATCHER.name],
+        "stages": stages,
         "call_setup": calls,
-        "imports": imports,
+        "imports": imports[TOKEN.name],
+        "watcher_imports": imports[WATCHER.name],
         "choices": choices,
         "warm": warm,
-        "package": package,
+        "packages": {f.name: package_size(packages[f]) for f in FUNCTIONS},
         "browser": report.read_browser_measurement(ROOT / "artifacts"),
         "browser_flows": flows,
         "load": report.read_load_measurement(ROOT / "artifacts"),
         "sam_local": report.read_sam_local_measurement(ROOT / "artifacts"),
         "watcher": watcher,
+        "live": live,
     }
     args.output.write_text(report.render(results))
     (ROOT / "artifacts").mkdir(exist_ok=True)

@@ -1,5 +1,6 @@
 """One loopback HTTP server that answers like DynamoDB, Secrets Manager, EventBridge
-Scheduler, Lambda's Invoke, a JWKS host and OpenAI (client secrets and calls), instantly. The
+Scheduler, Lambda's Invoke, a JWKS host and OpenAI (client secrets and calls; a call's
+sideband WebSocket is refused, 403, as for a call the key may not watch), instantly. The
 benchmarks point the real function at it: real clients, real sockets, no service latency, so
 what is measured is our process.
 
@@ -69,6 +70,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/jwks.json":
             self._count("jwks")
             self._send(200, self.jwks)
+        elif self.path.startswith("/v1/realtime?call_id="):  # a call's sideband: refused
+            self._count("sideband")
+            self._send(403, json.dumps({"error": {"code": "bench_refused"}}).encode())
         elif self.path == "/__counts":
             self._send(200, json.dumps(self.counts).encode())
         elif self.path == "/__spans":

@@ -1,13 +1,21 @@
-"""Runs in a fresh process of the function-only environment; prints one JSON line.
+"""Runs in a fresh process of one function's environment (the runtime's boto3, the function's
+package first on PYTHONPATH, as /var/task is in Lambda); prints one JSON line.
 
 `probe.py boto3`    time to `import boto3`: the floor every Python Lambda pays.
-`probe.py handler`  time to import the handler module and serve the first request, then a
-                    second (warm) one, against the loopback fakes named in the environment.
+`probe.py handler`  the token function: time to import the handler module and serve the first
+                    request (a mint), then a second (warm) one, against the loopback fakes
+                    named in the environment.
+`probe.py watcher`  the call watcher: time to import its handler module, build its container
+                    and handle one watch event (the fakes refuse the call's sideband, so the
+                    watcher takes the lease, reads the key, is refused and lets the lease go),
+                    then a second (warm) one.
 `probe.py calls`    a cold then a warm call setup (POST /v1/realtime/calls); the warm one's
                     requests are held HOLD_MS each at the fakes, which record their spans.
 Before the clock starts only `time`, `json`, `os`, `sys` and `devstack.lambda_events` (which
-imports nothing more) are loaded. After each request, outside the timed spans, the probe reads
-the fakes' request counts, so cold and warm round trips are counted apart.
+imports nothing more) are loaded. Each figure is wall time (`ms`) and the process's CPU time
+(`cpu_ms`, which other work on the machine disturbs less). After each request, outside the
+timed spans, the probe reads the fakes' request counts, so cold and warm round trips are
+counted apart.
 """
 
 import json
@@ -53,16 +61,55 @@ def fake_counts() -> dict[str, int]:
     return counts
 
 
+def watch_event(n: int) -> dict[str, object]:
+    """A call's watch event, as the token function sends it (`core.jobs.watch_event`)."""
+    return {
+        "action": "watch", "call_id": f"rtc_bench{n}_{os.getpid()}", "user": "u" * 32,
+        "profile": "default", "session": {"type": "realtime"}, "on_session_change": "restore",
+        "ends_at": time.time() + 600, "handovers": 0,
+    }  # fmt: skip
+
+
+def ms(since: float, cpu_since: float) -> tuple[float, float]:
+    """Wall and CPU milliseconds since the two clocks read `since` and `cpu_since`."""
+    return (time.perf_counter() - since) * 1000, (time.process_time() - cpu_since) * 1000
+
+
+def watcher(started: float, cpu_started: float) -> None:
+    from token_vendor.watcher import app, deps
+
+    imported = ms(started, cpu_started)
+    deps.container(app.logger)
+    built = ms(started, cpu_started)
+    context = LambdaContext(900_000, function_name="CallWatcherFunction")
+    first = app.handler(watch_event(1), context)
+    handled = ms(started, cpu_started)
+    after_first = fake_counts()
+    resumed, cpu_resumed = time.perf_counter(), time.process_time()
+    second = app.handler(watch_event(2), context)
+    warm = ms(resumed, cpu_resumed)
+    assert first["status"] == second["status"] == "not_attached", (first, second)
+    print(json.dumps({
+        "import_ms": imported[0], "import_cpu_ms": imported[1],
+        "container_ms": built[0], "container_cpu_ms": built[1],
+        "ms": handled[0], "cpu_ms": handled[1], "warm_ms": warm[0], "warm_cpu_ms": warm[1],
+        "counts_after_first": after_first,
+    }))  # fmt: skip
+
+
 def main() -> None:
     mode = sys.argv[1]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if mode == "boto3":
         import boto3  # noqa: F401
 
-        print(json.dumps({"ms": (time.perf_counter() - started) * 1000}))
+        wall, cpu = ms(started, cpu_started)
+        print(json.dumps({"ms": wall, "cpu_ms": cpu}))
         return
-    sys.path.insert(0, os.environ["FUNCTION_DIR"])
-    from token_vendor.app import handler
+    if mode == "watcher":
+        watcher(started, cpu_started)
+        return
+    from token_vendor.api.app import handler
 
     if mode == "calls":  # round trips only: the warm setup's requests are held, not timed
         token = os.environ["BENCH_TOKEN"]
@@ -85,21 +132,19 @@ def main() -> None:
             "hold_ms": HOLD_MS,
         }))  # fmt: skip
         return
-    imported = time.perf_counter()
+    imported = ms(started, cpu_started)
     first = handler(mint_event(os.environ["BENCH_TOKEN"]), LambdaContext(9000))
-    served = time.perf_counter()
+    served = ms(started, cpu_started)
     after_first = fake_counts()
-    resumed = time.perf_counter()
+    resumed, cpu_resumed = time.perf_counter(), time.process_time()
     second = handler(mint_event(os.environ["BENCH_TOKEN"]), LambdaContext(9000))
-    warm = time.perf_counter()
+    warm = ms(resumed, cpu_resumed)
     assert first["statusCode"] == 200 and second["statusCode"] == 200, (first, second)
-    result = {
-        "ms": (served - started) * 1000,
-        "import_ms": (imported - started) * 1000,
-        "warm_ms": (warm - resumed) * 1000,
+    print(json.dumps({
+        "import_ms": imported[0], "import_cpu_ms": imported[1],
+        "ms": served[0], "cpu_ms": served[1], "warm_ms": warm[0], "warm_cpu_ms": warm[1],
         "counts_after_first": after_first,
-    }
-    print(json.dumps(result))
+    }))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench import watcher_cost
+from bench import live_cost, watcher_cost
 
 # Public list prices, us-east-1, as published in 2026 (check before relying on them).
 PRICES = {
@@ -94,13 +94,15 @@ def steps(spans: list[tuple[str, float, float]] | list[list[Any]]) -> list[list[
 
 def render(r: dict[str, Any]) -> str:
     return "\n".join(
-        _intro(r) + _cold(r) + _warm(r["warm"]) + _round_trips(r["cold"]["round_trips"])
+        _intro(r) + _cold(r) + _warm(r["warm"])
+        + _round_trips(r["cold"]["round_trips"], (r.get("watcher_cold") or {}).get("round_trips"))
         + _call_setup(r.get("call_setup"))
         + (_flows(r["browser_flows"]) + _preflight(r.get("browser")) if r.get("browser_flows")
            else _browser(r.get("browser")))
         + _load(r.get("load")) + _cost(r["cold"])
         + _sam_local(r.get("sam_local"), r["cold"])
         + watcher_cost.render(r.get("watcher"))
+        + live_cost.render(r.get("live"))
     ) + "\n"  # fmt: skip
 
 
@@ -109,56 +111,127 @@ def _intro(r: dict[str, Any]) -> list[str]:
         "# Performance",
         "",
         f"Measured by `make bench` on {r['machine']}, Python {r['python']} (the Lambda runtime's",
-        "version), in a virtual environment holding only the function's runtime dependencies and",
-        "boto3. Each figure sits next to its reference, measured in the same run. The machine is",
-        "shared with other work, so medians matter more than any single run. A conclusion is",
-        "printed only when this run's numbers support it; paragraphs marked as explanations are",
-        "not measurements. How the figures are taken: `bench/README.md`.",
+        "version). Each function runs in its own environment: the runtime's boto3 (uv.lock's",
+        "version, not bundled) and the function's package as `sam build` makes it",
+        "(`functions/Makefile`, built for this machine's architecture) first on the path, as",
+        "`/var/task` is in Lambda. Each figure sits next to its reference, measured in the same",
+        "run. The machine is shared with other work, so medians matter more than any single run.",
+        "A conclusion is printed only when this run's numbers support it; paragraphs marked as",
+        "explanations are not measurements. How the figures are taken: `bench/README.md`.",
         "",
-        *_load_average(r.get("load_average")),
+        *_load_average(r.get("load_average"), r.get("load_average_cold")),
     ]
 
 
-def _load_average(load: list[float] | None) -> list[str]:
+def _load_average(load: list[float] | None, cold: list[list[float]] | None = None) -> list[str]:
     if not load:
         return []
     before, after = load
-    return [
+    lines = [
         f"The machine's one-minute load average was {before:.1f} when the run started and"
         f" {after:.1f} when it ended (measured).",
-        "",
     ]
+    if cold:
+        start, end = (", ".join(f"{x:.1f}" for x in values) for values in cold)
+        lines.append(
+            f"Over sections 1 to 3 (one, five and fifteen minutes): {start} before, {end} after."
+        )
+    return [*lines, ""]
+
+
+TOKEN, WATCHER = "TokenFunction", "CallWatcherFunction"
+
+
+def _cell(summary: dict[str, float] | None) -> str:
+    return "-" if summary is None else _ms(summary)
+
+
+def _size(package: dict[str, Any] | None) -> str:
+    if not package:
+        return "-"
+    files = f", {package['files']:,} files" if "files" in package else ""
+    zipped = (
+        f" ({package['zipped_bytes'] / 1e6:.1f} MB zipped)" if "zipped_bytes" in package else ""
+    )
+    return f"{package['bytes'] / 1e6:.1f} MB{files}{zipped}"
+
+
+def _largest(package: dict[str, Any] | None) -> str:
+    if not package:
+        return "-"
+    return ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in package["largest"])
 
 
 def _cold(r: dict[str, Any]) -> list[str]:
-    cold, package, choices = r["cold"], r["package"], r.get("choices", {})
+    cold, choices = r["cold"], r.get("choices", {})
+    watcher: dict[str, Any] = r.get("watcher_cold") or {}
+    packages: dict[str, Any] = r.get("packages") or {}
     ratio = cold["ratio"]
+
+    def row(name: str, token: str, watch: str) -> str:
+        return f"| {name} | {token} | {watch} |"
+
+    def ratio_cell(c: dict[str, Any], key: str) -> str:
+        return f"{c[key]:.2f}x" if key in c else "-"
+
     lines = [
-        "## 1. Cold start",
+        "## 1. Cold start, per function",
         "",
-        "Fresh process; import the handler module and serve the first request against loopback",
-        "fakes of DynamoDB, Secrets Manager, the key set and OpenAI (real clients, real sockets,",
-        "no service latency), versus a bare `import boto3` in the same environment.",
+        "A fresh process per run, against loopback fakes of DynamoDB, Secrets Manager, the key",
+        "set and OpenAI (real clients, real sockets, no service latency). The token function",
+        "imports its handler and serves a first mint. The call watcher imports its handler,",
+        "builds its container and handles one watch event whose sideband the fakes refuse (it",
+        "takes the call's lease, reads the key, is refused, lets the lease go). Each run is",
+        "interleaved with a bare `import boto3` in the same function's environment.",
         "",
-        "| | median (p99) |",
-        "|---|---|",
-        f"| `import boto3` (the floor) | {_ms(cold['floor'])} |",
-        f"| handler import | {_ms(cold['import'])} |",
-        f"| handler import + first response | {_ms(cold['handler'])} |",
-        f"| second (warm) response, wall | {_ms(cold['warm_wall'])} |",
+        f"| | {TOKEN} | {WATCHER} |",
+        "|---|---|---|",
+        row("package, unzipped", _size(packages.get(TOKEN)), _size(packages.get(WATCHER))),
+        row("`import boto3` (the floor)", _cell(cold["floor"]), _cell(watcher.get("floor"))),
+        row("handler import", _cell(cold["import"]), _cell(watcher.get("import"))),
+        row(
+            "... + its container built",
+            "(built by the first request)",
+            _cell(watcher.get("container")),
+        ),
+        row(
+            "... + first response (a mint) / first event",
+            _cell(cold["handler"]),
+            _cell(watcher.get("handler")),
+        ),
+        row(
+            "second (warm) response / event, wall",
+            _cell(cold["warm_wall"]),
+            _cell(watcher.get("warm_wall")),
+        ),
+        row(
+            "**ratio, first response / floor**",
+            f"**{ratio:.2f}x**",
+            f"**{watcher['ratio']:.2f}x**" if "ratio" in watcher else "-",
+        ),
+        row(
+            "the same ratio in CPU time (less disturbed by other work)",
+            ratio_cell(cold, "cpu_ratio"),
+            ratio_cell(watcher, "cpu_ratio"),
+        ),
         "",
-        f"Ratio first response / floor: **{ratio:.2f}x** "
-        f"(target {COLD_TARGET}x: {_met(ratio <= COLD_TARGET)}).",
+        f"Token function: **{ratio:.2f}x** the floor (target {COLD_TARGET}x: "
+        f"{_met(ratio <= COLD_TARGET)}). The target is the token function's, whose cold start",
+        "a user waits on; the watcher is invoked asynchronously and has none.",
         "",
-        "What the handler imports beyond `import boto3` (self time, by top-level package):",
-        "",
-        "| package | ms |",
-        "|---|---|",
-        *[f"| {name} | {ms:.1f} |" for name, ms in r["imports"]],
-        "",
-        f"Package size: {package['bytes'] / 1e6:.1f} MB unzipped ({package['source']}); largest:",
-        ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in package["largest"]) + ".",
-        "",
+    ]
+    if packages:
+        lines += [
+            "Each package's largest parts (unzipped, top-level entries):",
+            "",
+            f"| | {TOKEN} | {WATCHER} |",
+            "|---|---|---|",
+            row("largest", _largest(packages.get(TOKEN)), _largest(packages.get(WATCHER))),
+            "",
+        ]
+    lines += _imports(r["imports"], r.get("watcher_imports"))
+    lines += _stages(r.get("stages"), ratio)
+    lines += [
         "### The import choices behind the design, measured in this run",
         "",
         "| choice | import ms (median) |",
@@ -167,12 +240,13 @@ def _cold(r: dict[str, Any]) -> list[str]:
         "",
         "What the code does about cold starts (facts about the code, not measurements):",
         "",
-        "- botocore clients instead of boto3's: the function never imports boto3 (s3transfer and",
+        "- botocore clients instead of boto3's: the functions never import boto3 (s3transfer and",
         "  the resource layer come with it).",
-        "- a small router instead of Powertools' event handler (two routes).",
-        "- the build ships unchecked-hash bytecode (`scripts/template_checks.sh`): Lambda's",
-        "  `/var/task` is read-only, so without it our modules compile from source at every start.",
-        "- nothing touches the network at import; clients are built once per container.",
+        "- a small router instead of Powertools' event handler (a handful of routes).",
+        "- the build ships unchecked-hash bytecode (`functions/Makefile`): Lambda's `/var/task`",
+        "  is read-only, so without it our modules compile from source at every start.",
+        "- each function ships only its own room, the core and its own requirements.",
+        "- nothing touches the network at import or while the container is built.",
         "",
     ]
     source = choices.get("handler import, sources compiled at every start")
@@ -191,14 +265,83 @@ def _cold(r: dict[str, Any]) -> list[str]:
         lines.append("")
     if ratio > COLD_TARGET:
         lines += [
-            f"{NOT_MEASURED} why the target is not met. The rest of the first response is the",
-            "libraries the function must use: a profile of the first request (taken by hand when",
-            "this text was written, not in this run) showed botocore creating its",
-            "two clients (loading the JSON service models and endpoint rules), httpx building its",
-            "client (httpcore, and certifi's CA bundle loaded into a TLS context), and",
-            "cryptography's import (PyJWT's RSA). The remedy on AWS is SnapStart: the function",
-            "registers hooks that build every client before the snapshot (no network) and forget",
-            "cached secrets after restore (`app.py`, tested by `tests/unit/test_snapstart.py`).",
+            f"{NOT_MEASURED} why the target is not met. What is left is the libraries the mint",
+            "needs, each paid once per container: botocore creating its DynamoDB client (the",
+            "first client of a session parses botocore's endpoint table, 1.3 MB, lists every",
+            "service's data folder and loads the service's model and endpoint rules) and its",
+            "Secrets Manager client; httpx's client (the httpcore import, and certifi's CA bundle",
+            "loaded into a TLS context: OpenAI and the key set are https); PyJWT with",
+            "cryptography (RS256; PyJWT imports `cryptography.x509` at module level); Powertools'",
+            "Logger and Metrics; then the first mint itself (what each would take to remove:",
+            "`bench/README.md`).",
+            "What the mint never uses is not built for it: the Scheduler and Lambda clients and",
+            "the calls routes' modules wait for the first call (`api/deps.py`). The remedy on",
+            "AWS is SnapStart: the function registers hooks that build every client before the",
+            "snapshot (no network) and forget cached secrets after restore (`api/app.py`,",
+            "tested by `tests/unit/test_snapstart.py`), so a restored function pays none of it.",
+            "",
+        ]
+    return lines
+
+
+def _imports(token: list[Any], watcher: list[Any] | None) -> list[str]:
+    """What each handler imports beyond `import boto3`, side by side."""
+    ours, theirs = dict(token), dict(watcher or [])
+    names = sorted(set(ours) | set(theirs), key=lambda n: -max(ours.get(n, 0), theirs.get(n, 0)))
+
+    def cell(table: dict[str, float], name: str) -> str:
+        return f"{table[name]:.1f}" if name in table else "-"
+
+    return [
+        "What each handler module imports beyond `import boto3` (self time in ms, by top-level",
+        "package; `-`: not imported, or not among that function's twelve largest):",
+        "",
+        f"| package | {TOKEN} | {WATCHER} |",
+        "|---|---|---|",
+        *[f"| {n} | {cell(ours, n)} | {cell(theirs, n)} |" for n in names],
+        "",
+    ]
+
+
+def _stages(stages: dict[str, Any] | None, ratio: float) -> list[str]:
+    """Where the token function's cold start goes, and what the target leaves for it."""
+    if not stages:
+        return []
+    floor_ms, floor_cpu = stages["floor"]
+    parts: dict[str, list[float]] = stages["stages"]
+    lines = [
+        "### Where the token function's cold start goes",
+        "",
+        "One fresh process per run (`bench/stages_probe.py`), each stage timed in the order the",
+        "first request meets it: the libraries one by one (in the order below; httpcore, imported",
+        "when httpx builds its first client, apart), our modules, the container as the first",
+        f"request builds it, then the first mint; medians of {stages['runs']} runs,",
+        "interleaved with the floor.",
+        "",
+        "| stage | ms | CPU ms | CPU, share of the floor |",
+        "|---|---|---|---|",
+        f"| `import boto3` (the floor, its own process) | {floor_ms:.1f} | {floor_cpu:.1f} | 1 |",
+        *[
+            f"| {name} | {wall:.1f} | {cpu:.1f} | {cpu / floor_cpu:.2f} |"
+            for name, (wall, cpu) in parts.items()
+        ],
+        f"| **sum of the stages** | {sum(w for w, _ in parts.values()):.1f} | "
+        f"{sum(c for _, c in parts.values()):.1f} | "
+        f"{sum(c for _, c in parts.values()) / floor_cpu:.2f} |",
+        "",
+    ]
+    botocore = next((cpu for name, (_, cpu) in parts.items() if "botocore.session" in name), None)
+    if ratio > COLD_TARGET and botocore is not None:
+        budget = COLD_TARGET * floor_cpu - botocore
+        beyond = {n: cpu for n, (_, cpu) in parts.items() if "botocore.session" not in n}
+        largest = sorted(beyond.items(), key=lambda item: -item[1])[:4]
+        lines += [
+            f"At {COLD_TARGET}x, what the token function may spend beyond importing"
+            f" botocore.session (which the floor spends too) is {COLD_TARGET}"
+            f" x {floor_cpu:.0f} - {botocore:.0f} = {budget:.0f} ms of CPU in this run; its"
+            f" other stages took {sum(beyond.values()):.0f} ms, the largest: "
+            + "; ".join(f"{name} {cpu:.0f} ms" for name, cpu in largest)
+            + ".",
             "",
         ]
     return lines
@@ -254,7 +397,33 @@ def _warm(warm: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _round_trips(trips: dict[str, dict[str, float]]) -> list[str]:
+def _round_trips(
+    trips: dict[str, dict[str, float]], watcher: dict[str, dict[str, float]] | None = None
+) -> list[str]:
+    return _mint_round_trips(trips) + _watch_round_trips(watcher)
+
+
+def _watch_round_trips(trips: dict[str, dict[str, float]] | None) -> list[str]:
+    if not trips:
+        return []
+    cold, warm = trips["cold"], trips["warm"]
+    return [
+        "### A watch event (the call watcher)",
+        "",
+        "The event of section 1, whose sideband the fakes refuse: counted at the fakes, the",
+        "first (cold) event apart from the second (warm) one, averaged over the processes:",
+        "",
+        "| service | cold event | warm event |",
+        "|---|---|---|",
+        *[
+            f"| {n} | {cold.get(n, 0):g} | {warm.get(n, 0):g} |"
+            for n in sorted(set(cold) | set(warm))
+        ],
+        "",
+    ]
+
+
+def _mint_round_trips(trips: dict[str, dict[str, float]]) -> list[str]:
     cold, warm = trips["cold"], trips["warm"]
     names = sorted(set(cold) | set(warm))
     lines = [

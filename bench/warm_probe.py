@@ -24,14 +24,13 @@ from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.credentials import Credentials
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from token_vendor.api import app, deps
+from token_vendor.api.deps import Container
+from token_vendor.core import aws
 
 from bench.signing import BenchKey
 from devstack.lambda_events import LambdaContext, http_event
 from devstack.openai_schema import build_session
-
-sys.path.insert(0, os.environ["FUNCTION_DIR"])
-from token_vendor import app, deps
-from token_vendor.deps import Container
 
 ISSUER = "https://issuer.bench"
 KEY = BenchKey("k")
@@ -83,7 +82,7 @@ def client(session: botocore.session.Session, service: str) -> Any:
         region_name="us-east-1",
         aws_access_key_id="AKIDBENCH",
         aws_secret_access_key="bench",  # noqa: S106  a fake AWS that accepts any key
-        config=deps.DYNAMODB_CONFIG,
+        config=aws.DYNAMODB,
     )
     c.meta.events.register_first("before-send", aws_answer)
     return c
@@ -100,7 +99,7 @@ def per_op(fn: Callable[[], object], n: int) -> float:
 
 def breakdown(container: Container, token: str, n: int) -> dict[str, float]:
     """Where the time goes: each adapter alone, through the same clients (CPU us per call)."""
-    from token_vendor.deadline import Deadline
+    from token_vendor.core.deadline import Deadline
 
     vendor = container.vendor
     caller = vendor.authenticate(token, Deadline(5))

@@ -30,9 +30,9 @@ PRICES = {  # us-east-1, late 2026 list prices (docs/performance.md uses the sam
 }
 WATCH_SECONDS_PER_INVOCATION = 840  # WATCHER_MAX_SECONDS in template.yaml
 LEASE_SECONDS = 60  # WATCHER_LEASE_SECONDS in template.yaml
-# OpenAI, gpt-realtime-2.1 (shared/openai-realtime.md 3e): USD per 1M audio tokens, and the
-# token rates assumed for speech (not documented there; ~10 tokens/s heard, ~20 tokens/s
-# spoken, as the emulator counts).
+# OpenAI, gpt-realtime-2.1 (core/prices.json; docs/openai-contract.md §8): USD per 1M audio
+# tokens, and the token rates assumed for speech (OpenAI does not publish them; ~10 tokens/s
+# heard, ~20 tokens/s spoken, as the emulator counts).
 AUDIO_IN, AUDIO_OUT, AUDIO_CACHED = 32.0, 64.0, 0.40
 TOKENS_IN_PER_S, TOKENS_OUT_PER_S = 10, 20
 
@@ -55,7 +55,8 @@ async def watched_call(stack: Any, seconds: float, every: float) -> dict[str, An
 
     from devstack import aws
     from devstack.stack import WATCHER_FUNCTION
-    from tests.tools.test_openai_emulator import LOCATION, Caller, user_says
+    from tests.support.caller import Caller
+    from tests.support.realtime import LOCATION, user_says
 
     pid = stack.processes["watcher"].popen.pid
     caller = Caller(microphone=True)

@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--spend-limits",
         default=os.environ.get("DEVSTACK_SPEND_LIMITS", "usd/day=2.00"),
         help="SPEND_LIMITS, what each user's calls may cost a day, metered by the call "
-        "watcher (env DEVSTACK_SPEND_LIMITS; e.g. usd/day=0.05 to hear the budget's goodbye)",
+        "watcher (env DEVSTACK_SPEND_LIMITS; e.g. usd/day=0.10 to hear the budget's goodbye: "
+        "a call starts only with one response like the profile's dearest left, ~0.07 USD)",
     )
     parser.add_argument(
         "--max-call-seconds",
@@ -58,6 +59,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="end every call after this many seconds, to watch the server hang up "
         "(env DEVSTACK_MAX_CALL_SECONDS; default: the profiles' own)",
     )
+    parser.add_argument(
+        "--flow",
+        choices=("calls", "live", "client_secrets"),
+        default=os.environ.get("DEVSTACK_FLOW") or None,
+        help="what the page's Start talking does (env DEVSTACK_FLOW): calls (server-owned "
+        "Realtime calls, the default), live (GPT-Live sessions, placed by the API), or "
+        "client_secrets (a minted secret, the browser's offer straight to OpenAI)",
+    )
     parser.add_argument("--web-dir", type=Path, default=ROOT / "web")
     parser.add_argument("--quiet", action="store_true", help="logs to .devstack/logs only")
     return parser.parse_args(argv)
@@ -67,7 +76,11 @@ def banner(
     stack: Stack, real_openai: bool, call_limits: str, max_call_seconds: int | None = None
 ) -> str:
     urls = stack.urls
-    openai = "the real OpenAI (OPENAI_API_KEY)" if real_openai else "emulator"
+    openai = (
+        "the real OpenAI (OPENAI_API_KEY)"
+        if real_openai
+        else "emulator: Realtime, and GPT-Live at /v1/live/sessions"
+    )
     calls = (
         f"calls end after {max_call_seconds} s (--max-call-seconds)"
         if max_call_seconds
@@ -76,19 +89,24 @@ def banner(
     return f"""
 Local stack ready in {stack.startup_seconds:.1f} s (logs: {stack.log_dir})
   web page   {urls["web"]}/  (production's headers and CSP; the API under /v1/, as CloudFront)
-  API        {urls["api"]}  (POST /v1/realtime/client_secrets and /v1/realtime/calls,
+  API        {urls["web"]}/v1/  (through the page's origin, its one door: POST
+             /v1/realtime/client_secrets, /v1/realtime/calls and /v1/live/sessions,
              GET /openapi.json; CALL_LIMITS {call_limits}; {calls})
+             {urls["api"]} is API Gateway's stand-in: it refuses what skipped the door (403)
   issuer     {urls["issuer"]}  (sign in with any user name; no password)
   OpenAI     {urls["openai"]}  ({openai})
   AWS        {urls["aws"]}  (moto: table devstack-quota, secret devstack/openai-api-key)
   Scheduler  {urls["scheduler"]}/status  (runs the call deadlines in moto's schedule group)
   Watcher    {urls["watcher"]}  (CallWatcherFunction: Lambda's Invoke API, one per live call)
 
+The page talks GPT-Live with:  make dev FLOW=live   (or DEVSTACK_FLOW=live)
 A token for curl:  make token USER=alice   (or: python -m devstack.token alice)
-Mint a client secret:
-  curl -sS -X POST {urls["api"]}/v1/realtime/client_secrets \\
-    -H "Authorization: Bearer $(make -s token USER=alice)" \\
-    -H 'Content-Type: application/json' -d '{{}}'
+Your calls (the page places them: open the web page and press Start talking):
+  curl -sS {urls["web"]}/v1/realtime/calls -H "Authorization: Bearer $(make -s token USER=alice)"
+Mint a client secret (opt-in: the profile assistant-direct needs realtime:client_secrets):
+  TOKEN=$(make -s token USER=alice SCOPES='openid realtime:client_secrets')
+  curl -sS -X POST {urls["web"]}/v1/realtime/client_secrets \\
+    -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{}}'
 
 Ctrl-C stops everything.
 """
@@ -109,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_call_seconds=args.max_call_seconds,
                 openai_api_key=real_key,
                 web_root=args.web_dir,
+                web_flow=args.flow,
                 log_dir=state_file.parent / "logs",
                 state_file=state_file,
                 echo=not args.quiet,

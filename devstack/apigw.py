@@ -127,7 +127,7 @@ class Cors:
         return answer
 
 
-def load_handler(function_dir: Path, spec: str = "token_vendor.app.handler") -> Handler:
+def load_handler(function_dir: Path, spec: str = "token_vendor.api.app.handler") -> Handler:
     """As Lambda does: the code directory on sys.path, then `module.attribute`."""
     module_name, _, attribute = spec.rpartition(".")
     sys.path.insert(0, str(function_dir.resolve()))
@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=3001)
     parser.add_argument("--function-dir", type=Path, default=ROOT / "functions")
     parser.add_argument(
-        "--handler", default="token_vendor.app.handler", help="package.module.attribute"
+        "--handler", default="token_vendor.api.app.handler", help="package.module.attribute"
     )
     parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
     parser.add_argument("--timeout", type=float, default=10.0, help="the function's, seconds")

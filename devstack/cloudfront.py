@@ -1,15 +1,20 @@
-"""What CloudFront would send: the page's response headers, computed from template.yaml.
+"""What CloudFront would send: the page's response headers, and the headers it adds to what
+it forwards to the API, computed from template.yaml.
 
-The template's response-headers policy is the one source of the page's security headers. A
-small evaluator of the intrinsic functions it uses (Ref, Fn::Sub, Fn::Join, Fn::Select,
-Fn::Split, Fn::If and the conditions) turns it into header values for a given set of
-parameters: the deployed ones in the CSP tests, the local stack's URLs in the dev web server.
+The template's response-headers policy is the one source of the page's security headers, and
+the distribution's `api` origin the one source of the header that proves a request came
+through it (api/door.py). A small evaluator of the intrinsic functions they use (Ref,
+Fn::Sub, Fn::Join, Fn::Select, Fn::Split, Fn::If and the conditions) turns them into header
+values for a given set of parameters: the deployed ones in the tests, the local stack's URLs
+and secrets in the dev web server. Secrets Manager's dynamic references
+(`{{resolve:secretsmanager:...}}`) are resolved as CloudFormation resolves them when it
+deploys the distribution, by a resolver the caller gives (the local stack's moto).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,6 +176,56 @@ def response_headers(
     for item in (config.get("CustomHeadersConfig") or {}).get("Items", []):
         headers[item["Header"]] = item["Value"]
     return headers
+
+
+@dataclass(frozen=True)
+class SecretReference:
+    """`{{resolve:secretsmanager:secret-id:SecretString:json-key:version-stage:version-id}}`:
+    the parts after the secret's id are optional (empty: the whole string, AWSCURRENT)."""
+
+    secret_id: str
+    json_key: str = ""
+    version_stage: str = ""
+    version_id: str = ""
+
+
+_DYNAMIC = re.compile(r"\{\{resolve:secretsmanager:(.+?)\}\}")
+
+
+def secret_reference(text: str) -> SecretReference | None:
+    """The Secrets Manager reference `text` is, or None when it is none. The id may be an ARN
+    (colons and all): the parts are found after its `:SecretString` marker."""
+    match = _DYNAMIC.fullmatch(text)
+    if match is None:
+        return None
+    secret_id, marker, rest = match.group(1).partition(":SecretString")
+    if not marker:  # {{resolve:secretsmanager:id}}: the whole string, AWSCURRENT
+        return SecretReference(secret_id)
+    parts = [*rest.removeprefix(":").split(":"), "", "", ""][:3]
+    return SecretReference(secret_id, *parts)
+
+
+def origin_headers(
+    deployment: Deployment,
+    resolve: Callable[[SecretReference], str],
+    template: Mapping[str, Any] | None = None,
+    origin: str = "api",
+    distribution: str = "WebDistribution",
+) -> dict[str, str]:
+    """The custom headers the distribution adds to every request it forwards to `origin`
+    (CloudFront replaces a viewer's header of the same name), dynamic references resolved."""
+    template = load_template() if template is None else template
+    config = template["Resources"][distribution]["Properties"]["DistributionConfig"]
+    (wanted,) = [o for o in config["Origins"] if o["Id"] == origin]
+    headers = Evaluator(template, deployment).evaluate(wanted.get("OriginCustomHeaders", []))
+    if headers is NO_VALUE:
+        return {}
+    resolved: dict[str, str] = {}
+    for header in headers:
+        value = str(header["HeaderValue"])
+        reference = secret_reference(value)
+        resolved[str(header["HeaderName"])] = value if reference is None else resolve(reference)
+    return resolved
 
 
 def local_deployment(issuer_url: str, openai_base_url: str) -> Deployment:

@@ -38,7 +38,11 @@ from devstack.net import LOOPBACK_HOSTS, serve
 from devstack.wire import json_value
 
 DEFAULT_SCOPES = ("openid", "realtime:mint")
-SUPPORTED_SCOPES = ("openid", "profile", "realtime:mint", "realtime:support")
+# realtime:client_secrets: the shipped client-secret profile's opt-in (its sessions are not
+# metered by the watcher); the page asks for it in its client_secrets mode.
+SUPPORTED_SCOPES = (
+    "openid", "profile", "realtime:mint", "realtime:support", "realtime:client_secrets",
+)  # fmt: skip
 ACCESS_LIFETIME = 15 * 60
 CODE_LIFETIME = 60
 REFRESH_LIFETIME = 8 * 3600

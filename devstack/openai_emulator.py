@@ -1,5 +1,7 @@
-"""A local stand-in for OpenAI's Realtime API (its GA shape, as OpenAI documents it):
-client secrets, WebRTC calls answered by a real aiortc peer, hangup, and fault switches.
+"""A local stand-in for OpenAI's voice APIs: the Realtime API (its GA shape, as OpenAI
+documents it: client secrets, WebRTC calls answered by a real aiortc peer, hangup, the
+sideband) and GPT-Live (WebRTC sessions created with the standard key, their sideband, usage
+in seconds and `session.closed`), with fault switches for every endpoint.
 
     python -m devstack.openai_emulator --host 127.0.0.1 --port 8090 --server-key sk-local
 """
@@ -21,6 +23,10 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from devstack.openai_live import LiveSession
+from devstack.openai_live_schema import check_create
+from devstack.openai_live_sideband import open_live_sideband
+from devstack.openai_live_usage import check_live_script
 from devstack.openai_rtc import SESSION_LIMIT_S, Call
 from devstack.openai_schema import (
     ApiError,
@@ -28,6 +34,7 @@ from devstack.openai_schema import (
     build_session,
     check_client_secret_request,
     check_session,
+    new_id,
     refuse_beta_shape,
 )
 from devstack.openai_sideband import open_sideband
@@ -38,7 +45,7 @@ log = logging.getLogger("openai_emulator")
 
 Clock = Callable[[], float]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ENDPOINTS = ("client_secrets", "calls", "sideband")
+ENDPOINTS = ("client_secrets", "calls", "sideband", "live_sessions", "live_sideband")
 FAULTS = ("429", "insufficient_quota", "500", "503", "hang", "malformed", "missing_value")
 HANG_LIMIT_S = 60.0
 RETRY_AFTER_S = "1"
@@ -49,8 +56,12 @@ RECORDED_HEADERS = (
     "OpenAI-Project",
     "OpenAI-Safety-Identifier",
     "User-Agent",
+    "X-OpenAI-Agents-SDK",
 )
 ENDED_CALLS_KEPT = 50
+# How often a Live session reports its usage. OpenAI's cadence is unverified (Azure documents
+# about once a minute); every second locally, so that a meter is seen moving.
+LIVE_USAGE_EVERY_S = 1.0
 SECRET_KEYS = frozenset({"value", "client_secret", "api_key", "authorization", "api-key"})
 
 
@@ -78,9 +89,14 @@ class Emulator:
     server_key: str
     clock: Clock
     session_limit_s: float = SESSION_LIMIT_S
+    live_usage_every_s: float = LIVE_USAGE_EVERY_S
     secrets: dict[str, Secret] = field(default_factory=dict)
     calls: dict[str, Call] = field(default_factory=dict)
     ended_calls: list[dict[str, Any]] = field(default_factory=list)  # the latest, oldest first
+    live_sessions: dict[str, LiveSession] = field(default_factory=dict)
+    ended_live_sessions: list[dict[str, Any]] = field(default_factory=list)  # as ended_calls
+    live_sessions_total: int = 0
+    live_closing: list[LiveSession] = field(default_factory=list)  # ended, the peer closing
     faults: dict[str, Fault] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
     last_requests: dict[str, Any] = field(default_factory=dict)
@@ -163,6 +179,12 @@ class Emulator:
             "sidebands_total": self.sidebands_total,
             "ended_calls": list(self.ended_calls),
             "session_limit_s": self.session_limit_s,
+            # GPT-Live: each session with its usage (every update sent, the final one), its
+            # backend usages, sidebands, the audio copies' bytes and the channel's permissions.
+            "live_sessions_open": [live.describe() for live in self.live_sessions.values()],
+            "live_sessions_ended": list(self.ended_live_sessions),
+            "live_sessions_total": self.live_sessions_total,
+            "live_usage_every_s": self.live_usage_every_s,
         }
 
     def fault_state(self) -> dict[str, Any]:
@@ -186,6 +208,13 @@ class Emulator:
             }
         )
         del self.ended_calls[:-ENDED_CALLS_KEPT]
+
+    def forget_live_session(self, live: LiveSession) -> None:
+        """Called once per Live session, however it ended."""
+        self.live_sessions.pop(live.id, None)
+        self.live_closing = [*(s for s in self.live_closing if not s.finished.is_set()), live]
+        self.ended_live_sessions.append(live.describe())
+        del self.ended_live_sessions[:-ENDED_CALLS_KEPT]
 
     def prune_secrets(self) -> None:
         # Old secrets only need to be remembered long enough to answer "expired" clearly.
@@ -290,6 +319,12 @@ async def serve_fault(
         # An answer no client can use: not SDP, and no Location with a call id.
         return web.Response(
             status=201, body=b"this is not an SDP answer", content_type="application/sdp"
+        )
+    if endpoint == "live_sessions":
+        if kind == "missing_value":  # a session id, but no answer to give the browser
+            return json_response({"session": {"id": new_id("live")}}, status=201)
+        return web.Response(
+            status=201, body=b'{"session": {"id": "live_', content_type="application/json"
         )
     if kind == "missing_value":
         body = {"expires_at": emulator.now() + 600, "session": build_session(None)}
@@ -499,6 +534,73 @@ async def sideband(request: web.Request) -> web.StreamResponse:
     return await open_sideband(emulator, request)
 
 
+# --- GPT-Live: POST /v1/live/sessions and its sideband --------------------------------------
+
+
+@fault_gate("live_sessions")
+async def create_live_session(request: web.Request) -> web.StreamResponse:
+    """A WebRTC Live session: the browser's offer in a JSON body, posted by the application's
+    server with its standard key (Live has no client secrets); the answer of a real peer."""
+    emulator = request.app[EMULATOR]
+    emulator.record("live_sessions", request, without_sdp(await peek_body(request)))
+    require_server_key(emulator, request)  # the credential first, as OpenAI does
+    if request.content_type != "application/json":
+        raise ApiError(
+            400,
+            f"Unsupported content type: '{request.content_type}'. A Live session is created "
+            "with a JSON body: {session, transport: {type: 'webrtc', sdp}}.",
+            code="unsupported_content_type",
+            param="Content-Type",
+        )
+    session_request, sdp = check_create(parse_json_body(await request.text()))
+    live = LiveSession(
+        session_request,
+        clock=emulator.clock,
+        limit_s=emulator.session_limit_s,
+        usage_every_s=emulator.live_usage_every_s,
+        on_closed=emulator.forget_live_session,
+    )
+    try:
+        answer = await live.answer(sdp)
+    except BaseException:
+        await live.discard()
+        raise
+    emulator.live_sessions[live.id] = live
+    emulator.live_sessions_total += 1
+    log.info("live session %s open (audio: %s)", live.id, live.audio_source)
+    return json_response(
+        {"session": {"id": live.id}, "transport": {"type": "webrtc", "sdp": answer}}, status=201
+    )
+
+
+def without_sdp(body: Any) -> Any:
+    """A create as /__emulator/state records it: the offer's size, not the offer."""
+    transport = body.get("transport") if isinstance(body, dict) else None
+    if isinstance(transport, dict) and isinstance(transport.get("sdp"), str):
+        sdp = transport["sdp"]
+        return body | {
+            "transport": {k: v for k, v in transport.items() if k != "sdp"}
+            | {"sdp_bytes": len(sdp.encode())}
+        }
+    return body
+
+
+async def live_websocket(request: web.Request) -> web.StreamResponse:
+    raise ApiError(
+        400,
+        "The local emulator serves Live over WebRTC only (POST /v1/live/sessions), not over "
+        "its primary WebSocket.",
+        code="unsupported_transport",
+    )
+
+
+@fault_gate("live_sideband")
+async def live_sideband(request: web.Request) -> web.StreamResponse:
+    emulator = request.app[EMULATOR]
+    emulator.record("live_sideband", request, None)
+    return await open_live_sideband(emulator, request)
+
+
 # --- POST /v1/realtime/calls/{call_id}/hangup ----------------------------------------------
 
 
@@ -556,6 +658,25 @@ async def script_call(request: web.Request) -> web.StreamResponse:
             "transcriptions": len(call.scripted_transcriptions),
         }
     )
+
+
+async def script_live_session(request: web.Request) -> web.StreamResponse:
+    """What a Live session's caller says next and what its backend responses report
+    (devstack/openai_live_usage.py): each scripted usage is reported at once, as a delegation
+    of its own, or by the turn a scripted caller's words start."""
+    emulator = request.app[EMULATOR]
+    session_id = request.match_info["session_id"]
+    live = emulator.live_sessions.get(session_id)
+    if live is None or live.closed:
+        raise ApiError(
+            404,
+            f"Live session '{session_id}' not found.",
+            code="session_not_found",
+            param="session_id",
+        )
+    says, responses = check_live_script(parse_json_body(await request.text()))
+    live.run_script(says, responses)
+    return json_response({"caller_says": len(says), "responses": len(responses)})
 
 
 def apply_fault_request(emulator: Emulator, body: Any) -> None:
@@ -644,13 +765,24 @@ def route_error(request: web.Request, error: web.HTTPException) -> ApiError:
     return ApiError(error.status, error.reason)
 
 
+# What a browser may send OpenAI's API: any origin, and the headers OpenAI's own browser SDKs
+# send (the Agents SDK's `X-OpenAI-Agents-SDK` on its offer, the `openai` package's
+# `X-Stainless-*`, its optional organization and project), nothing else: OpenAI is reported to
+# refuse a preflight naming another header (a client's own `originator`), so an app that adds
+# one fails here as it would there (devstack/README.md).
+CORS_ALLOW_HEADERS = (
+    "Authorization", "Content-Type", "OpenAI-Organization", "OpenAI-Project",
+    "OpenAI-Safety-Identifier", "X-OpenAI-Agents-SDK", "X-Stainless-Arch", "X-Stainless-Lang",
+    "X-Stainless-OS", "X-Stainless-Package-Version", "X-Stainless-Retry-Count",
+    "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Timeout",
+)  # fmt: skip
+
+
 def cors(response: web.StreamResponse) -> web.StreamResponse:
     # The browser posts its SDP offer straight to /v1/realtime/calls and must read Location.
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = (
-        "Authorization, Content-Type, OpenAI-Safety-Identifier"
-    )
+    response.headers["Access-Control-Allow-Headers"] = ", ".join(CORS_ALLOW_HEADERS)
     response.headers["Access-Control-Expose-Headers"] = "Location, x-request-id"
     response.headers["Access-Control-Max-Age"] = "600"
     return response
@@ -661,6 +793,12 @@ async def close_calls(app: web.Application) -> None:
     emulator.stopping.set()
     calls = list(emulator.calls.values())
     await asyncio.gather(*(call.close("shutdown") for call in calls), return_exceptions=True)
+    # OpenAI going away, as a Live session's connections see it.
+    lives = list(emulator.live_sessions.values())
+    await asyncio.gather(*(live.end("connection_lost") for live in lives), return_exceptions=True)
+    closing = [live.finished.wait() for live in emulator.live_closing]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*closing), HANG_LIMIT_S)
 
 
 def create_app(
@@ -669,14 +807,24 @@ def create_app(
     clock: Clock = time.time,
     faults: Sequence[tuple[str, str]] = (),
     session_limit_s: float = SESSION_LIMIT_S,
+    live_usage_every_s: float = LIVE_USAGE_EVERY_S,
 ) -> web.Application:
-    """`session_limit_s` is OpenAI's 60-minute cap; tests shorten it to see a call hit it."""
+    """`session_limit_s` is OpenAI's 60-minute cap; tests shorten it to see a call hit it. A
+    Live session lasts as long (its `expires_at`: OpenAI's horizon is unverified) and reports
+    its usage every `live_usage_every_s`."""
     if not server_key:
         raise ValueError("server_key must not be empty")
     if not session_limit_s > 0:
         raise ValueError("session_limit_s must be positive")
+    if not live_usage_every_s > 0:
+        raise ValueError("live_usage_every_s must be positive")
     app = web.Application(middlewares=[openai_errors, plain_errors])
-    emulator = Emulator(server_key=server_key, clock=clock, session_limit_s=session_limit_s)
+    emulator = Emulator(
+        server_key=server_key,
+        clock=clock,
+        session_limit_s=session_limit_s,
+        live_usage_every_s=live_usage_every_s,
+    )
     for endpoint, kind in faults:
         emulator.faults[endpoint] = Fault(kind, None)
     app[EMULATOR] = emulator
@@ -684,11 +832,15 @@ def create_app(
     app.router.add_post("/v1/realtime/calls", create_call)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup)
     app.router.add_get("/v1/realtime", sideband)
+    app.router.add_post("/v1/live/sessions", create_live_session)
+    app.router.add_get("/v1/live/sessions", live_websocket)
+    app.router.add_get("/v1/live/sessions/{session_id}/attach", live_sideband)
     app.router.add_get("/__emulator/state", get_state)
     app.router.add_get("/__emulator/faults", get_faults)
     app.router.add_post("/__emulator/faults", set_faults)
     app.router.add_delete("/__emulator/faults", clear_faults)
     app.router.add_post("/__emulator/calls/{call_id}/script", script_call)
+    app.router.add_post("/__emulator/live/sessions/{session_id}/script", script_live_session)
     app.on_shutdown.append(close_calls)
     return app
 
@@ -720,8 +872,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=positive_seconds,
         default=os.environ.get("OPENAI_EMULATOR_SESSION_LIMIT_S", str(SESSION_LIMIT_S)),
         metavar="SECONDS",
-        help="the longest a call lasts, OpenAI's 60 minutes by default "
+        help="the longest a call or a Live session lasts, OpenAI's 60 minutes by default "
         "(env OPENAI_EMULATOR_SESSION_LIMIT_S)",
+    )
+    parser.add_argument(
+        "--live-usage-every",
+        type=positive_seconds,
+        default=os.environ.get("OPENAI_EMULATOR_LIVE_USAGE_EVERY_S", str(LIVE_USAGE_EVERY_S)),
+        metavar="SECONDS",
+        help="how often a Live session reports its usage, every second by default "
+        "(env OPENAI_EMULATOR_LIVE_USAGE_EVERY_S)",
     )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -739,7 +899,7 @@ async def serve(app: web.Application, host: str, port: int) -> None:
         await runner.cleanup()
         raise
     bound = runner.addresses[0][1] if runner.addresses else port
-    print(f"OpenAI Realtime emulator on http://{host}:{bound}/v1", flush=True)
+    print(f"OpenAI Realtime and Live emulator on http://{host}:{bound}/v1", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -755,7 +915,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    app = create_app(args.server_key, faults=args.fault, session_limit_s=args.session_limit)
+    app = create_app(
+        args.server_key,
+        faults=args.fault,
+        session_limit_s=args.session_limit,
+        live_usage_every_s=args.live_usage_every,
+    )
     try:
         asyncio.run(serve(app, args.host, args.port))
     except OSError as error:

@@ -98,8 +98,8 @@ class ToneTrack(MediaStreamTrack):
         await asyncio.sleep(self._start + self._timestamp / self.rate - time.monotonic())
 
 
-# What never reaches a sideband (openai-realtime.md 3c): the handshake events of the peer's own
-# channel; the audio itself stays on the media track.
+# What never reaches a sideband (docs/openai-contract.md §7.1): the handshake events of the
+# peer's own channel; the audio itself stays on the media track.
 CHANNEL_ONLY_EVENTS = frozenset({"session.created", "conversation.created"})
 
 
@@ -115,6 +115,37 @@ class Listener(Protocol):
 def rtc_configuration() -> RTCConfiguration:
     # aiortc would otherwise ask Google's STUN server, which stalls gathering offline.
     return RTCConfiguration(iceServers=[])
+
+
+async def answer_offer(
+    pc: RTCPeerConnection, offer_sdp: str, add_tracks: Callable[[], None], param: str = "sdp"
+) -> str:
+    """The answer to a caller's offer, with every ICE candidate in it (no trickle over OpenAI's
+    APIs); `add_tracks` adds the local media once the offer's is known. Shared by the Realtime
+    calls and the Live sessions (devstack/openai_live.py)."""
+    if not any(line.startswith("m=") for line in offer_sdp.splitlines()):
+        raise ApiError(
+            400, "Invalid SDP offer: no media sections.", code="invalid_offer", param=param
+        )
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+    except (ValueError, KeyError, IndexError) as error:
+        raise ApiError(
+            400, f"Invalid SDP offer: {error}", code="invalid_offer", param=param
+        ) from error
+    add_tracks()
+    await pc.setLocalDescription(await pc.createAnswer())
+    return str(pc.localDescription.sdp)
+
+
+async def drain(channel: RTCDataChannel | None) -> None:
+    """Waits (a bounded time) for a data channel's last events to leave before its peer
+    closes: closing aborts the SCTP association, and an abort drops whatever is queued."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FLUSH_S
+    while channel is not None and channel.bufferedAmount and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(max(0.0, min(0.1, deadline - loop.time())))  # in flight, unacked
 
 
 class Call:
@@ -169,19 +200,7 @@ class Call:
 
     async def answer(self, offer_sdp: str) -> str:
         """The SDP answer, with every ICE candidate in it (no trickle over this API)."""
-        if not any(line.startswith("m=") for line in offer_sdp.splitlines()):
-            raise ApiError(
-                400, "Invalid SDP offer: no media sections.", code="invalid_offer", param="sdp"
-            )
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        except (ValueError, KeyError, IndexError) as error:
-            raise ApiError(
-                400, f"Invalid SDP offer: {error}", code="invalid_offer", param="sdp"
-            ) from error
-        self._add_audio()
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
+        return await answer_offer(self.pc, offer_sdp, self._add_audio)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self._remote_audio is None:
@@ -230,12 +249,7 @@ class Call:
         await self.close("session_limit")
 
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + FLUSH_S
-        channel = self.channel
-        while channel is not None and channel.bufferedAmount and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(max(0.0, min(0.1, deadline - loop.time())))  # in flight, unacked
+        await drain(self.channel)
 
     async def close(self, reason: str = "shutdown") -> None:
         """Ends the call for good: the SCTP association is aborted and DTLS shut down, so the
@@ -382,9 +396,14 @@ class Call:
                 param="session.type",
             )
         if "model" in request and request["model"] != self.session.get("model"):
+            # Refused whole, nothing of the update applied. OpenAI's wording is unverified; this
+            # one names both models, since a client SDK that pins its own default model (the
+            # Agents SDK does) meets it on a call created for another (docs/clients.md).
             raise ApiError(
                 400,
-                "The model is fixed for the life of the client secret.",
+                f"This session's model is '{self.session.get('model')}', fixed when the call was "
+                f"created; this session.update names '{request['model']}', so none of it was "
+                "applied. Leave 'model' out of session.update, or name the session's own.",
                 code="invalid_value",
                 param="session.model",
             )

@@ -1,5 +1,5 @@
 """The sideband of the Realtime emulator: `GET /v1/realtime?call_id=rtc_...` upgraded to a
-WebSocket with the standard key (openai-realtime.md 3c). A server watches and steers a live
+WebSocket with the standard key (docs/openai-contract.md §7). A server watches and steers a live
 call through it: it hears every server event of the call except the caller's own handshake
 (no `session.created`), and may send `session.update`, `response.create`,
 `conversation.item.create` and the rest of the client events."""

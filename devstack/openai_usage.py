@@ -1,4 +1,4 @@
-"""What the Realtime emulator reports a call costs (openai-realtime.md 3e): the `usage` of each
+"""What the Realtime emulator reports a call costs (docs/openai-contract.md §8): the `usage` of each
 `response.done` and of each input transcription, the `rate_limits.updated` of each response,
 and the usages a test may script through `/__emulator/calls/{call_id}/script`.
 

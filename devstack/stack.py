@@ -10,7 +10,13 @@ order. On Linux the children also get SIGTERM if this process dies without clean
 
     with start_stack() as stack:            # free ports
         token = stack.token("alice")
-        httpx.post(stack.urls["api"] + "/v1/realtime/client_secrets", ...)
+        httpx.post(stack.urls["web"] + "/v1/realtime/client_secrets", ...)
+
+As deployed, the API answers only through the page's distribution (the web server here, which
+adds the door's secret as CloudFront does): `urls["web"]` is the API's door for every client,
+and `urls["api"]`, API Gateway's stand-in, refuses what skipped it with a 403.
+`start_stack(api_door="execute-api")` runs the stack as `ApiDoor=execute-api` deploys it, the
+API's own URL open.
 """
 
 from __future__ import annotations
@@ -50,20 +56,28 @@ DEFAULT_CALL_LIMITS = "concurrent=2,minutes/day=60"
 SCHEDULE_GROUP = "devstack-calls"
 # moto does not check that the role exists; the function only passes it to Scheduler.
 SCHEDULER_ROLE_ARN = f"arn:aws:iam::{aws.ACCOUNT_ID}:role/devstack-scheduler"
-SHIPPED_PROFILES = ROOT / "functions" / "token_vendor" / "profiles.json"
+SHIPPED_PROFILES = ROOT / "functions" / "token_vendor" / "api" / "profiles.json"
 REAL_OPENAI = "https://api.openai.com/v1"
 TABLE = "devstack-quota"
 SECRET_ID = "devstack/openai-api-key"  # noqa: S105  the secret's name, not a secret
+# The secret the page's distribution sends the API (template.yaml's OriginVerifySecret).
+ORIGIN_SECRET_ID = "devstack/origin-verify"  # noqa: S105  the secret's name
 AUDIENCE = "realtime-token-vendor"
 CLIENT_ID = "devstack-web"
 SCOPES = "openid realtime:mint"
+SECRETS_SCOPE = "realtime:client_secrets"
 START_TIMEOUT = 45.0
+# What both functions read (template.yaml passes them to both): `extra_env` reaches both.
+SHARED_SETTINGS = (
+    "SPEND_LIMITS", "PRICES", "CALL_LIMITS", "UNWATCHED_CALLS", "WATCHER_ATTACH_SECONDS",
+)  # fmt: skip
 STOP_TIMEOUT = 5.0
 # Variables of the developer's shell that must not reach the stack: real cloud credentials
 # and settings would point the function at a real account.
 INHERITED_PREFIXES = (
     "AWS_", "OPENAI_", "POWERTOOLS_", "AUTH_", "QUOTA", "ALLOWED_ORIGINS", "CALL_LIMITS",
-    "SCHEDULE", "SCHEDULER_", "WATCHER_", "SPEND_LIMITS", "PRICES",
+    "SCHEDULE", "SCHEDULER_", "WATCHER_", "SPEND_LIMITS", "PRICES", "ORIGIN_SECRET_ID",
+    "CALL_ROUTE_QUOTAS",
 )  # fmt: skip
 _print_lock = threading.Lock()
 
@@ -291,7 +305,9 @@ def _base_env() -> dict[str, str]:
     return env | {"PYTHONUNBUFFERED": "1", "AWS_EC2_METADATA_DISABLED": "true"}
 
 
-def _api_env(urls: Mapping[str, str], quotas: str, extra: Mapping[str, str]) -> dict[str, str]:
+def _api_env(
+    urls: Mapping[str, str], quotas: str, extra: Mapping[str, str], api_door: str = "cloudfront"
+) -> dict[str, str]:
     """The function's configuration, as template.yaml would set it in Lambda.
 
     No AUTH_JWKS_URL: the function finds the keys through discovery, as with Cognito.
@@ -319,12 +335,14 @@ def _api_env(urls: Mapping[str, str], quotas: str, extra: Mapping[str, str]) -> 
         # The call watcher: started with Lambda's Invoke API, served by its own gateway.
         "WATCHER_FUNCTION_NAME": WATCHER_FUNCTION,
         "AWS_ENDPOINT_URL_LAMBDA": urls["watcher"],
+        # The page's distribution is the API's door (ApiDoor=cloudfront), or there is none.
+        "ORIGIN_SECRET_ID": ORIGIN_SECRET_ID if api_door == "cloudfront" else "",
     } | dict(extra)  # fmt: skip
 
 
 def _watcher_env(urls: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
     """The watcher's configuration, as template.yaml sets it; `extra` (WATCHER_* to shorten
-    its hand-overs in tests, and the SPEND_LIMITS, PRICES, CALL_LIMITS both functions share)."""
+    its hand-overs in tests, and the SHARED_SETTINGS both functions read)."""
     return _base_env() | aws.FAKE_CREDENTIALS | {
         "OPENAI_SECRET_ID": SECRET_ID,
         "OPENAI_BASE_URL": urls["openai"],
@@ -358,6 +376,8 @@ def start_stack(
     session_limit_s: float | None = None,
     web_flow: str | None = None,
     watcher_env: Mapping[str, str] | None = None,
+    live_usage_every_s: float | None = None,
+    api_door: Literal["cloudfront", "execute-api"] = "cloudfront",
 ) -> Stack:
     """Start every component, wait until each answers, and return the running stack.
 
@@ -367,10 +387,12 @@ def start_stack(
     contract, and tells the page so, as a deploy with the stack's own user pool does.
     `max_call_seconds` shortens every profile's calls (a profiles file written beside the
     logs), so a call visibly ends at its deadline; `session_limit_s` shortens the emulator's
-    60-minute cap. `web_flow` is the page's `flow` in config.json ("calls", its default, or
-    "client_secrets"). `watcher_env` goes to the call watcher (WATCHER_MAX_SECONDS for quick
-    hand-overs...); SPEND_LIMITS and PRICES in `extra_env` reach both functions, as the
-    template passes them to both.
+    60-minute cap (a Live session's `expires_at` too), `live_usage_every_s` the emulator's
+    cadence of Live usage updates (every second by default). `web_flow` is the page's `flow`
+    in config.json ("calls", its default, or "client_secrets"). `watcher_env` goes to the call
+    watcher (WATCHER_MAX_SECONDS for quick hand-overs...); the SHARED_SETTINGS in `extra_env`
+    reach both functions, as the template passes them to both. `api_door` is the template's
+    ApiDoor: "cloudfront" (its default) serves the API only through the web server.
     """
     started = time.monotonic()
     chosen = choose_ports(ports, host, web_host)
@@ -403,12 +425,11 @@ def start_stack(
             short_call_profiles(stack.log_dir, max_call_seconds, extra_env.get("PROFILES_FILE"))
         )
     try:
-        shared = {
-            k: v for k, v in extra_env.items() if k in ("SPEND_LIMITS", "PRICES", "CALL_LIMITS")
-        }
+        shared = {k: v for k, v in extra_env.items() if k in SHARED_SETTINGS}
         _spawn_all(
             stack, quotas, extra_env, web_root, template, echo, emulate, issuer_style,
-            session_limit_s, web_flow, shared | dict(watcher_env or {}),
+            session_limit_s, web_flow, shared | dict(watcher_env or {}), live_usage_every_s,
+            api_door,
         )  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT
         _wait(stack, "aws", host, deadline)
@@ -420,6 +441,7 @@ def start_stack(
                 secret_value=stack.openai_key,
                 template_path=template,
                 schedule_group=SCHEDULE_GROUP,
+                origin_secret_id=ORIGIN_SECRET_ID,
             )
         except Exception as exc:
             raise StackError(f"provisioning moto failed: {type(exc).__name__}: {exc}") from exc
@@ -446,6 +468,8 @@ def _spawn_all(
     session_limit_s: float | None = None,
     web_flow: str | None = None,
     watcher_env: Mapping[str, str] | None = None,
+    live_usage_every_s: float | None = None,
+    api_door: str = "cloudfront",
 ) -> None:
     ports, urls, py = stack.ports, stack.urls, sys.executable
     host, web_host = stack.host, stack.web_host
@@ -457,6 +481,8 @@ def _spawn_all(
         "redirectUri": redirect_uri,
         "scopes": SCOPES,
     } | ({"flow": web_flow} if web_flow else {})
+    if web_flow == "client_secrets":  # the shipped client-secret profile's opt-in scope
+        web_config["scopes"] = f"{SCOPES} {SECRETS_SCOPE}"
     if issuer_style == "cognito":  # as deploy/publish_web.py writes it from the outputs
         web_config |= {
             "cognitoLogoutUrl": urls["issuer"] + "/logout",
@@ -474,21 +500,24 @@ def _spawn_all(
         "web": (
             [py, "-m", "devstack.web", "--host", web_host, "--port", str(ports["web"]),
              "--root", str(web_root), "--config", json.dumps(web_config),
-             "--api-url", urls["api"], "--template", str(template),
+             "--api-url", urls["api"], "--origin", urls["web"], "--template", str(template),
              "--parameter", f"AuthIssuer={urls['issuer']}",
-             "--parameter", f"OpenAIBaseUrl={urls['openai']}"],
-            _base_env(),
+             "--parameter", f"OpenAIBaseUrl={urls['openai']}",
+             "--parameter", f"ApiDoor={api_door}",
+             "--resource", f"OriginVerifySecret={ORIGIN_SECRET_ID}",
+             "--aws-endpoint", urls["aws"]],
+            _base_env() | aws.FAKE_CREDENTIALS,
         ),
         "api": (
             [py, "-m", "devstack.apigw", "--host", host, "--port", str(ports["api"]),
              "--template", str(template)],
-            _api_env(urls, quotas, extra_env),
+            _api_env(urls, quotas, extra_env, api_door),
         ),
         # CallWatcherFunction: no routes, only Invoke; one environment per live call.
         "watcher": (
             [py, "-m", "devstack.apigw", "--host", host, "--port", str(ports["watcher"]),
              "--template", str(template), "--invoke-only", "--function-name", WATCHER_FUNCTION,
-             "--handler", "token_vendor.watcher.handler", "--timeout", "900",
+             "--handler", "token_vendor.watcher.app.handler", "--timeout", "900",
              "--memory", "256", "--concurrency", str(WATCHER_CONCURRENCY)],
             _watcher_env(urls, watcher_env or {}),
         ),
@@ -502,6 +531,8 @@ def _spawn_all(
     }  # fmt: skip
     if emulate:
         limit = [] if session_limit_s is None else ["--session-limit", str(session_limit_s)]
+        if live_usage_every_s is not None:
+            limit += ["--live-usage-every", str(live_usage_every_s)]
         commands["openai"] = (
             [py, "-m", "devstack.openai_emulator", "--host", host, "--port",
              str(ports["openai"]), *limit],

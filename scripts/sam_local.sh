@@ -4,7 +4,7 @@
 #
 #   scripts/sam_local.sh image   start dockerd if needed, build the image once, print its name
 #   scripts/sam_local.sh test    the above, then the tests in tests/samlocal, which run the
-#                                README's `sam local` lines (its `sam build` first)
+#                                `sam local` lines of docs/local.md (its `sam build` first)
 #
 # The image is for this machine's architecture, and `sam build` / `sam local` take the
 # template's Architecture parameter to match (x86_64 here; production stays arm64). Running the

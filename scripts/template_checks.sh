@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Template checks for CI and `make template-check`: cfn-lint, `sam validate --lint`, checkov
 # (its skipped checks in scripts/checkov.yaml), a check for dependency cycles after SAM's
-# transform, and a
+# transform, the rules CloudFormation applies and moto does not (deploy/template_rules.py:
+# the capabilities samconfig.toml must acknowledge, the stack names the named resources
+# allow), and a
 # `sam build` with Python 3.13 (the Lambda runtime) whose artifact must hold only the
 # function's runtime dependencies. `--build-only` just builds (for `make build`).
 set -euo pipefail
@@ -31,30 +33,51 @@ if [ "${1:-}" != "--build-only" ]; then
   "$UVX" --quiet --from "checkov==${CHECKOV_VERSION}" checkov -f template.yaml --config-file scripts/checkov.yaml
   echo "== dependency cycles (after SAM's transform)"
   "$UVX" --quiet --from "aws-sam-cli==${SAM_VERSION}" python scripts/template_cycles.py template.yaml
+  echo "== what a deploy must acknowledge and the stack names it allows (after SAM's transform)"
+  uv run --no-sync python -m deploy.template_rules
 fi
 
 echo "== sam build (python3.13, $(basename "$PY313"))"
+# functions/Makefile builds each function; it learns the architecture from LAMBDA_ARCHITECTURE
+# (the template's default, arm64, unless the caller says otherwise).
+export LAMBDA_ARCHITECTURE="${LAMBDA_ARCHITECTURE:-arm64}"
 sam build --template template.yaml --build-dir "$BUILD_DIR" --cache-dir .aws-sam/cache >/dev/null
-artifact="$BUILD_DIR/TokenFunction"
-# Lambda's /var/task is read-only: ship bytecode that zip timestamps cannot invalidate.
-"$PY313" -m compileall -q --invalidation-mode unchecked-hash "$artifact"
 
-echo "== package contents"
-forbidden=$(cd "$artifact" && ls -d boto3 botocore s3transfer moto pytest _pytest aiortc playwright openai schemathesis hypothesis 2>/dev/null || true)
-if [ -n "$forbidden" ]; then
-  echo "the package holds what it must not: $forbidden" >&2
-  exit 1
-fi
-for needed in token_vendor/app.py token_vendor/watcher.py token_vendor/profiles.json token_vendor/prices.json token_vendor/openapi.json aws_lambda_powertools httpx jwt cryptography websockets; do
-  [ -e "$artifact/$needed" ] || { echo "the package lacks $needed" >&2; exit 1; }
-done
-# Exactly the pinned set: the same names and versions as functions/requirements.txt (which a
-# test keeps equal to uv.lock, the versions `make test` runs with).
-built=$(cd "$artifact" && ls -d *.dist-info | sed -E 's/\.dist-info$//; s/-([^-]+)$/==\1/' | tr 'A-Z_' 'a-z-' | sort)
-pinned=$(grep -E '^[A-Za-z0-9_.-]+==' functions/requirements.txt | sed -E 's/[ ;].*//' | tr 'A-Z_' 'a-z-' | sort)
-if [ "$built" != "$pinned" ]; then
-  echo "the package's distributions differ from functions/requirements.txt:" >&2
-  diff <(echo "$pinned") <(echo "$built") >&2 || true
-  exit 1
-fi
-echo "TokenFunction package: $(du -sh "$artifact" | cut -f1) unzipped"
+# Each function's package: its own room and the shared core, its own pinned distributions
+# (exactly functions/requirements/<room>.txt, which a test keeps equal to uv.lock), wheels for
+# the architecture asked for, and nothing of the other function or of the tools (nor pip's
+# console scripts: functions/Makefile leaves them out).
+check_package() {  # function, room, the other room, files and modules it must hold
+  local function="$1" room="$2" other="$3"; shift 3
+  local artifact="$BUILD_DIR/$function"
+  echo "== $function package"
+  local forbidden
+  forbidden=$(cd "$artifact" && ls -d "token_vendor/$other" boto3 botocore s3transfer moto pytest _pytest aiortc playwright openai schemathesis hypothesis bin 2>/dev/null || true)
+  if [ -n "$forbidden" ]; then
+    echo "$function holds what it must not: $forbidden" >&2
+    exit 1
+  fi
+  for needed in token_vendor/core/ending.py token_vendor/core/prices.json "token_vendor/$room/app.py" aws_lambda_powertools httpx "$@"; do
+    [ -e "$artifact/$needed" ] || { echo "$function lacks $needed" >&2; exit 1; }
+  done
+  local built pinned
+  built=$(cd "$artifact" && ls -d *.dist-info | sed -E 's/\.dist-info$//; s/-([^-]+)$/==\1/' | tr 'A-Z_' 'a-z-' | sort)
+  pinned=$(grep -E '^[A-Za-z0-9_.-]+==' "functions/requirements/$room.txt" | sed -E 's/[ ;].*//' | tr 'A-Z_' 'a-z-' | sort)
+  if [ "$built" != "$pinned" ]; then
+    echo "$function's distributions differ from functions/requirements/$room.txt:" >&2
+    diff <(echo "$pinned") <(echo "$built") >&2 || true
+    exit 1
+  fi
+  local want; want=$([ "$LAMBDA_ARCHITECTURE" = x86_64 ] && echo x86_64 || echo aarch64)
+  find "$artifact" -name '*.so' -print0 | while IFS= read -r -d '' so; do
+    "$PY313" - "$so" "$want" <<'PY' || exit 1
+import sys
+machine = {62: "x86_64", 183: "aarch64"}.get(int.from_bytes(open(sys.argv[1], "rb").read(20)[18:20], "little"))
+if machine != sys.argv[2]:
+    sys.exit(f"{sys.argv[1]} is built for {machine}, not {sys.argv[2]}")
+PY
+  done
+  echo "$function package: $(du -sh "$artifact" | cut -f1) unzipped"
+}
+check_package TokenFunction api watcher token_vendor/api/profiles.json token_vendor/api/openapi.json jwt cryptography
+check_package CallWatcherFunction watcher api websockets

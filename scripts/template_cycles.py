@@ -13,15 +13,9 @@ import re
 import sys
 from typing import Any
 
-from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
+from transform_template import transformed  # beside this script: SAM's transform, as JSON
 
 _SUB = re.compile(r"\$\{([^!}][^}]*)\}")
-
-
-class NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
 
 
 def references(node: Any, found: set[str]) -> None:
@@ -44,11 +38,7 @@ def references(node: Any, found: set[str]) -> None:
 
 
 def main(path: str) -> int:
-    template = yaml_parse(open(path).read())  # noqa: SIM115
-    for resource in template["Resources"].values():  # the translator wants an S3 CodeUri
-        if resource["Type"] == "AWS::Serverless::Function":
-            resource["Properties"]["CodeUri"] = "s3://bucket/key.zip"
-    resources = transform(template, {}, NoManagedPolicies())["Resources"]
+    resources = transformed(path)["Resources"]
     graph: dict[str, set[str]] = {}
     for name, resource in resources.items():
         found: set[str] = set()

@@ -1,123 +1,88 @@
-"""Fixtures: the function imported the way Lambda imports it, moto for AWS, a fake internet."""
+"""Fixtures: the function imported the way Lambda imports it (tests.support puts its CodeUri
+on the path), moto for AWS, a fake internet. What they are built from lives in tests/support/."""
 
 from __future__ import annotations
 
 import importlib
-import io
 import json
-import logging
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import botocore.session
 import pytest
 import pytest_socket
-from moto import mock_aws
 
 from devstack.lambda_events import LambdaContext, http_event
-from tests.fakes import (
-    AUDIENCE,
-    ISSUER,
-    JWKS_URL,
-    OPENAI_BASE,
-    OPENAI_KEY,
-    FakeInternet,
-    Issuer,
-    use_fake_aws,
+from tests.support.aws import Aws, moto_aws, use_fake_aws
+from tests.support.env import BASE_ENV, ORIGIN, ROOT
+from tests.support.handler import Reply, invoke
+from tests.support.identity import Issuer
+from tests.support.internet import FakeInternet
+from tests.support.logs import LogCapture
+
+# make test spreads the suites over two workers (pytest-xdist, --dist loadgroup), a test file
+# whole on one worker (its module-scoped stack, browser or process pool starts once). These
+# files form one group, run one after another on one worker: the concurrency batteries keep
+# both cores busy with eight processes each, and the watcher's and the browser's tests time
+# what the stack does (a deadline 10 s after a call starts, an undo within a second), so
+# none of them meets a battery on the other worker. The group comes first (make test keeps
+# the collection's order, --no-loadscope-reorder): it is the longest, and its files run in
+# this order, the batteries first and the watcher's timings last, when the other worker has
+# run out of files and left both cores to them.
+ONE_AT_A_TIME = (
+    "tests/security/test_quota_concurrency.py",
+    "tests/security/test_call_concurrency.py",
+    "tests/e2e/test_web.py",
+    "tests/e2e/test_hang_up.py",
+    "tests/e2e/test_production_headers.py",
+    "tests/e2e/test_sign_out.py",
+    "tests/e2e/test_preflight_cost.py",
+    "tests/e2e/test_connect_time.py",
+    "tests/e2e/test_calls.py",
+    "tests/e2e/test_watcher.py",
+    "tests/integration/test_watcher_spend.py",
+    "tests/integration/test_watcher_calls.py",
+    "tests/integration/test_watcher.py",
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-FUNCTION_DIR = ROOT / "functions"
-sys.path.insert(0, str(FUNCTION_DIR))  # CodeUri on the path, as in Lambda
 
-TABLE = "quota-table"
-SCHEDULE_GROUP = "token-vendor-calls"
-SECRET_ID = "openai-key"
-ORIGIN = "https://app.example.com"
-BASE_ENV = {
-    "OPENAI_SECRET_ID": SECRET_ID,
-    "OPENAI_BASE_URL": OPENAI_BASE,
-    "QUOTA_TABLE": TABLE,
-    "QUOTAS": "3/minute,10/day",
-    "AUTH_ISSUER": ISSUER,
-    "AUTH_AUDIENCE": AUDIENCE,
-    "AUTH_JWKS_URL": JWKS_URL,
-    "ALLOWED_ORIGINS": ORIGIN,
-    "AWS_REGION": "us-east-1",
-    "CALL_LIMITS": "concurrent=2,minutes/day=60",
-    "SCHEDULE_GROUP": SCHEDULE_GROUP,
-    "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/token-vendor-scheduler",
-}
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def place(path: str) -> int:
+        """Where the file runs in the group (a browser test file not listed: with the
+        others); len(ONE_AT_A_TIME) for the files outside it."""
+        if path in ONE_AT_A_TIME:
+            return ONE_AT_A_TIME.index(path)
+        if path.startswith("tests/e2e/"):
+            return ONE_AT_A_TIME.index("tests/e2e/test_web.py")
+        return len(ONE_AT_A_TIME)
+
+    def path(item: pytest.Item) -> str:
+        return item.path.relative_to(ROOT).as_posix()
+
+    items.sort(key=lambda item: place(path(item)))  # stable: each file keeps its order
+    for item in items:
+        group = "one-at-a-time" if place(path(item)) < len(ONE_AT_A_TIME) else path(item)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: str
+@pytest.fixture(scope="session")
+def transformed_template() -> dict[str, Any]:
+    """template.yaml after SAM's transform, by SAM's own translator (the pinned SAM CLI, run
+    through uvx as `make template-check` runs it): what CloudFormation deploys."""
+    from deploy.sam_cli import transformed_template as transform
 
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-    def header(self, name: str) -> str | None:
-        return {k.lower(): v for k, v in self.headers.items()}.get(name.lower())
-
-    def required_header(self, name: str) -> str:
-        """The header's value; a missing one fails the test here, naming the header."""
-        value = self.header(name)
-        assert value is not None, f"the reply has no {name} header"
-        return value
-
-
-def invoke(
-    handler: Callable[..., dict[str, Any]],
-    event: dict[str, Any],
-    context: LambdaContext | None = None,
-) -> Reply:
-    result = handler(event, context or LambdaContext())
-    return Reply(result["statusCode"], result.get("headers") or {}, result.get("body") or "")
+    return transform()
 
 
 @pytest.fixture
 def app_module() -> Any:
-    return importlib.import_module("token_vendor.app")
-
-
-@dataclass
-class Aws:
-    dynamodb: Any
-    secretsmanager: Any
-    scheduler: Any
-
-    def quota_items(self) -> list[dict[str, Any]]:
-        return self.dynamodb.scan(TableName=TABLE)["Items"]
+    return importlib.import_module("token_vendor.api.app")
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     use_fake_aws(monkeypatch)
-    with mock_aws():
-        session = botocore.session.get_session()
-        dynamodb = session.create_client("dynamodb", region_name="us-east-1")
-        from devstack.template import load_template, quota_table_definition
-
-        definition = quota_table_definition(load_template(ROOT / "template.yaml"))
-        ttl_attribute = definition.pop("ttl_attribute", None)
-        dynamodb.create_table(TableName=TABLE, **definition)
-        if ttl_attribute:
-            dynamodb.update_time_to_live(
-                TableName=TABLE,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute},
-            )
-        secretsmanager = session.create_client("secretsmanager", region_name="us-east-1")
-        secretsmanager.create_secret(Name=SECRET_ID, SecretString=OPENAI_KEY)
-        scheduler = session.create_client("scheduler", region_name="us-east-1")
-        scheduler.create_schedule_group(Name=SCHEDULE_GROUP)
-        yield Aws(dynamodb, secretsmanager, scheduler)
+    with moto_aws() as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -135,7 +100,7 @@ def make_handler(
     app_module: Any, aws: Aws, internet: FakeInternet
 ) -> Callable[..., Callable[..., dict[str, Any]]]:
     """A real handler (app.create_handler) wired to moto and the fake internet."""
-    deps = importlib.import_module("token_vendor.deps")
+    deps = importlib.import_module("token_vendor.api.deps")
 
     def make(**env: str) -> Callable[..., dict[str, Any]]:
         settings_env = BASE_ENV | env
@@ -179,43 +144,6 @@ def mint(handler: Callable[..., Any], issuer: Issuer) -> Callable[..., Reply]:
         return invoke(handler, http_event(headers=all_headers, body=text), context)
 
     return call
-
-
-class LogCapture:
-    """Everything the function logs: Powertools' JSON lines and any library logger."""
-
-    def __init__(self, app_module: Any) -> None:
-        self._stream = io.StringIO()
-        self._powertools = app_module.logger
-        self._handler = self._powertools.registered_handler
-        self._old_stream = self._handler.setStream(self._stream)
-        self._old_level = self._powertools.log_level
-        self._root = logging.StreamHandler(self._stream)
-        self._root.setLevel(logging.DEBUG)
-        logging.getLogger().addHandler(self._root)
-
-    def debug(self) -> None:
-        self._powertools.setLevel("DEBUG")
-        logging.getLogger().setLevel(logging.DEBUG)
-
-    @property
-    def text(self) -> str:
-        return self._stream.getvalue()
-
-    def records(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.text.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                out.append({"raw": line})
-        return out
-
-    def close(self) -> None:
-        self._handler.setStream(self._old_stream)
-        self._powertools.setLevel(self._old_level)
-        logging.getLogger().removeHandler(self._root)
-        logging.getLogger().setLevel(logging.WARNING)
 
 
 @pytest.fixture

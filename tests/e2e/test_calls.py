@@ -7,16 +7,25 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from devstack.stack import Stack, start_stack
-from tests.e2e.conftest import live_calls, shot, start_call, use_flow, wait_until
-from tests.e2e.test_watcher import KEEP_CHANNEL  # keeps the `oai-events` channel: we drop it
-from tests.e2e.test_web import TIMEOUT, alert, sign_in, wait_state
+from tests.support.browser import (
+    KEEP_CHANNEL,
+    TIMEOUT,
+    alert,
+    live_calls,
+    shot,
+    sign_in,
+    start_call,
+    use_flow,
+    wait_state,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 CALL_LIMITS = "concurrent=1,minutes/day=60"
@@ -119,12 +128,12 @@ def test_a_signed_in_user_talks_through_a_server_owned_call(page: Any, stack: St
 
 
 def test_a_call_beyond_the_users_limit_is_refused_in_a_sentence(
-    browser: Any, page: Any, stack: Stack
+    new_context: Callable[..., Any], page: Any, stack: Stack
 ) -> None:
     sign_in(page, stack, "jack")
     first = start_call(page)
     calls_before = emulator(stack)["calls_total"]
-    other = browser.new_context(permissions=["microphone"])
+    other = new_context(permissions=["microphone"])
     try:
         second = other.new_page()
         sign_in(second, stack, "jack")
@@ -161,9 +170,9 @@ def hangups_by_the_page(page: Any) -> list[dict[str, Any]]:
 
 
 def test_the_server_ends_a_call_at_its_deadline_and_the_page_says_so(
-    browser: Any, short_stack: Stack
+    new_context: Callable[..., Any], short_stack: Stack
 ) -> None:
-    context = browser.new_context(permissions=["microphone"])
+    context = new_context(permissions=["microphone"])
     try:
         page = context.new_page()
         hangups = hangups_by_the_page(page)
@@ -250,12 +259,12 @@ def test_hang_up_while_the_call_is_being_placed_leaves_no_call_running(
 
 
 def test_a_drop_long_before_the_deadline_is_a_lost_connection_hung_up_through_the_api(
-    browser: Any, minute_stack: Stack
+    new_context: Callable[..., Any], minute_stack: Stack
 ) -> None:
     """A call of under a minute whose line drops (the page's channel closes; the upstream call
     is still up): not "the limit", but a lost connection, and the page ends the call through
     the API, so the minutes come back now rather than at the deadline."""
-    context = browser.new_context(permissions=["microphone"])
+    context = new_context(permissions=["microphone"])
     context.add_init_script(KEEP_CHANNEL)
     try:
         page = context.new_page()

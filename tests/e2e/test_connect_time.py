@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from devstack.stack import Stack, start_stack
-from tests.e2e.conftest import ROOT, use_flow, wait_until
-from tests.e2e.test_web import TIMEOUT, sign_in, wait_state
+from tests.support.browser import TIMEOUT, sign_in, use_flow, wait_state, wait_until
+from tests.support.env import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 FLOWS = ("calls", "client_secrets")
@@ -46,6 +46,7 @@ def connect_once(page: Any, stack: Stack, flow: str) -> dict[str, Any]:
 
 
 def test_start_talking_to_session_created_in_both_flows(page: Any, stack: Stack) -> None:
+    use_flow(page, "client_secrets")  # signed in with the opt-in scope client secrets need
     sign_in(page, stack, "bench")
     runs: dict[str, list[dict[str, Any]]] = {flow: [] for flow in FLOWS}
     for flow in FLOWS:  # warm-up: the function's first call of each route, the page's caches

@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import wait_until
-from tests.e2e.test_web import TIMEOUT, alert, sign_in, wait_state
+from tests.support.browser import TIMEOUT, alert, sign_in, wait_state, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
@@ -88,9 +87,9 @@ AUDIO = """() => { const a = document.getElementById('remote-audio');
 
 
 @pytest.fixture
-def probed(browser: Any, stack: Any) -> Iterator[tuple[Any, list[str]]]:
+def probed(new_context: Callable[..., Any], stack: Any) -> Iterator[tuple[Any, list[str]]]:
     """A page with the probe installed, and the errors it reports (uncaught or logged)."""
-    context = browser.new_context(permissions=["microphone"])
+    context = new_context(permissions=["microphone"])
     context.add_init_script(PROBE)
     page = context.new_page()
     errors: list[str] = []

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from devstack.cloudfront import local_deployment, response_headers
-from tests.e2e.test_web import sign_in, wait_state
+from tests.support.browser import sign_in, wait_state
+from tests.support.env import SECRETS_SCOPES
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
@@ -32,7 +33,7 @@ def test_every_answer_carries_the_templates_headers_for_the_local_urls(
 
 
 def test_the_api_answers_under_the_pages_origin_with_every_viewer_header(stack: Any) -> None:
-    token = stack.token("hdr-user")
+    token = stack.token("hdr-user", SECRETS_SCOPES)
 
     reply = httpx.post(
         stack.urls["web"] + "/v1/realtime/client_secrets",

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from devstack.stack import CLIENT_ID, start_stack
-from tests.e2e.test_web import TIMEOUT, alert, sign_in
+from tests.support.browser import TIMEOUT, alert, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 

@@ -5,39 +5,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from devstack.stack import start_stack
-from tests.e2e.conftest import ROOT, shot, wait_until
+from tests.support.browser import TIMEOUT, alert, shot, sign_in, wait_state, wait_until
+from tests.support.env import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
-TIMEOUT = 15_000
-
-
-def sign_in(page: Any, stack: Any, user: str = "alice") -> None:
-    page.goto(stack.urls["web"] + "/")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{stack.urls['issuer']}/authorize**")
-    page.fill("#username", user)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(stack.urls["web"] + "/**")
-    page.get_by_text(f"Signed in as {user}").wait_for(timeout=TIMEOUT)
 
 
 def state(page: Any) -> str:
     return page.evaluate("document.documentElement.dataset.state")
-
-
-def wait_state(page: Any, wanted: str) -> None:
-    wait_until(page, f"document.documentElement.dataset.state === '{wanted}'", TIMEOUT)
-
-
-def alert(page: Any) -> str:
-    page.locator("#alert").wait_for(state="visible", timeout=TIMEOUT)
-    return page.locator("#alert-text").inner_text()
 
 
 def faults(stack: Any, **switches: Any) -> None:
@@ -106,8 +88,10 @@ def record_connect_time(metrics: dict[str, Any]) -> None:
     out.write_text(json.dumps({"connect_ms": metrics["connectMs"], "flow": flow, "parts": parts}))
 
 
-def test_microphone_denied_says_how_to_allow_it(browser: Any, stack: Any) -> None:
-    context = browser.new_context()
+def test_microphone_denied_says_how_to_allow_it(
+    new_context: Callable[..., Any], stack: Any
+) -> None:
+    context = new_context()
     context.add_init_script("""navigator.mediaDevices.getUserMedia = () =>
         Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));""")
     page = context.new_page()
@@ -167,12 +151,12 @@ def test_a_revoked_token_is_refused_by_the_api_and_asks_to_sign_in(page: Any, st
     assert "Your sign-in has expired" in alert(page)
 
 
-def test_an_exhausted_quota_says_when_to_come_back(browser: Any) -> None:
+def test_an_exhausted_quota_says_when_to_come_back(new_context: Callable[..., Any]) -> None:
     left = 60 - time.time() % 60
     if left < 20:  # both attempts must fall in one minute window
         time.sleep(left + 0.5)
     with start_stack(quotas="1/minute") as small:
-        context = browser.new_context(permissions=["microphone"])
+        context = new_context(permissions=["microphone"])
         page = context.new_page()
         sign_in(page, small, "gina")
         page.get_by_role("button", name="Start talking").click()

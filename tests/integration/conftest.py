@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import botocore.session
 import httpx
 import pytest
-from botocore.stub import ANY, Stubber
 
 from devstack.lambda_events import http_event
-from tests.conftest import BASE_ENV, ORIGIN, Aws, Reply, invoke
-from tests.fakes import OFFER_SDP, FakeInternet, Issuer
-
-WATCHER = "stack-call-watcher"
+from tests.support.aws import Aws, botocore_session
+from tests.support.env import BASE_ENV, ORIGIN
+from tests.support.handler import WATCHER, Reply, invoke, watchers_attach
+from tests.support.identity import Issuer
+from tests.support.internet import OFFER_SDP, FakeInternet
 
 
 @pytest.fixture
@@ -39,12 +38,18 @@ def make_watched_handler(
 ) -> Callable[..., tuple[Any, Any]]:
     """A real handler that starts a watcher per call (WATCHER_FUNCTION_NAME), and the Lambda
     client it starts them with, for a Stubber."""
-    from token_vendor import deps
+    from token_vendor.api import deps
 
-    def make(env: dict[str, str] | None = None, http: httpx.Client | None = None) -> Any:
-        lambda_client = botocore.session.get_session().create_client(
-            "lambda", region_name="us-east-1"
-        )
+    def make(
+        env: dict[str, str] | None = None,
+        http: httpx.Client | None = None,
+        *,
+        attach: bool = True,
+        attach_after: float = 0.0,
+    ) -> Any:
+        lambda_client = botocore_session().create_client("lambda", region_name="us-east-1")
+        if attach:
+            watchers_attach(lambda_client, attach_after)
         handler = app_module.create_handler(
             lambda: deps.build_container(
                 BASE_ENV | {"WATCHER_FUNCTION_NAME": WATCHER} | (env or {}),
@@ -59,12 +64,3 @@ def make_watched_handler(
         return handler, lambda_client
 
     return make
-
-
-def expect_watcher_start(stub: Stubber) -> None:
-    """One asynchronous start of the call watcher, by name, accepted (202)."""
-    stub.add_response(
-        "invoke",
-        {"StatusCode": 202},
-        {"FunctionName": WATCHER, "InvocationType": "Event", "Payload": ANY},
-    )

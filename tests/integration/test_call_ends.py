@@ -7,30 +7,26 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from token_vendor.config import CallLimits
-from token_vendor.deadline import Deadline
-from token_vendor.ledger import CallLedger
-from token_vendor.openai_client import RealtimeApi
-from token_vendor.openai_key import OpenAIKeyStore
-from token_vendor.watcher import CallEnder
+from token_vendor.core.deadline import Deadline
+from token_vendor.core.ending import CallEnder, CallRecord, EndReason
+from token_vendor.core.ids import CallId
+from token_vendor.core.ledger import CallLedger
+from token_vendor.core.openai_key import OpenAIKeyStore
+from token_vendor.core.openai_rest import RealtimeRest
+from token_vendor.core.settings import CallLimits
 
-from tests.conftest import SECRET_ID, TABLE, Aws
-from tests.fakes import OPENAI_BASE, FakeInternet, Issuer, openai_error
-from tests.integration.test_calls import (
-    call_id_of,
-    fire,
-    hang_up,
-    listing,
-    schedules,
-)
-from tests.integration.test_calls_spend import spend, user_hash
+from tests.support.aws import Aws
+from tests.support.env import SECRET_ID, TABLE
+from tests.support.handler import call_id_of, fire, hang_up, listing, schedules, spend, user_hash
+from tests.support.identity import Issuer
+from tests.support.internet import OPENAI_BASE, FakeInternet, openai_error
 
 
 def ledger(aws: Aws) -> CallLedger:
     return CallLedger(TABLE, CallLimits(concurrent=2, seconds_per_day=3600), aws.dynamodb)
 
 
-def record(aws: Aws, user: str, call_id: str) -> Any:
+def record(aws: Aws, user: str, call_id: str) -> CallRecord:
     (call,) = [c for c in ledger(aws).view(user_hash(user), Deadline(5)).calls if c.id == call_id]
     return call
 
@@ -63,9 +59,7 @@ def test_a_deadline_between_its_hangup_and_its_settle_is_still_the_deadline(
     """The browser notices the hangup at once and may ask before the deadline's settle
     lands: the deadline was recorded before it hung up, so the answer is the same."""
     call_id = call_id_of(place())
-    ledger(aws).claim_end(
-        user_hash("user-1"), record(aws, "user-1", call_id), "deadline", Deadline(5)
-    )
+    ledger(aws).claim_end(record(aws, "user-1", call_id), EndReason.DEADLINE, Deadline(5))
     internet.calls[call_id]["live"] = False  # the deadline's upstream hangup
 
     answer = hang_up(handler, issuer, call_id)
@@ -108,7 +102,7 @@ def test_the_watchers_recorded_cause_is_what_the_page_hears(
     """What the watcher passes to the ledger's settle (`reason=`) is the answer."""
     call_id = call_id_of(place())
     internet.calls[call_id]["live"] = False
-    ledger(aws).settle(user_hash("user-1"), record(aws, "user-1", call_id), Deadline(5), reason)
+    ledger(aws).settle(record(aws, "user-1", call_id), EndReason(reason), Deadline(5))
 
     answer = hang_up(handler, issuer, call_id)
 
@@ -125,11 +119,11 @@ def test_a_watcher_that_settles_during_the_pages_hangup_is_the_answer(
     the ones read before."""
     call_id = call_id_of(place())
     live = record(aws, "user-1", call_id)
-    ledger(aws).claim_end(user_hash("user-1"), live, "policy", Deadline(5))
+    ledger(aws).claim_end(live, EndReason.POLICY, Deadline(5))
     internet.calls[call_id]["live"] = False  # the watcher's upstream hangup
 
     def watcher_settles_first(request: Any) -> Any:
-        ledger(aws).settle(user_hash("user-1"), live, Deadline(5), "policy")
+        ledger(aws).settle(live, EndReason.POLICY, Deadline(5))
         return openai_error(404, "call_not_found", "No such call.")
 
     internet.openai_script = [watcher_settles_first]
@@ -140,32 +134,23 @@ def test_a_watcher_that_settles_during_the_pages_hangup_is_the_answer(
     assert answer.json["minutes_left_today"] >= 59
 
 
-@pytest.mark.parametrize(
-    ("outcome", "reason"),
-    [
-        ("budget", "spend_limit"),
-        ("policy", "policy"),
-        ("closed", "closed"),
-        ("session_expired", "session_expired"),
-        ("deadline", "deadline"),
-    ],
-)
+@pytest.mark.parametrize("reason", [r for r in EndReason if r is not EndReason.HANGUP])
 def test_the_watcher_ending_a_call_tells_the_page_why(
     place: Any,
     handler: Any,
     issuer: Issuer,
     aws: Aws,
     internet: FakeInternet,
-    outcome: str,
-    reason: str,
+    reason: EndReason,
 ) -> None:
-    """The watcher's own ender (token_vendor.watcher.CallEnder) records its cause before it
-    hangs up, so the page, whose call drops at that hangup, hears the cause, not a guess."""
+    """The watcher's ender (core.ending.CallEnder, as the watcher builds it) records its cause
+    before it hangs up, so the page, whose call drops at that hangup, hears the cause, not a
+    guess."""
     call_id = call_id_of(place())
-    keys = OpenAIKeyStore(SECRET_ID, aws.secretsmanager)
-    ender = CallEnder(RealtimeApi(OPENAI_BASE, internet.client(), keys), ledger(aws))
 
-    ender.end_call(call_id, user_hash("user-1"), outcome)
+    watchers_ender(aws, internet).end(
+        user=user_hash("user-1"), call_id=CallId(call_id), reason=reason, deadline=Deadline(15)
+    )
 
     assert internet.hung_up == [call_id]
     assert record(aws, "user-1", call_id).done
@@ -177,7 +162,7 @@ def test_the_watcher_ending_a_call_tells_the_page_why(
 def watchers_ender(aws: Aws, internet: FakeInternet) -> CallEnder:
     """The call's watcher's own ender, reaching the fake OpenAI and moto like the function."""
     keys = OpenAIKeyStore(SECRET_ID, aws.secretsmanager)
-    return CallEnder(RealtimeApi(OPENAI_BASE, internet.client(), keys), ledger(aws))
+    return CallEnder(ledger(aws), RealtimeRest(OPENAI_BASE, internet.client(), keys))
 
 
 @pytest.mark.parametrize("repeats", [1, 3])
@@ -198,7 +183,12 @@ def test_the_owners_hangup_says_hangup_though_the_watcher_sees_the_line_close_fi
 
     def upstream_hangup_then_the_watcher(request: Any) -> Any:
         ended = internet.hang_up(call_id)  # the route's hangup ends the call upstream...
-        ender.end_call(call_id, user_hash("user-1"), "closed")  # ...the sideband closes
+        ender.end(  # ...the sideband closes
+            user=user_hash("user-1"),
+            call_id=CallId(call_id),
+            reason=EndReason.CLOSED,
+            deadline=Deadline(15),
+        )
         return ended
 
     internet.openai_script = [upstream_hangup_then_the_watcher]
@@ -265,9 +255,7 @@ def test_a_stored_cause_this_code_does_not_know_is_reported_as_closed_never_a_50
     store_bogus_reason(aws, "user-1", call_id)
     if settled_first:
         internet.calls[call_id]["live"] = False
-        ledger(aws).settle(
-            user_hash("user-1"), record(aws, "user-1", call_id), Deadline(5), "policy"
-        )
+        ledger(aws).settle(record(aws, "user-1", call_id), EndReason.POLICY, Deadline(5))
 
     answers = [hang_up(handler, issuer, call_id) for _ in range(2)]
 
@@ -288,3 +276,26 @@ def test_the_hangup_log_says_why_the_call_ended_not_who_asked(
 
     (logged,) = [r for r in logs.records() if r.get("message") == "call hung up"]
     assert logged["end_reason"] == "closed" and "ended_by" not in logged
+
+
+def test_a_refused_next_call_does_not_erase_why_the_last_one_ended(
+    make_handler: Any, place: Any, issuer: Issuer, aws: Aws, internet: FakeInternet
+) -> None:
+    """The watcher ends a call at the budget; the user's next call is refused (429), though
+    its admission took the ended call's slot for a moment: the owner's hangup of the ended
+    call (the page, after its drop) still answers why it ended, not 404."""
+    handler = make_handler(SPEND_LIMITS="usd/day=1.00", CALL_LIMITS="concurrent=1,minutes/day=60")
+    call_id = call_id_of(place(with_handler=handler))
+    spend(aws, "user-1", 1_000_000, "usd/day=1.00")
+    watchers_ender(aws, internet).end(
+        user=user_hash("user-1"),
+        call_id=CallId(call_id),
+        reason=EndReason.SPEND_LIMIT,
+        deadline=Deadline(15),
+    )
+
+    refused = place(with_handler=handler)
+    answer = hang_up(handler, issuer, call_id)
+
+    assert refused.status == 429 and refused.json["policy"] == "spend-user"
+    assert answer.status == 200 and answer.json["end_reason"] == "spend_limit"

@@ -19,14 +19,26 @@ from botocore.stub import Stubber
 
 from bench import report
 from devstack.lambda_events import LambdaContext, http_event
-from tests.conftest import ORIGIN, SCHEDULE_GROUP, Aws, Reply, invoke
-from tests.fakes import OFFER_SDP, FakeInternet, Issuer, openai_error
-from tests.integration.conftest import expect_watcher_start
-from tests.integration.test_handler import assert_problem, count_aws_calls
+from tests.support.aws import Aws, count_aws_calls
+from tests.support.env import ORIGIN
+from tests.support.handler import (
+    CALLS,
+    Reply,
+    assert_problem,
+    call_id_of,
+    expect_watcher_start,
+    fire,
+    hang_up,
+    invoke,
+    listing,
+    mint_units,
+    schedules,
+    used_seconds,
+)
+from tests.support.identity import Issuer
+from tests.support.internet import OFFER_SDP, FakeInternet, openai_error
+from tests.support.realtime import LOCATION
 
-CALLS = "/v1/realtime/calls"
-LOCATION = re.compile(r"^/v1/realtime/calls/(rtc_[0-9a-f]+)$")
-FUNCTION_ARN = LambdaContext().invoked_function_arn
 Call = Callable[..., Reply]
 
 
@@ -66,53 +78,6 @@ def call(handler: Any, issuer: Issuer) -> Call:
         return invoke(with_handler or handler, event, context)
 
     return post
-
-
-def hang_up(handler: Any, issuer: Issuer, call_id: str, user: str = "user-1") -> Reply:
-    headers = {"authorization": f"Bearer {issuer.token(user)}", "origin": ORIGIN}
-    return invoke(handler, http_event("POST", f"{CALLS}/{call_id}/hangup", headers=headers))
-
-
-def listing(handler: Any, issuer: Issuer, user: str = "user-1") -> Reply:
-    headers = {"authorization": f"Bearer {issuer.token(user)}"}
-    return invoke(handler, http_event("GET", CALLS, headers=headers))
-
-
-def call_id_of(reply: Reply) -> str:
-    match = LOCATION.match(reply.header("location") or "")
-    assert match, reply.headers
-    return match.group(1)
-
-
-def schedules(aws: Aws) -> list[dict[str, Any]]:
-    names = [s["Name"] for s in aws.scheduler.list_schedules(GroupName=SCHEDULE_GROUP)["Schedules"]]
-    return [aws.scheduler.get_schedule(Name=n, GroupName=SCHEDULE_GROUP) for n in names]
-
-
-def fire(handler: Any, schedule: dict[str, Any]) -> dict[str, Any]:
-    """What EventBridge Scheduler does at the schedule's time: invoke the target with Input."""
-    assert schedule["Target"]["Arn"] == FUNCTION_ARN
-    return dict(handler(json.loads(schedule["Target"]["Input"]), LambdaContext()))
-
-
-def used_seconds(aws: Aws) -> int:
-    return sum(
-        int(v["N"])
-        for item in aws.quota_items()
-        if item["pk"]["S"].startswith("calls#")
-        for k, v in item.items()
-        if k.startswith("m_") and k == f"m_{int(time.time()) // 86400}"
-    )
-
-
-def mint_units(aws: Aws) -> int:
-    return sum(
-        int(v["N"])
-        for item in aws.quota_items()
-        if item["pk"]["S"].startswith("quota#")
-        for k, v in item.items()
-        if k.startswith("c_minute")
-    )
 
 
 # --- placing a call ----------------------------------------------------------------------
@@ -253,6 +218,7 @@ def test_the_call_is_listed_until_it_ends(call: Call, handler: Any, issuer: Issu
     assert listed.json["object"] == "list"
     assert entry == {
         "id": call_id,
+        "object": "realtime.call",
         "started_at": entry["started_at"],
         "ends_at": int(placed.required_header("call-ends-at")),
     }
@@ -527,9 +493,9 @@ def test_the_profile_query_parameter_picks_a_profile_and_checks_its_scope(
 def test_a_profile_serves_only_its_flows_and_names_the_route_to_use(
     make_handler: Any, issuer: Issuer, call: Call, tmp_path: Path
 ) -> None:
-    shipped = Path(__file__).resolve().parents[2] / "functions/token_vendor/profiles.json"
+    shipped = Path(__file__).resolve().parents[2] / "functions/token_vendor/api/profiles.json"
     profiles = json.loads(shipped.read_text())
-    profiles["profiles"]["assistant"]["flows"] = ["calls"]
+    profiles["default_profile"] = "assistant"  # one name: each route uses it
     profiles["profiles"]["support-agent"]["flows"] = ["client_secrets"]
     path = tmp_path / "profiles.json"
     path.write_text(json.dumps(profiles))
@@ -771,11 +737,13 @@ class Timeline:
         return report.steps(self.spans)
 
 
-def test_a_warm_call_setup_in_the_default_config_makes_four_steps_of_round_trips(
+def test_a_warm_call_setup_in_the_default_config_makes_five_steps_of_round_trips(
     make_watched_handler: Any, aws: Aws, place: Any, internet: FakeInternet
 ) -> None:
     """SPEND_LIMITS set and a watcher per call, as the template ships: the spend is read
-    beside the admission, the watcher starts beside the ledger's record and the schedule."""
+    beside the admission, the watcher starts beside the ledger's record and the two schedules
+    (the deadline, the backstop), and the answer waits until the watcher says it holds the
+    call (a warm watcher: at the first look)."""
     timeline = Timeline()
     handler, lambda_client = make_watched_handler(
         {"SPEND_LIMITS": "usd/day=2.00"}, timeline.http(internet.transport, "openai")
@@ -795,7 +763,9 @@ def test_a_warm_call_setup_in_the_default_config_makes_four_steps_of_round_trips
         ["dynamodb.BatchGetItem", "dynamodb.UpdateItem"],  # the spend, beside the mint quota
         ["dynamodb.UpdateItem"],  # the ledger's admission
         ["openai.POST /v1/realtime/calls"],
-        ["dynamodb.UpdateItem", "lambda.Invoke", "scheduler.CreateSchedule"],
+        ["dynamodb.UpdateItem", "lambda.Invoke", "scheduler.CreateSchedule"]
+        + ["scheduler.CreateSchedule"],
+        ["dynamodb.GetItem"],  # the watcher's lease: attached, the profile in force
     ]
 
 

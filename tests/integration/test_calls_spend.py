@@ -4,7 +4,6 @@ left, and a watcher that cannot be started never fails a call."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -15,22 +14,21 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
-from token_vendor.spend import SpendLedger, SpendLimits
+from token_vendor.core.ids import CallId, UserId
 
 from devstack.lambda_events import LambdaContext, http_event
-from tests.conftest import ORIGIN, TABLE, Aws, invoke
-from tests.fakes import ISSUER, OFFER_SDP, FakeInternet, Issuer
-from tests.integration.conftest import expect_watcher_start
-from tests.integration.test_calls import call_id_of, listing, mint_units
-
-
-def user_hash(user: str) -> str:
-    return hashlib.sha256(f"{ISSUER}\x00{user}".encode()).hexdigest()[:32]
-
-
-def spend(aws: Aws, user: str, micros: int, limits: str) -> None:
-    ledger = SpendLedger(TABLE, SpendLimits.parse(limits, []), aws.dynamodb)
-    ledger.charge("rtc_earlier", user_hash(user), f"resp:{time.time()}", micros)
+from tests.support.aws import Aws, RawBody
+from tests.support.env import ORIGIN
+from tests.support.handler import (
+    expect_watcher_start,
+    invoke,
+    listing,
+    mint_units,
+    schedules,
+    spend,
+)
+from tests.support.identity import Issuer
+from tests.support.internet import OFFER_SDP, FakeInternet
 
 
 @pytest.fixture
@@ -87,21 +85,13 @@ def spend_unreadable(aws: Aws) -> Iterator[list[str]]:
             return None
         refused.append("BatchGetItem")
         body = b'{"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"no"}'
-        return AWSResponse(request.url, 400, {}, _Raw(body))
+        return AWSResponse(request.url, 400, {}, RawBody(body))
 
     aws.dynamodb.meta.events.register_first("before-send.dynamodb", refuse)
     try:
         yield refused
     finally:
         aws.dynamodb.meta.events.unregister("before-send.dynamodb", refuse)
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.body
 
 
 def test_the_listing_reports_the_callers_own_spend_left_today(
@@ -177,26 +167,48 @@ def test_a_slow_spend_read_leaves_time_to_give_back_what_the_admission_took(
     assert listing(spend_handler, issuer, "user-3").json["minutes_left_today"] == 60
 
 
-def test_each_placed_call_starts_its_watcher_and_a_failed_start_fails_nothing(
-    make_watched_handler: Any, place: Any, internet: FakeInternet
+def test_each_placed_call_starts_its_watcher_and_a_failed_start_ends_the_call(
+    make_watched_handler: Any, place: Any, aws: Aws, internet: FakeInternet, issuer: Issuer
 ) -> None:
+    """Fail closed: a call its watcher cannot start for is hung up at once and the caller
+    gets a 503, with the slot, the minutes, the mint unit and the schedules given back."""
     handler, lambda_client = make_watched_handler()
     with Stubber(lambda_client) as stub:
         expect_watcher_start(stub)
         placed = place(with_handler=handler)
         stub.assert_no_pending_responses()  # exactly one asynchronous start, by name
-        # The next start fails (throttled): the call is placed all the same.
+        units = mint_units(aws)
         stub.add_client_error("invoke", "TooManyRequestsException", http_status_code=429)
-        second = place(user="user-2", with_handler=handler)
-    assert placed.status == 201 and second.status == 201
-    assert len(internet.live_calls()) == 2
-    assert call_id_of(placed) != call_id_of(second)
+        refused = place(user="user-2", with_handler=handler)
+    assert placed.status == 201
+    assert refused.status == 503 and refused.json["type"].endswith("dependency-unavailable")
+    assert len(internet.live_calls()) == 1 and len(internet.hung_up) == 1  # hung up at once
+    assert mint_units(aws) == units
+    assert listing(handler, issuer, "user-2").json["minutes_left_today"] == 60
+    assert sorted(s["Name"].split("-")[0] for s in schedules(aws)) == ["call", "watch"]  # placed's
+
+
+def test_an_operator_may_let_a_call_whose_watcher_could_not_start_run(
+    make_watched_handler: Any, place: Any, internet: FakeInternet
+) -> None:
+    handler, lambda_client = make_watched_handler({"UNWATCHED_CALLS": "allow"})
+    with Stubber(lambda_client) as stub:
+        stub.add_client_error("invoke", "TooManyRequestsException", http_status_code=429)
+        placed = place(with_handler=handler)
+    assert placed.status == 201 and len(internet.live_calls()) == 1
 
 
 def test_the_watch_event_names_the_call_the_profile_and_its_deadline() -> None:
-    from token_vendor.starter import watch_event
+    from token_vendor.core.jobs import watch_event
 
-    event = watch_event("rtc_1", "u", "assistant", {"type": "realtime"}, "restore", 1800.0)
+    event = watch_event(
+        call_id=CallId("rtc_1"),
+        user=UserId("u"),
+        profile="assistant",
+        session={"type": "realtime"},
+        on_session_change="restore",
+        ends_at=1800.0,
+    )
     assert event == {
         "action": "watch",
         "call_id": "rtc_1",

@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SECRET_ID, Aws
-from tests.fakes import OPENAI_KEY, FakeInternet
-from tests.integration.test_handler import Mint, assert_problem, counters
+from tests.support.aws import Aws
+from tests.support.env import SECRET_ID
+from tests.support.handler import Mint, assert_problem, counters
+from tests.support.internet import OPENAI_KEY, FakeInternet
 
 
 def emf_metrics(output: str) -> dict[str, float]:
@@ -51,10 +52,32 @@ def test_an_unexpected_failure_is_a_500_counted_for_the_alarm_and_costs_no_quota
     assert any(r.get("level") == "ERROR" for r in logs.records())
 
 
+def a_deep_bug(request: httpx.Request) -> httpx.Response:
+    return its_other_half(request)  # two frames by turns: Python's traceback cannot fold them
+
+
+def its_other_half(request: httpx.Request) -> httpx.Response:
+    return a_deep_bug(request)
+
+
+def test_an_unexpected_failure_logs_where_it_failed_in_a_few_lines(
+    mint: Mint, internet: FakeInternet, logs: Any
+) -> None:
+    """Its whole traceback would be a thousand frames on one line (150 KB per request, for
+    whoever can make it happen again): the innermost frames and the message are enough."""
+    internet.openai_script.append(a_deep_bug)
+
+    assert_problem(mint(), 500, "internal-error")
+
+    assert len(logs.text) < 8_000
+    [record] = [r for r in logs.records() if r.get("message") == "unexpected failure"]
+    assert record["error"] == "RecursionError" and "in its_other_half" in record["trace"]
+
+
 def test_a_secret_minted_but_never_delivered_gives_its_unit_back(
     mint: Mint, aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from token_vendor.service import Minted
+    from token_vendor.api.mint import Minted
 
     def broken(self: Minted) -> dict[str, Any]:
         raise TypeError("a bug while building the answer")

@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from devstack.lambda_events import LambdaContext, http_event
-from tests.conftest import ORIGIN, Aws, Reply, invoke
-from tests.fakes import OPENAI_BASE, FakeInternet, Issuer, openai_error
+from tests.support.aws import Aws, count_aws_calls
+from tests.support.env import ORIGIN
+from tests.support.handler import Mint, Reply, assert_problem, counters, invoke
+from tests.support.identity import Issuer
+from tests.support.internet import OPENAI_BASE, FakeInternet, openai_error
 
-Mint = Callable[..., Reply]
-
-
-def counters(aws: Aws) -> int:
-    return sum(
-        int(v["N"])
-        for item in aws.quota_items()
-        for k, v in item.items()
-        if k.startswith("c_minute")
-    )
-
-
-def assert_problem(reply: Reply, status: int, slug: str) -> dict[str, Any]:
-    assert reply.status == status, reply.body
-    assert reply.header("content-type") == "application/problem+json"
-    body = reply.json
-    assert body["type"].endswith(":" + slug) and body["status"] == status
-    assert body["title"] and body["detail"]
-    return body
-
+SHIPPED_PROFILES = Path(__file__).resolve().parents[2] / "functions/token_vendor/api/profiles.json"
 
 # --- success -------------------------------------------------------------------------------
 
@@ -107,10 +91,22 @@ def test_the_profile_decides_what_reaches_openai(mint: Mint, internet: FakeInter
     assert sent["session"]["audio"]["output"] == {"speed": 1.0, "voice": "cedar"}
 
 
-def test_a_profile_may_show_its_instructions(mint: Mint, issuer: Issuer) -> None:
+def test_a_profile_may_show_its_instructions(
+    make_handler: Any, issuer: Issuer, tmp_path: Path
+) -> None:
+    shipped = json.loads(SHIPPED_PROFILES.read_text())
+    shipped["profiles"]["support-agent"]["flows"] = ["client_secrets"]
+    (tmp_path / "profiles.json").write_text(json.dumps(shipped))
+    handler = make_handler(PROFILES_FILE=str(tmp_path / "profiles.json"))
     token = issuer.token(scope="openid realtime:support")
 
-    reply = mint({"profile": "support-agent"}, token=token)
+    reply = invoke(
+        handler,
+        http_event(
+            headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+            body=json.dumps({"profile": "support-agent"}),
+        ),
+    )
 
     assert reply.json["session"]["instructions"].startswith("You are a support agent")
 
@@ -373,7 +369,8 @@ def test_a_preflight_from_an_allowed_origin_is_granted(handler: Any) -> None:
 
     assert reply.status == 204
     assert reply.header("access-control-allow-origin") == ORIGIN
-    assert reply.header("access-control-allow-headers") == "authorization, content-type"
+    granted = str(reply.header("access-control-allow-headers"))
+    assert granted.startswith("authorization, content-type, x-openai-agents-sdk, ")
     assert reply.header("access-control-max-age") == "600"
 
 
@@ -398,18 +395,6 @@ def test_a_preflight_outside_the_rules_is_not_granted(
 
 
 # --- round trips and logs --------------------------------------------------------------------
-
-
-def count_aws_calls(aws: Aws) -> dict[str, int]:
-    calls = {"dynamodb": 0, "secretsmanager": 0}
-    aws.dynamodb.meta.events.register(
-        "request-created", lambda **kw: calls.__setitem__("dynamodb", calls["dynamodb"] + 1)
-    )
-    aws.secretsmanager.meta.events.register(
-        "request-created",
-        lambda **kw: calls.__setitem__("secretsmanager", calls["secretsmanager"] + 1),
-    )
-    return calls
 
 
 def test_a_warm_request_makes_exactly_two_round_trips(

@@ -21,12 +21,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from token_vendor.policy import load_profiles, resolve
-from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices, response_cost
+from token_vendor.api.policy import resolve_call
+from token_vendor.api.profiles import load_profiles
+from token_vendor.core.pricing import DEFAULT_PRICES_FILE, load_prices, response_cost
 
 from devstack import aws
 from devstack.stack import SHIPPED_PROFILES, TABLE, WATCHER_FUNCTION, Stack, start_stack
-from tests.tools.test_openai_emulator import LOCATION, Caller, user_says
+from tests.support.caller import Caller
+from tests.support.realtime import LOCATION, user_says
 
 pytestmark = pytest.mark.stack
 
@@ -52,8 +54,8 @@ def profile_session(profile: str = "assistant") -> dict[str, Any]:
     problems: list[str] = []
     profiles = load_profiles(SHIPPED_PROFILES, problems)
     assert problems == []
-    session = resolve(profiles, {"profile": profile}, frozenset({"realtime:support"}))
-    return dict(session.upstream_body["session"])
+    plan = resolve_call(profiles, {}, profile, frozenset({"realtime:support"}))
+    return dict(plan.session)
 
 
 def emulator_state(stack: Stack) -> dict[str, Any]:

@@ -15,47 +15,20 @@ import contextlib
 import signal
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from aiortc.exceptions import InvalidStateError
-from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices, response_cost
 
-from devstack import aws
-from devstack.stack import TABLE, Stack, start_stack
-from tests.integration.test_watcher import call_charged, charged_events
-from tests.tools.test_openai_emulator import Caller, user_says
+from devstack.stack import Stack, start_stack
+from tests.support.caller import Caller
+from tests.support.realtime import user_says
+from tests.support.stack import api, call_charged, charged_events, emulator_call, eventually, priced
 
 pytestmark = pytest.mark.stack
 
 LIMIT_USD = "0.03"
-
-
-def api(stack: Stack, user: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=stack.urls["api"],
-        headers={"Authorization": f"Bearer {stack.token(user)}"},
-        timeout=15,
-    )
-
-
-def emulator_call(stack: Stack, call_id: str) -> dict[str, Any]:
-    base = stack.urls["openai"].removesuffix("/v1")
-    state = httpx.get(base + "/__emulator/state", timeout=10).json()
-    for call in state["open_calls"] + state["ended_calls"]:
-        if call["id"] == call_id:
-            return dict(call)
-    return {}
-
-
-def spent_today(stack: Stack, user_hash: str) -> int:
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    item = aws.client("dynamodb", stack.urls["aws"]).get_item(
-        TableName=TABLE, Key={"pk": {"S": f"spend#user#{user_hash}#{day}"}}, ConsistentRead=True
-    )
-    return int(item.get("Item", {}).get("micros", {}).get("N", "0"))
 
 
 async def place(client: httpx.Client, caller: Caller) -> str:
@@ -73,14 +46,6 @@ async def place(client: httpx.Client, caller: Caller) -> str:
     return call_id
 
 
-async def wait_until(check: Any, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not await asyncio.to_thread(check):
-        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
-
-
 def watched(stack: Stack, call_id: str) -> bool:
     return bool(emulator_call(stack, call_id).get("sidebands") == 1)
 
@@ -93,7 +58,9 @@ def stack() -> Iterator[Stack]:
     with start_stack(
         extra_env={
             "CALL_LIMITS": "concurrent=2,minutes/day=60",
-            "SPEND_LIMITS": f"usd/day={LIMIT_USD}",
+            # A floor of one micro-dollar: the budget's goodbye is under test here, not the
+            # admission's floor (one response like the profile's dearest is more than 0.03).
+            "SPEND_LIMITS": f"usd/day={LIMIT_USD},floor:usd=0.000001",
         }
     ) as running:
         yield running
@@ -110,14 +77,14 @@ async def _leave(stack: Stack) -> float:
     with api(stack, "leaver") as client:
         try:
             call_id = await place(client, caller)
-            await wait_until(lambda: watched(stack, call_id), 10, "watcher attached")
+            await eventually(lambda: watched(stack, call_id), 10, "watcher attached")
             during = client.get("/v1/realtime/calls").json()
             assert [c["id"] for c in during["data"]] == [call_id]
             assert during["minutes_left_today"] < 60  # the call's minutes are reserved
         finally:
             await caller.close()  # the tab closes: the peer goes away, nobody hangs up
         left_at = time.monotonic()
-        await wait_until(
+        await eventually(
             lambda: client.get("/v1/realtime/calls").json()["data"] == [], 20, "settled"
         )
         seconds = time.monotonic() - left_at
@@ -148,7 +115,7 @@ async def _spend_it_all(stack: Stack) -> tuple[str, int, dict[str, Any], httpx.R
     with api(stack, "spender") as client:
         try:
             call_id = await place(client, caller)
-            await wait_until(lambda: watched(stack, call_id), 10, "watcher attached")
+            await eventually(lambda: watched(stack, call_id), 10, "watcher attached")
             goodbye = ""
             for turn in range(40):
                 caller.send(user_says(f"tell me a long story, part {turn}"))
@@ -260,13 +227,6 @@ def test_a_killed_watcher_leaves_the_deadline_to_end_and_settle_the_call() -> No
     assert money["spent_at_kill"] == money["spent_after_settle"] == before_kill
 
 
-def priced(usages: list[dict[str, Any]]) -> int:
-    """What the emulator's responses cost, from the shipped table, one rounding each."""
-    problems: list[str] = []
-    table = load_prices(DEFAULT_PRICES_FILE, "", problems)
-    return sum(response_cost(u["usage"], table.for_model(u["model"])[0]) for u in usages)
-
-
 def meter(stack: Stack, call_id: str) -> tuple[int, set[str]]:
     """The call's meter: micro-dollars charged, and the events they were charged for."""
     return call_charged(stack, call_id), charged_events(stack, call_id)
@@ -285,16 +245,16 @@ async def _killed(
         try:
             started = time.monotonic()
             call_id = await place(client, caller)
-            await wait_until(lambda: watched(stack, call_id), 10, "watcher attached")
+            await eventually(lambda: watched(stack, call_id), 10, "watcher attached")
             caller.send(user_says("hello"))
             caller.send({"type": "response.create"})
             await caller.until("response.done")
-            await wait_until(lambda: meter(stack, call_id)[0] > 0, 5, "charged")
+            await eventually(lambda: meter(stack, call_id)[0] > 0, 5, "charged")
             money["charged_at_kill"] = meter(stack, call_id)[0]
             money["spent_at_kill"] = spent_micros(client)
             # SIGKILL: no close frame, no hangup, no settle, the lease held.
             stack.processes["watcher"].signal(signal.SIGKILL)
-            await wait_until(
+            await eventually(
                 lambda: emulator_call(stack, call_id).get("sidebands") == 0, 10, "drop"
             )
             assert emulator_call(stack, call_id).get("ended_by") is None  # the call lives on
@@ -304,7 +264,7 @@ async def _killed(
             lasted = time.monotonic() - started
         finally:
             await caller.close()
-        await wait_until(
+        await eventually(
             lambda: client.get("/v1/realtime/calls").json()["data"] == [], 10, "settled"
         )
         money["charged_after_settle"], money["events_after_settle"] = meter(stack, call_id)

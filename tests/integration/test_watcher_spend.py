@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -25,12 +24,13 @@ import pytest
 
 from devstack import aws
 from devstack.stack import SHIPPED_PROFILES, TABLE, Stack, start_stack
-from tests.tools.test_openai_emulator import Caller, user_says
-from tests.unit.test_pricing import usage  # a response's usage, every token attributed
+from tests.support.caller import Caller
+from tests.support.realtime import usage, user_says
+from tests.support.stack import emulator_call, emulator_url, eventually
 
 pytestmark = pytest.mark.stack
 
-PRICES = Path(__file__).resolve().parents[2] / "functions" / "token_vendor" / "prices.json"
+PRICES = Path(__file__).resolve().parents[2] / "functions" / "token_vendor" / "core" / "prices.json"
 USER = "accountant"
 TRANSCRIBED = "conversation.item.input_audio_transcription.completed"
 # A second profile, on the other model family and a transcription model billed by the minute.
@@ -153,18 +153,6 @@ def priced(record: dict[str, Any], table: dict[str, Any]) -> int:
 # --- the stack -----------------------------------------------------------------------------
 
 
-def emulator_url(stack: Stack) -> str:
-    return stack.urls["openai"].removesuffix("/v1")
-
-
-def emulator_call(stack: Stack, call_id: str) -> dict[str, Any]:
-    state = httpx.get(emulator_url(stack) + "/__emulator/state", timeout=10).json()
-    for call in state["open_calls"] + state["ended_calls"]:
-        if call["id"] == call_id:
-            return dict(call)
-    return {}
-
-
 def table_items(stack: Stack, prefix: str) -> dict[str, int]:
     """Every item whose key starts with `prefix`, and its micro-dollars."""
     client = aws.client("dynamodb", stack.urls["aws"])
@@ -181,13 +169,6 @@ def lease_ended(stack: Stack, call_id: str) -> bool:
         TableName=TABLE, Key={"pk": {"S": f"watch#{call_id}"}}, ConsistentRead=True
     )
     return "ended" in item.get("Item", {})
-
-
-async def wait_until(check: Any, timeout: float, what: str) -> None:
-    started = time.monotonic()
-    while not await asyncio.to_thread(check):
-        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.05)
 
 
 async def place(client: httpx.Client, caller: Caller, profile: str, model: str) -> str:
@@ -221,7 +202,7 @@ async def converse(stack: Stack, client: httpx.Client, profile: str, model: str)
     caller = Caller(microphone=True)
     try:
         call_id = await place(client, caller, profile, model)
-        await wait_until(
+        await eventually(
             lambda: emulator_call(stack, call_id).get("sidebands") == 1, 10, "watcher attached"
         )
         scripted = httpx.post(
@@ -242,7 +223,7 @@ async def converse(stack: Stack, client: httpx.Client, profile: str, model: str)
         await caller.until("response.done")
         hung = await asyncio.to_thread(client.post, f"/v1/realtime/calls/{call_id}/hangup")
         assert hung.status_code in (200, 204), hung.text
-        await wait_until(lambda: lease_ended(stack, call_id), 15, "watcher done")
+        await eventually(lambda: lease_ended(stack, call_id), 15, "watcher done")
         return call_id
     finally:
         await caller.close()
@@ -250,7 +231,7 @@ async def converse(stack: Stack, client: httpx.Client, profile: str, model: str)
 
 async def two_calls(stack: Stack) -> tuple[str, str]:
     with httpx.Client(
-        base_url=stack.urls["api"],
+        base_url=stack.urls["web"],
         headers={"Authorization": f"Bearer {stack.token(USER)}"},
         timeout=15,
     ) as client:
@@ -304,7 +285,7 @@ def test_two_models_and_their_transcriptions_are_charged_to_the_micro_dollar(
     assert global_day == expected
     # And what the user is told is the same figure.
     listing = httpx.get(
-        stack.urls["api"] + "/v1/realtime/calls",
+        stack.urls["web"] + "/v1/realtime/calls",
         headers={"Authorization": f"Bearer {stack.token(USER)}"},
         timeout=15,
     ).json()

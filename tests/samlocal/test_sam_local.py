@@ -1,5 +1,6 @@
-"""The README's `sam local` recipe against the local stack: every event through `sam local
-invoke`, and `sam local start-api` answering the README's curl line and a CORS preflight."""
+"""The `sam local` recipe of docs/local.md against the local stack: every event through
+`sam local invoke`, and `sam local start-api` answering docs/api.md's curl line and a CORS
+preflight."""
 
 from __future__ import annotations
 
@@ -18,8 +19,17 @@ import httpx
 import pytest
 
 from devstack.template import load_template
-from tests.samlocal.conftest import EVENTS, README, Recipe, SamLocal, lambda_containers, sh_block
-from tests.tools.test_openai_emulator import Caller
+from tests.support.caller import Caller
+from tests.support.env import EVENTS
+from tests.support.samlocal import (
+    API_DOC,
+    LOCAL_DOC,
+    SECRETS_SCOPES,
+    Recipe,
+    SamLocal,
+    lambda_containers,
+    sh_block,
+)
 
 pytestmark = [pytest.mark.samlocal, pytest.mark.stack, pytest.mark.timeout(900)]
 
@@ -94,20 +104,20 @@ def free_port() -> int:
         return port
 
 
-def readme_curl() -> str:
-    """The README's curl line (section "Calling the endpoint")."""
-    lines = [line for line in sh_block(README.read_text(), "## Calling the endpoint") if line]
+def documented_curl() -> str:
+    """The curl line of docs/api.md (section "Client secrets")."""
+    lines = [line for line in sh_block(API_DOC.read_text(), "## Client secrets") if line]
     assert len(lines) == 1 and lines[0].startswith("curl ")
     return lines[0] + ' -w "\\n%{http_code}"'
 
 
 @pytest.fixture(scope="module")
 def api(sam_local: SamLocal) -> Iterator[dict[str, Any]]:
-    """`sam local start-api` as the README runs it, on a free port; timed to its first answer."""
+    """`sam local start-api` as the recipe runs it, on a free port; timed to its first answer."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     line = sam_local.recipe.start_api + f" --port {port}"
-    token = sam_local.stack.token("ann")
+    token = sam_local.stack.token("ann", SECRETS_SCOPES)
     curl_env = sam_local.env() | {"API_URL": url, "USER_ACCESS_TOKEN": token}
     started = time.monotonic()
     process = sam_local.popen(line)
@@ -124,7 +134,7 @@ def api(sam_local: SamLocal) -> Iterator[dict[str, Any]]:
                     time.sleep(0.2)
                     continue
             done = subprocess.run(
-                ["bash", "-c", readme_curl()], env=curl_env, capture_output=True, text=True,
+                ["bash", "-c", documented_curl()], env=curl_env, capture_output=True, text=True,
                 timeout=120, check=False,
             )  # fmt: skip
             if done.returncode == 0:
@@ -147,7 +157,7 @@ def api(sam_local: SamLocal) -> Iterator[dict[str, Any]]:
         assert not lambda_containers(), "sam local start-api left its containers behind"
 
 
-def test_start_api_answers_the_readme_curl_line_with_a_minted_secret(api: dict[str, Any]) -> None:
+def test_start_api_answers_the_curl_line_with_a_minted_secret(api: dict[str, Any]) -> None:
     body, status = api["first_answer"].rsplit("\n", 1)
 
     assert status == "200", body
@@ -266,7 +276,7 @@ async def _call(url: str, sam_local: SamLocal) -> dict[str, Any]:
 def test_the_recipe_lets_the_api_allow_the_origins_the_function_allows() -> None:
     """API Gateway (and sam local) answer preflights from AllowedOrigins; the function checks
     ALLOWED_ORIGINS from events/env.json: the recipe must give both the same list."""
-    recipe = Recipe.from_readme(README.read_text())
+    recipe = Recipe.from_doc(LOCAL_DOC.read_text())
     local = next(line for line in recipe.setup if line.startswith("LOCAL="))
     allowed = re.search(r"AllowedOrigins=(\S+?)\"?$", local)
     env = json.loads((EVENTS / "env.json").read_text())["TokenFunction"]

@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BASE_ENV, SCHEDULE_GROUP, TABLE
-from tests.fakes import OFFER_SDP, Issuer, aws_client
-from tests.security.test_quota_concurrency import dynamodb_url  # noqa: F401  (a fixture)
-from tests.security.workers import function_in_worker
+from tests.support.aws import aws_client
+from tests.support.env import BASE_ENV, SCHEDULE_GROUP, TABLE
+from tests.support.identity import Issuer
+from tests.support.internet import OFFER_SDP
+from tests.support.workers import function_in_worker
 
 pytestmark = pytest.mark.stack
 
@@ -43,7 +44,7 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
 
     import httpx
 
-    from tests.fakes import ANSWER_SDP
+    from tests.support.internet import ANSWER_SDP
 
     def openai(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/hangup"):
@@ -93,14 +94,14 @@ def _fire(event: dict[str, Any], limits: str, start_at: float) -> str:
 
 
 @pytest.fixture(scope="module")
-def aws(dynamodb_url: str) -> dict[str, Any]:  # noqa: F811
+def aws(dynamodb_url: str) -> dict[str, Any]:
     scheduler = aws_client(dynamodb_url, service="scheduler")
     scheduler.create_schedule_group(Name=SCHEDULE_GROUP)
     return {"dynamodb": aws_client(dynamodb_url), "scheduler": scheduler}
 
 
 @pytest.fixture(scope="module")
-def pool(dynamodb_url: str, aws: Any) -> Iterator[Any]:  # noqa: F811
+def pool(dynamodb_url: str, aws: Any) -> Iterator[Any]:
     issuer = Issuer()
     env = BASE_ENV | {
         "AWS_ENDPOINT_URL": dynamodb_url,
@@ -139,7 +140,7 @@ def reserved(item: dict[str, Any], slots: int) -> int:
 
 
 def user_hash(pool: Any, user: str) -> str:
-    from token_vendor.auth import Caller
+    from token_vendor.api.auth import Caller
 
     return Caller(pool.issuer.issuer, user, frozenset(), None).user_hash
 

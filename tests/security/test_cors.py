@@ -7,25 +7,32 @@ import json
 from typing import Any
 
 import pytest
+from token_vendor.api import http
 
 from devstack.lambda_events import http_event
 from devstack.template import cors_configuration, load_template
-from tests.conftest import ORIGIN, invoke
-from tests.fakes import Issuer
+from tests.support.env import ORIGIN
+from tests.support.handler import invoke
+from tests.support.identity import Issuer
 
+ALLOWED_HEADERS = (
+    "authorization", "content-type", "x-openai-agents-sdk", "x-stainless-arch",
+    "x-stainless-lang", "x-stainless-os", "x-stainless-package-version", "x-stainless-retry-count",
+    "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-timeout",
+)  # fmt: skip
 PREFLIGHT = {
     "access-control-request-method": "POST",
     "access-control-request-headers": "authorization,content-type",
 }
 
 
-def test_the_function_and_the_template_apply_the_same_rules(app_module: Any) -> None:
+def test_the_function_and_the_template_apply_the_same_rules() -> None:
     cors = cors_configuration(load_template())
 
-    assert cors["AllowMethods"] == list(app_module.CORS_ALLOW_METHODS)
-    assert cors["AllowHeaders"] == list(app_module.CORS_ALLOW_HEADERS)
-    assert cors["ExposeHeaders"] == list(app_module.CORS_EXPOSE_HEADERS)
-    assert cors["MaxAge"] == app_module.CORS_MAX_AGE and cors["AllowCredentials"] is False
+    assert cors["AllowMethods"] == list(http.CORS_ALLOW_METHODS)
+    assert cors["AllowHeaders"] == list(http.CORS_ALLOW_HEADERS) == list(ALLOWED_HEADERS)
+    assert cors["ExposeHeaders"] == list(http.CORS_EXPOSE_HEADERS)
+    assert cors["MaxAge"] == http.CORS_MAX_AGE and cors["AllowCredentials"] is False
     assert {"retry-after", "ratelimit", "ratelimit-policy"} <= set(cors["ExposeHeaders"])
 
 
@@ -75,8 +82,36 @@ def test_the_preflight_grants_exactly_the_configured_rules(handler: Any) -> None
     assert reply.status == 204 and reply.body == ""
     assert reply.header("access-control-allow-origin") == ORIGIN
     assert reply.header("access-control-allow-methods") == "GET, POST"
-    assert reply.header("access-control-allow-headers") == "authorization, content-type"
+    assert reply.header("access-control-allow-headers") == ", ".join(ALLOWED_HEADERS)
     assert reply.header("access-control-max-age") == "600"
+
+
+# What OpenAI's browser SDKs ask for in their preflights (Chromium's lists, lower-cased and
+# sorted): the Agents SDK's offer to /v1/realtime/calls, the `openai` package's requests.
+AGENTS_SDK_ASKS = "authorization,content-type,x-openai-agents-sdk"
+OPENAI_PACKAGE_ASKS = (
+    "authorization,content-type,x-stainless-arch,x-stainless-lang,x-stainless-os,"
+    "x-stainless-package-version,x-stainless-retry-count,x-stainless-runtime,"
+    "x-stainless-runtime-version,x-stainless-timeout"
+)
+
+
+@pytest.mark.parametrize("asked", [AGENTS_SDK_ASKS, OPENAI_PACKAGE_ASKS], ids=["agents", "openai"])
+@pytest.mark.parametrize("path", ["/v1/realtime/client_secrets", "/v1/realtime/calls"])
+def test_a_preflight_for_openais_browser_sdks_is_granted(
+    handler: Any, asked: str, path: str
+) -> None:
+    """Without these an app pointing OpenAI's SDKs at the API fails its preflight, and the SDK
+    says only "Failed to fetch" (tests/e2e/test_sdk.py drives the SDKs themselves)."""
+    headers = {"origin": ORIGIN, "access-control-request-method": "POST"}
+    reply = invoke(
+        handler,
+        http_event("OPTIONS", path, headers=headers | {"access-control-request-headers": asked}),
+    )
+
+    assert reply.header("access-control-allow-origin") == ORIGIN
+    granted = str(reply.header("access-control-allow-headers")).split(", ")
+    assert set(asked.split(",")) <= set(granted)
 
 
 def test_no_origin_at_all_works_like_a_mobile_app_or_curl(mint: Any) -> None:
@@ -120,13 +155,21 @@ def test_the_function_and_the_template_take_their_origins_from_one_place() -> No
         {"access-control-request-method": "DELETE"},
         {"access-control-request-method": "PUT"},
         {"access-control-request-method": "POST", "access-control-request-headers": "x-api-key"},
+        {"access-control-request-method": "POST", "access-control-request-headers": "originator"},
         {
             "access-control-request-method": "POST",
             "access-control-request-headers": "authorization, cookie",
         },
         {},
     ],
-    ids=["delete", "put", "unlisted_header", "cookie_among_listed", "no_method_asked"],
+    ids=[
+        "delete",
+        "put",
+        "unlisted_header",
+        "another_clients_header",
+        "cookie_among_listed",
+        "no_method_asked",
+    ],
 )
 def test_a_preflight_asking_for_more_than_the_rules_is_granted_nothing(
     handler: Any, asked: dict[str, str]

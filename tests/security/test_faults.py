@@ -1,15 +1,13 @@
 """Battery 3: faults of every dependency, each with its status, headers and body.
 
 DynamoDB faults come from a real loopback server, so botocore's retry configuration in
-deps.py (standard mode, 3 attempts, 1 s connect, 2 s read) is what gets exercised.
+core/aws.py (standard mode, 3 attempts, 1 s connect, 2 s read) is what gets exercised.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,101 +15,12 @@ import httpx
 import pytest
 
 from devstack.lambda_events import LambdaContext, http_event
-from tests.conftest import BASE_ENV, SECRET_ID, Reply, invoke
-from tests.fakes import (
-    OPENAI_KEY,
-    FakeInternet,
-    Issuer,
-    aws_client,
-    openai_error,
-    openai_secret_response,
-)
-
-
-class Secrets:
-    """Secrets Manager as the key store sees it: values in order, or a failure."""
-
-    def __init__(self, *values: str) -> None:
-        self.values = list(values) or [OPENAI_KEY]
-        self.reads = 0
-        self.down = False
-
-    def get_secret_value(self, SecretId: str) -> dict[str, str]:
-        from botocore.exceptions import EndpointConnectionError
-
-        if self.down:
-            raise EndpointConnectionError(endpoint_url="https://secretsmanager.test")
-        value = self.values[min(self.reads, len(self.values) - 1)]
-        self.reads += 1
-        return {"SecretString": value}
-
-
-class FaultyDynamoDB(BaseHTTPRequestHandler):
-    """Answers UpdateItem per a script: 'throttle', 'error', 'hang', or 'ok'."""
-
-    script: list[str] = []
-    attempts = 0
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        cls = type(self)
-        cls.attempts += 1
-        action = cls.script.pop(0) if cls.script else "ok"
-        if action == "hang":
-            time.sleep(2.5)  # past the 2 s read timeout
-            return
-        if action in ("throttle", "error"):
-            kind = (
-                "ProvisionedThroughputExceededException"
-                if action == "throttle"
-                else "InternalServerError"
-            )
-            status = 400 if action == "throttle" else 500
-            self._send(
-                status, {"__type": f"com.amazonaws.dynamodb.v20120810#{kind}", "message": "fault"}
-            )
-            return
-        names = body["ExpressionAttributeNames"].values()
-        self._send(200, {"Attributes": {n: {"N": "1"} for n in names if n != "ttl"}})
-
-    def _send(self, status: int, document: dict[str, Any]) -> None:
-        raw = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.0")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-
-@pytest.fixture
-def faulty_dynamodb() -> Iterator[type[FaultyDynamoDB]]:
-    FaultyDynamoDB.script, FaultyDynamoDB.attempts = [], 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FaultyDynamoDB)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    FaultyDynamoDB.url = f"http://127.0.0.1:{server.server_port}"  # type: ignore[attr-defined]
-    yield FaultyDynamoDB
-    server.shutdown()
-
-
-def handler_with(
-    app_module: Any,
-    internet: FakeInternet,
-    dynamodb_url: str,
-    secrets: Secrets,
-    http: httpx.Client | None = None,
-) -> Callable[..., dict[str, Any]]:
-    from token_vendor import deps
-
-    client = aws_client(dynamodb_url, deps.DYNAMODB_CONFIG)
-    return app_module.create_handler(
-        lambda: deps.build_container(
-            BASE_ENV, http=http or internet.client(), dynamodb=client, secretsmanager=secrets
-        )
-    )
+from tests.support.aws import aws_client
+from tests.support.env import BASE_ENV, SECRET_ID
+from tests.support.faults import OPENAI_FAULTS, Secrets, good, handler_with, respond
+from tests.support.handler import Reply, invoke
+from tests.support.identity import Issuer
+from tests.support.internet import OPENAI_KEY, FakeInternet, openai_error
 
 
 def call(handler: Any, issuer: Issuer, remaining_ms: int = 10_000) -> Reply:
@@ -139,7 +48,7 @@ def test_dynamodb_throttling_is_retried_then_503(
     reply = call(handler, issuer)
 
     assert_problem(reply, 503, retry_after=True)
-    assert faulty_dynamodb.attempts == 3  # total_max_attempts in deps.DYNAMODB_CONFIG
+    assert faulty_dynamodb.attempts == 3  # total_max_attempts in core.aws.DYNAMODB
     assert internet.openai_requests() == []  # fail closed: no token without a count
 
 
@@ -297,71 +206,6 @@ def test_openai_401_after_the_reread_is_502_and_logged_as_an_error(
 # --- OpenAI, every failure it can answer with ------------------------------------------------------------
 
 
-def respond(status: int, code: str | None = None, headers: dict[str, str] | None = None) -> Any:
-    return lambda request: openai_error(status, code, "upstream says no", headers)
-
-
-def good(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json=openai_secret_response(json.loads(request.content)))
-
-
-def raises(exc: type[Exception]) -> Any:
-    def answer(request: httpx.Request) -> httpx.Response:
-        raise exc("simulated", request=request)  # type: ignore[call-arg]
-
-    return answer
-
-
-OPENAI_FAULTS = {
-    "rate_limited_twice": (
-        [respond(429, "rate_limit_exceeded", {"retry-after": "1"})] * 2,
-        503,
-        True,
-        2,
-    ),
-    "insufficient_quota": ([respond(429, "insufficient_quota")] * 2, 503, True, 2),
-    "rate_limited_once_then_ok": (
-        [respond(429, "rate_limit_exceeded", {"retry-after": "1"}), good],
-        200,
-        False,
-        2,
-    ),
-    "server_error_twice": ([respond(500)] * 2, 503, True, 2),
-    "unavailable_then_ok": ([respond(503), good], 200, False, 2),
-    "request_timeout_408_then_ok": ([respond(408), good], 200, False, 2),
-    "conflict_409_twice": ([respond(409)] * 2, 503, True, 2),
-    "connection_error_twice": ([raises(httpx.ConnectError)] * 2, 503, True, 2),
-    "bad_request": ([respond(400, "unknown_parameter")], 502, False, 1),
-    "forbidden_region": ([respond(403, "unsupported_country_region_territory")], 502, False, 1),
-    "not_found": ([respond(404)], 502, False, 1),
-    "read_timeout": ([raises(httpx.ReadTimeout)], 504, False, 1),
-    "malformed_json_200": (
-        [lambda r: httpx.Response(200, content=b'{"value": "ek_')],
-        502,
-        False,
-        1,
-    ),
-    "no_value_200": (
-        [lambda r: httpx.Response(200, json={"expires_at": 1, "session": {}})],
-        502,
-        False,
-        1,
-    ),
-    "expired_secret_200": (
-        [lambda r: httpx.Response(200, json=openai_secret_response(json.loads(r.content), now=1))],
-        502,
-        False,
-        1,
-    ),
-    "oversized_200": (
-        [lambda r: httpx.Response(200, content=b" " * (2 * 1024 * 1024))],
-        502,
-        False,
-        1,
-    ),
-}
-
-
 @pytest.mark.parametrize(
     ("script", "status", "retry_after", "attempts"),
     OPENAI_FAULTS.values(),
@@ -422,9 +266,10 @@ def test_a_hanging_openai_is_cut_at_the_lambda_deadline(
                 return self.real.handle_request(request)
             return internet.handle(request)
 
-    from token_vendor import deps
+    from token_vendor.api import deps
+    from token_vendor.core import aws
 
-    client = aws_client(faulty_dynamodb.url, deps.DYNAMODB_CONFIG)
+    client = aws_client(faulty_dynamodb.url, aws.DYNAMODB)
     env = BASE_ENV | {"OPENAI_BASE_URL": hanging_base}
     # Built before the clock starts: this measures the request, not a cold container.
     scheduler = aws_client(faulty_dynamodb.url, service="scheduler")

@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.lambda_events import LambdaContext, http_event
-from tests.conftest import Reply, invoke
-from tests.fakes import Issuer
-from tests.security import forge
+from tests.support import forge
+from tests.support.handler import Reply, invoke
+from tests.support.identity import Issuer
 
 OPENAPI = json.loads(
-    (Path(__file__).resolve().parents[2] / "functions/token_vendor/openapi.json").read_text()
+    (Path(__file__).resolve().parents[2] / "functions/token_vendor/api/openapi.json").read_text()
 )
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 

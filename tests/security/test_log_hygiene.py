@@ -14,23 +14,16 @@ import openai
 import pytest
 
 from devstack.lambda_events import LambdaContext, http_event
-from tests.conftest import BASE_ENV, ORIGIN, SECRET_ID, LogCapture, invoke
-from tests.fakes import OPENAI_KEY, FakeInternet, Issuer, openai_error
-from tests.security.test_faults import (
-    OPENAI_FAULTS,
-    Secrets,
-    faulty_dynamodb,  # noqa: F401  (a fixture, requested by name below)
-    handler_with,
-)
-from tests.security.test_jwt_attacks import BROKEN_KEY_SETS, CASES, answer_key_set_with
-from tests.tools.test_openai_emulator import (
-    KEY,
-    LOCATION,
-    Caller,
-    Running,
-    emulator_thread,
-    user_says,
-)
+from tests.support.caller import Caller
+from tests.support.emulator import KEY, Running, emulator_thread
+from tests.support.env import BASE_ENV, ORIGIN, SECRET_ID
+from tests.support.faults import OPENAI_FAULTS, Secrets, handler_with
+from tests.support.handler import invoke
+from tests.support.identity import Issuer
+from tests.support.internet import OPENAI_KEY, FakeInternet, openai_error
+from tests.support.jwt_attacks import BROKEN_KEY_SETS, CASES, answer_key_set_with
+from tests.support.logs import LogCapture
+from tests.support.realtime import LOCATION, user_says
 
 
 @pytest.fixture
@@ -182,8 +175,8 @@ def test_server_owned_calls_leave_no_secret_in_the_logs(
     no key, no JWT, and no SDP (it carries the peers' ICE credentials) in the logs."""
     import json as json_module
 
-    from tests.conftest import SCHEDULE_GROUP
-    from tests.fakes import ANSWER_SDP, OFFER_SDP
+    from tests.support.env import SCHEDULE_GROUP
+    from tests.support.internet import ANSWER_SDP, OFFER_SDP
 
     token = issuer.token()
     headers = {"authorization": f"Bearer {token}", "content-type": "application/sdp"}
@@ -226,7 +219,7 @@ def test_the_call_watcher_at_debug_leaves_no_secret_in_the_logs(
     live call on the emulator's sideband: policy restored, responses and a transcription
     charged, the call hung up and settled. The sideband's handshake carries the standard key,
     its frames the instructions; none of it, nor any SDP or JWT, may reach the logs."""
-    watcher = importlib.import_module("token_vendor.watcher")
+    watcher = importlib.import_module("token_vendor.watcher.app")
     aws.secretsmanager.put_secret_value(SecretId=SECRET_ID, SecretString=KEY)
     capture = LogCapture(watcher)
     capture.debug()
@@ -240,7 +233,10 @@ def test_the_call_watcher_at_debug_leaves_no_secret_in_the_logs(
             env = BASE_ENV | {"OPENAI_BASE_URL": emulator.v1, "LOG_LEVEL": "DEBUG"}
             for name, value in (env | {"WATCHER_MARGIN_SECONDS": "0"}).items():
                 monkeypatch.setenv(name, value)
-            monkeypatch.setattr(watcher, "_container", None)  # built from this environment
+            # Built from this environment.
+            monkeypatch.setattr(
+                importlib.import_module("token_vendor.watcher.deps"), "_container", None
+            )
             offer, result = asyncio.run(asyncio.wait_for(_watch_a_call(watcher, emulator), 60))
     finally:
         capture.close()

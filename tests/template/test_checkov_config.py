@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.env import ROOT
+
 CONFIG = ROOT / "scripts" / "checkov.yaml"
 
 

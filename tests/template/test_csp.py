@@ -1,6 +1,6 @@
 """The page's deployed CSP, computed from template.yaml for representative deployments, and
-checked by CSP3's own source-matching rules (tests/csp.py): every URL the page fetches is
-allowed, and nothing broader is."""
+checked by CSP3's own source-matching rules (tests/support/csp.py): every URL the page
+fetches is allowed, and nothing broader is."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from devstack.cloudfront import Deployment, local_deployment, response_headers
-from tests.csp import allows, directive, effective_sources
+from tests.support.csp import allows, directive, effective_sources
 
 PAGE = "https://d111abcdef8.cloudfront.net"
 
@@ -27,7 +27,7 @@ class Case:
 
 def webrtc_url(openai_base: str) -> str:
     """Where the page posts its SDP offer: the function's own `webrtc_url`."""
-    from token_vendor.config import Settings
+    from token_vendor.api.settings import ApiSettings
 
     env = {
         "OPENAI_SECRET_ID": "s",
@@ -36,7 +36,7 @@ def webrtc_url(openai_base: str) -> str:
         "AUTH_AUDIENCE": "a",
         "OPENAI_BASE_URL": openai_base,
     }
-    return Settings.from_env(env).webrtc_url
+    return ApiSettings.from_env(env).webrtc_url
 
 
 COGNITO = "https://rtv-0f1e2d3c.auth.eu-west-1.amazoncognito.com"

@@ -11,19 +11,20 @@ from typing import Any
 import botocore.session
 import pytest
 from moto import mock_aws
+from token_vendor.api import http
 
+from devstack.cloudfront import Deployment, Evaluator
 from devstack.template import (
     TEMPLATE,
     cors_configuration,
     load_template,
     quota_table_definition,
 )
-from tests.conftest import FUNCTION_DIR
-from tests.fakes import use_fake_aws
+from tests.support.aws import use_fake_aws
+from tests.support.env import EVENTS, FUNCTION_DIR
 
 T = load_template()
 R = T["Resources"]
-EVENTS = Path(__file__).resolve().parents[2] / "events"
 EVENT_FILES = sorted(p for p in EVENTS.glob("*.json") if p.name != "env.json")
 PLACEHOLDER = "Bearer REPLACE_WITH_A_TOKEN_FROM_make_token"
 ORIGIN = "https://app.example.com"
@@ -36,6 +37,10 @@ CONTRACT_VARIABLES = {
     "GLOBAL_QUOTAS",
     "CALL_LIMITS",
     "SPEND_LIMITS",
+    "UNWATCHED_CALLS",
+    "WATCHER_ATTACH_SECONDS",
+    "WATCHER_ANSWER_WAIT_SECONDS",
+    "HANGUP_FAILURES_QUEUE_ARN",
     "WATCHER_FUNCTION_NAME",
     "SCHEDULE_GROUP",
     "SCHEDULER_ROLE_ARN",
@@ -47,11 +52,30 @@ CONTRACT_VARIABLES = {
     "AUTH_TOKEN_USE",
     "AUTH_REQUIRED_TYP",
     "ALLOWED_ORIGINS",
+    "CALL_ROUTE_QUOTAS",
+    "ORIGIN_SECRET_ID",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
 }
 NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def deployed_outputs(parameters: dict[str, str]) -> dict[str, str]:
+    """Every output the stack would show, its resources standing in by name."""
+    resources: dict[str, str] = {name: f"{name}-arn" for name in R} | {
+        "HttpApi": "abc123",
+        "WebDistribution": "E1ABC",
+        "WebDistribution.DomainName": "d111.cloudfront.net",
+        "UserPool.ProviderURL": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc",
+        "UserPoolDomain": "rtv-1234",
+    }
+    evaluator = Evaluator(T, Deployment(parameters=parameters, resources=resources))
+    return {
+        name: str(evaluator.evaluate(output["Value"]))
+        for name, output in T["Outputs"].items()
+        if "Condition" not in output or evaluator.condition(output["Condition"])
+    }
 
 
 def props(name: str) -> dict[str, Any]:
@@ -76,7 +100,7 @@ def test_the_function_runs_python313_on_arm64_within_10_seconds_with_snapstart()
         "arm64",
         "x86_64",
     }
-    assert function["Timeout"] <= 10 and function["Handler"] == "token_vendor.app.handler"
+    assert function["Timeout"] <= 10 and function["Handler"] == "token_vendor.api.app.handler"
     assert function["CodeUri"].rstrip("/") == "functions"
     assert (
         function["SnapStart"] == {"ApplyOn": "PublishedVersions"} and function["AutoPublishAlias"]
@@ -90,6 +114,9 @@ GROUP_SCHEDULES = {
     "Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}"
     ":schedule/${CallScheduleGroup}/*"
 }
+
+
+QUEUE_ARN = {"Fn::GetAtt": ["HangupFailuresQueue", "Arn"]}
 
 
 def test_the_function_may_touch_exactly_its_table_secret_schedules_and_hangup_role() -> None:
@@ -107,11 +134,22 @@ def test_the_function_may_touch_exactly_its_table_secret_schedules_and_hangup_ro
         ("dynamodb:UpdateItem", json.dumps({"Fn::GetAtt": ["QuotaTable", "Arn"]})),
         ("dynamodb:GetItem", json.dumps({"Fn::GetAtt": ["QuotaTable", "Arn"]})),
         ("dynamodb:BatchGetItem", json.dumps({"Fn::GetAtt": ["QuotaTable", "Arn"]})),
-        ("secretsmanager:GetSecretValue", json.dumps({"Ref": "OpenAIKeySecret"})),
+        # The OpenAI key, and the door's secret while the distribution is the door.
+        (
+            "secretsmanager:GetSecretValue",
+            json.dumps(
+                [
+                    {"Ref": "OpenAIKeySecret"},
+                    {"Fn::If": ["BehindCloudFront", {"Ref": "OriginVerifySecret"}, NO_VALUE]},
+                ]
+            ),
+        ),
         ("lambda:InvokeFunction", json.dumps({"Fn::GetAtt": ["CallWatcherFunction", "Arn"]})),
         ("scheduler:CreateSchedule", json.dumps(GROUP_SCHEDULES)),
         ("scheduler:DeleteSchedule", json.dumps(GROUP_SCHEDULES)),
         ("iam:PassRole", json.dumps(HANGUP_ROLE_ARN)),
+        # Its on-failure destination, sent to with the function's own role.
+        ("sqs:SendMessage", json.dumps(QUEUE_ARN)),
     }
     assert all(s["Effect"] == "Allow" for s in statements)
     # The only wildcard is the schedule name inside exactly the function's group.
@@ -125,6 +163,7 @@ def test_the_function_may_touch_exactly_its_table_secret_schedules_and_hangup_ro
 
 
 def test_the_only_other_iam_is_the_role_scheduler_uses_to_invoke_exactly_this_function() -> None:
+    """...and to put what it could not deliver in exactly the hangup failures queue."""
     iam = {name: r for name, r in R.items() if r["Type"].startswith("AWS::IAM::")}
     assert list(iam) == ["HangupSchedulerRole"] and "Role" not in props("TokenFunction")
     role = props("HangupSchedulerRole")
@@ -137,13 +176,18 @@ def test_the_only_other_iam_is_the_role_scheduler_uses_to_invoke_exactly_this_fu
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
     assert trust["Action"] == "sts:AssumeRole"
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
-    (policy,) = role["Policies"]
-    (statement,) = policy["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "lambda:InvokeFunction"
-    assert statement["Resource"] == [
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    invoke, dead_letters = statements  # nothing else
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert invoke["Resource"] == [
         {"Fn::GetAtt": ["TokenFunction", "Arn"]},
         {"Fn::Sub": "${TokenFunction.Arn}:*"},  # its versions and the `live` alias
     ]
+    # A schedule's dead-letter queue is written with the schedule's role.
+    assert dead_letters["Action"] == "sqs:SendMessage" and dead_letters["Resource"] == QUEUE_ARN
+    assert all(
+        s["Effect"] == "Allow" and set(s) == {"Effect", "Action", "Resource"} for s in statements
+    )
     assert "ManagedPolicyArns" not in role
 
 
@@ -156,6 +200,8 @@ def test_hangups_live_in_their_own_schedule_group_and_retries_are_bounded() -> N
     assert props("TokenFunction")["EventInvokeConfig"] == {
         "MaximumRetryAttempts": 2,
         "MaximumEventAgeInSeconds": 900,
+        # Not dropped after the retries: kept for the operator (test_nothing_dropped.py).
+        "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": QUEUE_ARN}},
     }
 
 
@@ -218,6 +264,8 @@ def test_the_function_is_reached_by_its_routes_only_and_checks_the_jwt_itself() 
         "POST /v1/realtime/calls",
         "GET /v1/realtime/calls",
         "POST /v1/realtime/calls/{call_id}/hangup",
+        "POST /v1/live/sessions",
+        "POST /v1/live/sessions/{call_id}/hangup",
         "GET /openapi.json",
     }
     assert all(r["Properties"]["ApiId"] == {"Ref": "HttpApi"} for r in routes.values())
@@ -262,7 +310,12 @@ def test_cors_allows_no_wildcard_no_credentials_and_exposes_the_rate_limit_heade
 
     assert "*" not in json.dumps(cors["AllowOrigins"])
     assert cors["AllowCredentials"] is False and cors["AllowMethods"] == ["GET", "POST"]
-    assert cors["AllowHeaders"] == ["authorization", "content-type"]
+    # authorization, content-type, and the headers OpenAI's browser SDKs send: named, no "*".
+    assert cors["AllowHeaders"][:2] == ["authorization", "content-type"]
+    assert all(
+        h in ("x-openai-agents-sdk",) or h.startswith("x-stainless-")
+        for h in cors["AllowHeaders"][2:]
+    )
     assert set(cors["ExposeHeaders"]) == {
         "retry-after", "ratelimit", "ratelimit-policy", "location", "call-ends-at",
         "call-minutes-left",
@@ -303,13 +356,13 @@ def test_the_api_is_throttled_by_parameters() -> None:
     }
 
 
-def test_the_function_cors_constants_match_the_template(app_module: Any) -> None:
+def test_the_function_cors_constants_match_the_template() -> None:
     cors = props("HttpApi")["CorsConfiguration"]
 
-    assert tuple(cors["AllowMethods"]) == app_module.CORS_ALLOW_METHODS
-    assert tuple(cors["AllowHeaders"]) == app_module.CORS_ALLOW_HEADERS
-    assert tuple(cors["ExposeHeaders"]) == app_module.CORS_EXPOSE_HEADERS
-    assert cors["MaxAge"] == app_module.CORS_MAX_AGE
+    assert tuple(cors["AllowMethods"]) == http.CORS_ALLOW_METHODS
+    assert tuple(cors["AllowHeaders"]) == http.CORS_ALLOW_HEADERS
+    assert tuple(cors["ExposeHeaders"]) == http.CORS_EXPOSE_HEADERS
+    assert cors["MaxAge"] == http.CORS_MAX_AGE
 
 
 # --- Data and secrets --------------------------------------------------------------------------
@@ -345,12 +398,32 @@ def test_the_outputs_name_the_api_the_table_the_secret_and_the_function() -> Non
         "OpenAIKeySecretArn",
     } <= set(outputs)
     assert "FunctionName" in outputs
-    api_url = outputs["ApiUrl"]["Value"]["Fn::Sub"]
-    assert api_url.startswith("https://${HttpApi}.execute-api.")
-    assert (
-        outputs["ClientSecretsUrl"]["Value"]["Fn::Sub"] == api_url + "/v1/realtime/client_secrets"
-    )
     assert outputs["OpenAIKeySecretArn"]["Value"] == {"Ref": "OpenAIKeySecret"}
+
+
+@pytest.mark.parametrize(
+    ("door", "base"),
+    [
+        ("cloudfront", "https://d111.cloudfront.net"),
+        ("execute-api", "https://abc123.execute-api.us-east-1.amazonaws.com"),
+    ],
+)
+def test_apps_are_told_the_door_and_no_output_names_the_api_behind_the_distribution(
+    door: str, base: str
+) -> None:
+    """Mobile apps and other origins take ApiUrl: the page's own distribution, unless the
+    stack is deployed without one in front of the API (ApiDoor=execute-api)."""
+    outputs = deployed_outputs({"ApiDoor": door})
+
+    assert outputs["ApiUrl"] == base
+    assert outputs["ClientSecretsUrl"] == base + "/v1/realtime/client_secrets"
+    assert outputs["CallsUrl"] == base + "/v1/realtime/calls"
+    assert outputs["WebApiUrl"] == "https://d111.cloudfront.net"  # the page's, either way
+    if door == "cloudfront":
+        assert not [k for k, v in outputs.items() if "execute-api" in v]
+        assert outputs["OriginSecretArn"] == "OriginVerifySecret-arn"
+    else:
+        assert "OriginSecretArn" not in outputs
 
 
 # --- The rest of the stack ---------------------------------------------------------------------
@@ -500,6 +573,14 @@ def test_alarms_cover_errors_throttles_upstream_failures_the_unexpected_and_the_
         "GlobalCapAlarm",
         "MintRateAlarm",
         "WatcherFailuresAlarm",
+        # Nothing dropped silently (test_nothing_dropped.py): each with its metric.
+        "HangupFailuresAlarm",
+        "HangupsLostAlarm",
+        "CallsUnwatchedAlarm",
+        "WatchEventsRefusedAlarm",
+        "WatcherStartFailuresAlarm",
+        "WatcherThrottlesAlarm",
+        "AsyncEventsDroppedAlarm",
     }
     assert R["Dashboard"]["Type"] == "AWS::CloudWatch::Dashboard"
 
@@ -521,7 +602,7 @@ def test_the_watcher_runs_python313_on_arm64_for_at_most_900_seconds_in_little_m
         {"Ref": "Architecture"}
     ]
     assert T["Parameters"]["Architecture"]["Default"] == "arm64"
-    assert watcher["Handler"] == "token_vendor.watcher.handler"
+    assert watcher["Handler"] == "token_vendor.watcher.app.handler"
     assert watcher["CodeUri"].rstrip("/") == "functions"  # the same package as the API's
     assert watcher["Timeout"] <= 900
     assert T["Parameters"]["WatcherMemorySize"]["Default"] <= 256
@@ -545,7 +626,8 @@ def test_the_watchers_concurrency_is_reserved_only_when_a_cap_is_given() -> None
     assert T["Conditions"]["HasWatcherReservedConcurrency"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "WatcherReservedConcurrency"}, 0]}]
     }
-    assert T["Parameters"]["WatcherReservedConcurrency"]["Default"] == 0
+    # Reserved by default: what live calls can never take from the token function.
+    assert T["Parameters"]["WatcherReservedConcurrency"]["Default"] == 100
 
 
 def test_the_watcher_is_never_retried_and_a_stale_start_is_dropped() -> None:
@@ -616,8 +698,8 @@ def test_every_metric_on_the_dashboard_is_one_the_functions_emit() -> None:
             namespace = namespace if line[0] == "." else line[0]
             if namespace == "RealtimeTokenVendor":
                 named.add(line[1])
-    code = "\n".join(p.read_text() for p in (FUNCTION_DIR / "token_vendor").glob("*.py"))
-    emitted = set(re.findall(r'(?:add_metric\(\s*name=|\.count\(\s*)"(\w+)"', code))
+    code = "\n".join(p.read_text() for p in (FUNCTION_DIR / "token_vendor").rglob("*.py"))
+    emitted = set(re.findall(r'(?:add_metric\(\s*name=|\.count\(\s*|metric=)"(\w+)"', code))
     assert {"CallsPlaced", "CallsEnded", "CallLimitRefusals", "SpendMicroUSD"} <= named
     assert named - emitted == set()
 
@@ -688,8 +770,10 @@ def test_the_preflight_event_asks_for_what_cors_allows() -> None:
 
     assert headers["origin"] == ORIGIN and "authorization" not in headers
     assert headers["access-control-request-method"] in cors["AllowMethods"]
+    # What the `openai` package's mint from a browser asks for: all of it allowed.
     requested = {h.strip() for h in headers["access-control-request-headers"].split(",")}
-    assert requested == set(cors["AllowHeaders"])
+    assert {"authorization", "content-type", "x-stainless-lang"} <= requested
+    assert requested <= set(cors["AllowHeaders"])
 
 
 def test_the_env_file_sets_only_variables_the_template_declares() -> None:
@@ -822,7 +906,7 @@ def test_the_quota_table_definition_omits_ttl_when_the_template_has_none() -> No
 
 def test_the_cors_configuration_is_the_template_rules() -> None:
     assert cors_configuration(T) == {
-        "AllowHeaders": ["authorization", "content-type"],
+        "AllowHeaders": list(http.CORS_ALLOW_HEADERS),
         "ExposeHeaders": [
             "retry-after",
             "ratelimit",

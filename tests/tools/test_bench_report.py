@@ -33,7 +33,29 @@ RESULTS: dict[str, Any] = {
         "parts": {"quota": 40.0, "mint": 30.0},
         "runs": 5,
     },
-    "package": {"bytes": 1e6, "source": "test", "largest": [("x", 1e6)]},
+    "packages": {
+        "TokenFunction": {
+            "bytes": 31e6,
+            "zipped_bytes": 11.04e6,
+            "files": 2400,
+            "largest": [("cryptography", 15.2e6)],
+        },
+        "CallWatcherFunction": {"bytes": 15e6, "files": 1200, "largest": [("websockets", 1.7e6)]},
+    },
+    "watcher_cold": {
+        "floor": SUMMARY,
+        "import": {"median": 110.0, "p99": 130.0, "min": 100.0, "n": 3},
+        "container": {"median": 150.0, "p99": 170.0, "min": 140.0, "n": 3},
+        "handler": {"median": 180.0, "p99": 200.0, "min": 170.0, "n": 3},
+        "warm_wall": SUMMARY,
+        "ratio": 1.8,
+        "cpu_ratio": 1.7,
+        "round_trips": {
+            "cold": {"dynamodb": 2.0, "secretsmanager": 1.0, "sideband": 1.0},
+            "warm": {"dynamodb": 2.0, "secretsmanager": 0.0, "sideband": 1.0},
+        },
+    },
+    "watcher_imports": [("websockets", 12.0), ("botocore", 1.0)],
     "browser": None,
     "load": None,
 }
@@ -193,3 +215,109 @@ def test_call_setups_that_differ_between_processes_get_no_conclusion() -> None:
 
     assert "differ between processes" in section and "So a warm call setup" not in section
     assert "Not measured in this run." in report.render(results()).split("### A call setup")[1]
+
+
+def test_the_cold_start_shows_both_functions_side_by_side() -> None:
+    cold = report.render(results()).split("## 2.")[0]
+
+    assert "| | TokenFunction | CallWatcherFunction |" in cold
+    assert (
+        "| package, unzipped | 31.0 MB, 2,400 files (11.0 MB zipped) | 15.0 MB, 1,200 files |"
+        in cold
+    )
+    assert "| **ratio, first response / floor** | **1.10x** | **1.80x** |" in cold
+    assert "| ... + its container built | (built by the first request) | 150 ms" in cold
+    assert "| largest | cryptography 15.2 MB | websockets 1.7 MB |" in cold
+    # An import one function has and the other lacks is marked, not dropped.
+    assert "| websockets | - | 12.0 |" in cold and "| botocore | 40.0 | 1.0 |" in cold
+    # The target is the token function's alone.
+    assert "Token function: **1.10x** the floor (target 1.3x: met)" in cold
+
+
+def test_a_cpu_ratio_is_shown_only_when_measured() -> None:
+    assert "| the same ratio in CPU time (less disturbed by other work) | - | 1.70x |" in (
+        report.render(results())
+    )
+    text = report.render(results(cold__cpu_ratio=2.05))
+    assert "| the same ratio in CPU time (less disturbed by other work) | 2.05x | 1.70x |" in text
+
+
+STAGES = {
+    "floor": [100.0, 90.0],
+    "stages": {
+        "import botocore.session (also in the floor)": [80.0, 72.0],
+        "import jwt (PyJWT, cryptography)": [20.0, 18.0],
+        "container: botocore client `dynamodb`": [40.0, 36.0],
+        "first request (a mint: the key set, DynamoDB, the secret, OpenAI)": [12.0, 9.0],
+    },
+    "runs": 5,
+}
+
+
+def test_the_stages_say_what_the_target_leaves_only_when_it_is_missed() -> None:
+    missed = report.render(results(cold__ratio=1.9, stages=STAGES)).split("## 2.")[0]
+
+    assert "| container: botocore client `dynamodb` | 40.0 | 36.0 | 0.40 |" in missed
+    assert "| **sum of the stages** | 152.0 | 135.0 | 1.50 |" in missed
+    # 1.3 x 90 - 72 = 45 ms left for the 63 ms of the other stages.
+    assert "is 1.3 x 90 - 72 = 45 ms of CPU in this run; its other stages took 63 ms" in missed
+    assert "the largest: container: botocore client `dynamodb` 36 ms; import jwt" in missed
+
+    met = report.render(results(stages=STAGES)).split("## 2.")[0]
+    assert "| **sum of the stages** |" in met and "may spend beyond" not in met
+    assert "### Where the token function's cold start goes" not in report.render(results())
+
+
+def test_the_watch_events_round_trips_are_counted_apart_from_the_mints() -> None:
+    section = report.render(results()).split("## 3.")[1].split("## 4.")[0]
+
+    watch = section.split("### A watch event (the call watcher)")[1].split("###")[0]
+    assert "| dynamodb | 2 | 2 |" in watch and "| sideband | 1 | 1 |" in watch
+    assert "| secretsmanager | 1 | 0 |" in watch
+    mint = section.split("### A watch event")[0]
+    assert "sideband" not in mint
+
+
+def test_the_load_over_the_in_process_figures_is_reported_when_measured() -> None:
+    text = report.render(
+        results(load_average=[2.0, 2.5], load_average_cold=[[2.0, 1.5, 1.0], [2.5, 2.0, 1.2]])
+    )
+
+    assert "Over sections 1 to 3 (one, five and fifteen minutes): 2.0, 1.5, 1.0 before," in text
+    assert "2.5, 2.0, 1.2 after." in text
+
+
+def test_the_live_section_reports_the_runs_figures_and_both_usage_cadences() -> None:
+    from bench import live_cost
+
+    measured = {
+        "sessions": 10,
+        "api_ms": {"p50": 101.0, "p90": 140.0},
+        "started_ms": {"p50": 150.0, "p90": 190.0},
+        "watched": {
+            "seconds": 60.0,
+            "turns": 12,
+            "cpu_seconds": 0.6,
+            "cpu_share": 0.01,
+            "peak_rss_mb": 80.0,
+            "usage_updates": 60,
+            "sideband_audio_bytes": 8e6,
+        },
+        "audio": {"message_bytes": 6500, "parse_cpu_per_s": 1e-4, "drop_cpu_per_s": 1e-5},
+        "per_session_hour": {
+            "1/s": {"128": live_cost.per_session_hour(128, 3600)},
+            "1/min": {"128": live_cost.per_session_hour(128, 60)},
+        },
+        "live_active_per_hour": 3.0,
+    }
+    text = "\n".join(live_cost.render(measured))
+    assert (
+        "| our 201 (JWT, admission, create, schedules, 15 s charge, watcher attached) | 101 | 140 |"
+        in text
+    )
+    assert "| 1/s | 128 MB |" in text and "| 1/min | 128 MB |" in text
+    assert "$3.00" in text and "1.00 % of one core" in text
+    # Per usage update a read and a transaction: the faster cadence costs more in DynamoDB.
+    fast, slow = (live_cost.per_session_hour(128, n)["dynamodb"] for n in (3600, 60))
+    assert fast > slow > 0
+    assert live_cost.render(None) == []

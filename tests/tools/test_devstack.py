@@ -27,13 +27,14 @@ import jwt
 import pytest
 
 from devstack import apigw, idp
+from devstack import web as web_page
 from devstack.net import free_port
 from devstack.stack import AUDIENCE, CLIENT_ID, DEFAULT_PORTS, StackError, start_stack
-from tests.tools.serving import serving
+from tests.support.env import ROOT
+from tests.support.serving import serving
 
 pytestmark = pytest.mark.stack
 
-ROOT = Path(__file__).resolve().parents[2]
 WEB_ORIGIN = "http://localhost:5173"
 REDIRECT_URI = WEB_ORIGIN + "/"
 # The HttpApi CorsConfiguration as devstack.template.cors_configuration returns it.
@@ -66,10 +67,15 @@ def authorize_params(challenge: str, **overrides: str) -> dict[str, str]:
 
 
 def sign_in(
-    http: httpx.Client, issuer: str, user: str, challenge: str, redirect_uri: str = REDIRECT_URI
+    http: httpx.Client,
+    issuer: str,
+    user: str,
+    challenge: str,
+    redirect_uri: str = REDIRECT_URI,
+    scope: str = "openid realtime:mint",
 ) -> str:
     """What the browser does: open the sign-in page, submit the form, read the redirect."""
-    params = authorize_params(challenge, redirect_uri=redirect_uri)
+    params = authorize_params(challenge, redirect_uri=redirect_uri, scope=scope)
     page = http.get(f"{issuer}/authorize", params=params)
     assert page.status_code == 200, page.text
     assert '<label for="username">' in page.text
@@ -645,7 +651,11 @@ def test_the_whole_stack_signs_in_mints_a_secret_and_stops_clean(
         urls = stack.urls
         config = http.get(f"{urls['web']}/config.json").json()
         verifier, challenge = pkce_pair()
-        code = sign_in(http, urls["issuer"], "alice", challenge, config["redirectUri"])
+        # The shipped client-secret profile is opt-in: the page asks for its scope.
+        code = sign_in(
+            http, urls["issuer"], "alice", challenge, config["redirectUri"],
+            "openid realtime:mint realtime:client_secrets",
+        )  # fmt: skip
         tokens = http.post(
             f"{urls['issuer']}/token",
             data={
@@ -667,9 +677,11 @@ def test_the_whole_stack_signs_in_mints_a_secret_and_stops_clean(
             },
         )
         by_cli_token = http.post(
-            f"{urls['api']}/v1/realtime/client_secrets",
+            f"{urls['web']}/v1/realtime/client_secrets",  # the API's one door
             json={},
-            headers={"Authorization": f"Bearer {stack.token('bob')}"},
+            headers={
+                "Authorization": f"Bearer {stack.token('bob', 'openid realtime:client_secrets')}"
+            },
         )
         pgids = [p.pgid for p in stack.processes.values()]
 
@@ -831,3 +843,24 @@ def test_a_component_on_a_busy_port_exits_2_without_a_traceback() -> None:
 
     assert result.returncode == 2
     assert result.stderr.strip() == f"issuer: port {busy} (issuer) is already in use on 127.0.0.1"
+
+
+@pytest.mark.stack
+def test_the_page_opened_on_another_loopback_name_is_sent_to_its_own_origin(
+    tmp_path: Path,
+) -> None:
+    """A newcomer who types http://127.0.0.1:5173 for http://localhost:5173 would sign in from
+    an origin the identity provider does not send back to: the page sends them to its own."""
+    (tmp_path / "index.html").write_text("<!doctype html><title>page</title>")
+    port = free_port()
+    origin = f"http://localhost:{port}"
+    app = web_page.create_app(tmp_path, {"issuer": "x"}, origin=origin)
+    with serving(lambda _: app, port=port) as url:
+        assert url == f"http://127.0.0.1:{port}"
+        moved = httpx.get(f"{url}/index.html?x=1", follow_redirects=False)
+        kept = httpx.post(f"{url}/v1/realtime/calls", content=b"v=0", follow_redirects=False)
+        here = httpx.get(f"{origin}/index.html")
+
+    assert moved.status_code == 308 and moved.headers["location"] == f"{origin}/index.html?x=1"
+    assert kept.status_code == 308  # a POST stays a POST on the right origin
+    assert here.status_code == 200 and "<title>page</title>" in here.text

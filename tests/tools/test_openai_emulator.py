@@ -6,19 +6,15 @@ is parsed with its typed models, and any field those models do not know is a fai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import typing
-from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -26,83 +22,18 @@ import openai
 import pydantic
 import pytest
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from openai.types.realtime import ClientSecretCreateResponse, RealtimeServerEvent
-from openai.types.shared import ErrorObject
+from openai.types.realtime import ClientSecretCreateResponse
 
 from devstack.openai_emulator import EMULATOR, create_app
-from devstack.openai_rtc import ToneTrack, rtc_configuration
+from tests.support.caller import Caller, run
+from tests.support.emulator import KEY, Running, assert_error, emulator_thread, server_headers
+from tests.support.env import ROOT
+from tests.support.oracle import SECRET, conform_event, conform_secret
+from tests.support.realtime import LOCATION, user_says
 
 pytestmark = pytest.mark.stack
 
-ROOT = Path(__file__).resolve().parents[2]
-KEY = "sk-emulator-test-" + "k" * 32
-SECRET = re.compile(r"^ek_[0-9a-f]{32}$")
-LOCATION = re.compile(r"^/v1/realtime/calls/(rtc_[0-9a-f]+)$")
 T = TypeVar("T")
-
-
-# --- the oracle ----------------------------------------------------------------------------
-
-EVENT_MODELS: dict[str, type[pydantic.BaseModel]] = {
-    typing.get_args(model.model_fields["type"].annotation)[0]: model
-    for model in typing.get_args(typing.get_args(RealtimeServerEvent)[0])
-}
-SERVER_EVENTS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RealtimeServerEvent)
-# session.created/updated are typed with the *request* session model, which has no id, object
-# or expires_at; OpenAI sends them anyway, so they are the only unknown fields allowed.
-SESSION_EVENT_EXTRAS = {"session.id", "session.object", "session.expires_at"}
-
-
-def unknown_fields(value: Any, path: str = "") -> list[str]:
-    """Paths of fields the SDK models kept only as extras: what the SDK does not know."""
-    if isinstance(value, pydantic.BaseModel):
-        found = [f"{path}.{name}".lstrip(".") for name in value.model_extra or {}]
-        for name in type(value).model_fields:
-            found += unknown_fields(getattr(value, name), f"{path}.{name}")
-        return found
-    if isinstance(value, list):
-        return [p for i, item in enumerate(value) for p in unknown_fields(item, f"{path}[{i}]")]
-    if isinstance(value, dict):
-        return [p for key, item in value.items() for p in unknown_fields(item, f"{path}.{key}")]
-    return []
-
-
-def conform_event(payload: dict[str, Any]) -> pydantic.BaseModel:
-    model = EVENT_MODELS.get(payload.get("type", ""))
-    assert model is not None, f"not an OpenAI Realtime server event: {payload.get('type')!r}"
-    event = model.model_validate(payload)
-    SERVER_EVENTS.validate_python(payload)
-    allowed = SESSION_EVENT_EXTRAS if payload["type"].startswith("session.") else set()
-    assert set(unknown_fields(event)) <= allowed, (payload["type"], unknown_fields(event))
-    assert payload["event_id"].startswith("event_")
-    return event
-
-
-def conform_secret(response: httpx.Response) -> ClientSecretCreateResponse:
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    assert response.headers["x-request-id"]
-    secret = ClientSecretCreateResponse.model_validate(response.json())
-    assert unknown_fields(secret) == []
-    assert SECRET.match(secret.value)
-    assert secret.session.id.startswith("sess_")
-    return secret
-
-
-def assert_error(
-    response: httpx.Response, status: int, code: str | None, param: str | None = None
-) -> ErrorObject:
-    assert response.status_code == status, response.text
-    assert response.headers["x-request-id"]
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    error = ErrorObject.model_validate(body["error"])
-    assert error.code == code, body
-    if param is not None:
-        assert error.param == param, body
-    return error
 
 
 def test_the_oracle_rejects_broken_payloads() -> None:
@@ -144,52 +75,6 @@ def test_the_oracle_rejects_broken_payloads() -> None:
 # --- the emulator under test, on loopback in its own thread ---------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-@dataclass
-class Running:
-    url: str
-    clock: FakeClock
-
-    @property
-    def v1(self) -> str:
-        return self.url + "/v1"
-
-
-@contextlib.contextmanager
-def emulator_thread(**options: Any) -> Iterator[Running]:
-    # Its own loop and thread: the tests' WebRTC clients run on theirs, as a browser would.
-    clock = FakeClock()
-    app = create_app(KEY, clock=clock, **options)
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, shutdown_timeout=2)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=serve, name="openai-emulator", daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield Running(f"http://127.0.0.1:{runner.addresses[0][1]}", clock)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Running]:
     with emulator_thread() as running:
@@ -210,10 +95,6 @@ def _fresh(emulator: Running, http: httpx.Client) -> Iterator[None]:
     http.delete("/__emulator/faults").raise_for_status()
 
 
-def server_headers(**extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {KEY}"} | extra
-
-
 def mint(http: httpx.Client, body: Any = None, **headers: str) -> httpx.Response:
     kwargs: dict[str, Any] = {"headers": server_headers(**headers)}
     if body is not None:
@@ -225,10 +106,6 @@ def state(http: httpx.Client) -> dict[str, Any]:
     response = http.get("/__emulator/state")
     response.raise_for_status()
     return typing.cast(dict[str, Any], response.json())
-
-
-def run(coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-    return asyncio.run(asyncio.wait_for(coroutine, timeout))
 
 
 # --- POST /v1/realtime/client_secrets -------------------------------------------------------
@@ -579,85 +456,36 @@ def test_browsers_may_post_offers_across_origins(http: httpx.Client) -> None:
     assert "location" in preflight.headers["access-control-expose-headers"].lower()
 
 
+def test_a_preflight_grants_the_headers_openais_browser_sdks_send_and_no_other(
+    http: httpx.Client,
+) -> None:
+    """The Agents SDK posts its offer with `X-OpenAI-Agents-SDK`, the `openai` package sends
+    `X-Stainless-*`: granted, as OpenAI must (its SDKs work from browsers). A header of the
+    app's own is not listed, so the browser refuses it, as OpenAI is reported to."""
+    preflight = http.options(
+        "/v1/realtime/calls",
+        headers={
+            "Origin": "http://127.0.0.1:5174",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-openai-agents-sdk",
+        },
+    )
+    allowed = {
+        h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")
+    }
+
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert {"authorization", "content-type", "x-openai-agents-sdk"} <= allowed
+    assert {"x-stainless-lang", "x-stainless-os", "x-stainless-retry-count"} <= allowed
+    assert "originator" not in allowed and "*" not in allowed
+
+
 def test_unknown_routes_answer_in_the_envelope(http: httpx.Client) -> None:
     assert_error(http.post("/v1/realtime/sessions", headers=server_headers()), 404, None)
     assert_error(http.get("/v1/realtime/client_secrets", headers=server_headers()), 405, None)
 
 
 # --- WebRTC --------------------------------------------------------------------------------
-
-
-class Caller:
-    """A WebRTC client like the browser page: microphone (or not), `oai-events`, a speaker."""
-
-    def __init__(self, *, microphone: bool = True) -> None:
-        self.pc = RTCPeerConnection(rtc_configuration())
-        if microphone:
-            self.pc.addTrack(ToneTrack(frequency=300))
-        else:
-            self.pc.addTransceiver("audio", direction="recvonly")
-        self.channel = self.pc.createDataChannel("oai-events")
-        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.channel.on("message", lambda message: self.events.put_nowait(json.loads(message)))
-        self.channel_closed = asyncio.Event()
-        self.channel.on("close", self.channel_closed.set)
-        self.frames = 0
-        self._readers: list[asyncio.Task[None]] = []
-        self.pc.on("track", self._on_track)
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio":
-            self._readers.append(asyncio.ensure_future(self._read(track)))
-
-    async def _read(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                await track.recv()
-                self.frames += 1
-
-    async def offer(self) -> str:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        return self.pc.localDescription.sdp
-
-    async def accept(self, answer: str) -> None:
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-
-    def send(self, event: dict[str, Any]) -> None:
-        self.channel.send(json.dumps(event))
-
-    async def next_event(self, timeout: float = 10) -> dict[str, Any]:
-        event = await asyncio.wait_for(self.events.get(), timeout)
-        conform_event(event)
-        return event
-
-    async def until(self, kind: str) -> list[dict[str, Any]]:
-        seen = [await self.next_event()]
-        while seen[-1]["type"] != kind:
-            seen.append(await self.next_event())
-        return seen
-
-    async def wait_frames(self, count: int, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while self.frames < count:
-            assert time.monotonic() < deadline, f"only {self.frames} audio frames arrived"
-            await asyncio.sleep(0.05)
-
-    async def rtp_packets_received(self) -> int:
-        stats = await self.pc.getStats()
-        return sum(
-            getattr(s, "packetsReceived", 0) for s in stats.values() if s.type == "inbound-rtp"
-        )
-
-    async def wait_state(self, wanted: str, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while self.pc.connectionState != wanted:
-            assert time.monotonic() < deadline, f"still {self.pc.connectionState}"
-            await asyncio.sleep(0.05)
-
-    async def close(self) -> None:
-        await self.pc.close()
-        for reader in self._readers:
-            reader.cancel()
 
 
 async def post_offer(
@@ -676,17 +504,6 @@ def call_id(response: httpx.Response) -> str:
     match = LOCATION.match(response.headers["location"])
     assert match, response.headers["location"]
     return match.group(1)
-
-
-def user_says(text: str) -> dict[str, Any]:
-    return {
-        "type": "conversation.item.create",
-        "item": {
-            "type": "message",
-            "role": "user",
-            "content": [{"type": "input_text", "text": text}],
-        },
-    }
 
 
 def test_a_call_from_mint_to_hangup(http: httpx.Client, emulator: Running) -> None:
@@ -1108,7 +925,13 @@ def test_faults_count_down_and_clear(http: httpx.Client) -> None:
     assert [hit(http, "client_secrets").status_code for _ in range(3)] == [500, 500, 200]
     set_fault(http, calls="429")
     http.delete("/__emulator/faults").raise_for_status()
-    assert state(http)["faults"] == {"client_secrets": None, "calls": None, "sideband": None}
+    assert state(http)["faults"] == {
+        "client_secrets": None,
+        "calls": None,
+        "sideband": None,
+        "live_sessions": None,
+        "live_sideband": None,
+    }
     for bad in ({"calls": "418"}, {"client_secrets": "429", "times": 0}, {"everything": "500"}):
         assert http.post("/__emulator/faults", json=bad).status_code == 400
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,10 +18,12 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from devstack.openai_rtc import rtc_configuration
 from devstack.stack import Stack, start_stack
+from tests.support.env import SECRETS_SCOPES
+from tests.support.realtime import LOCATION
+from tests.support.stack import emulator_state
 
 pytestmark = pytest.mark.stack
 
-LOCATION = re.compile(r"^/v1/realtime/calls/(rtc_[0-9a-f]+)$")
 MAX_CALL_S = 4  # every profile's calls end this soon: the deadline test waits for it
 
 
@@ -36,14 +37,19 @@ def stack() -> Iterator[Stack]:
 def sdk(stack: Stack, user: str) -> openai.OpenAI:
     # As the SDK's README shows, with our URL and the user's JWT; call creation must never be
     # retried (a retry can allocate a second call), so max_retries=0.
+    # The user may mint client secrets too (the shipped profile for them is opt-in, by scope).
     return openai.OpenAI(
-        base_url=stack.urls["api"] + "/v1", api_key=stack.token(user), max_retries=0
+        base_url=stack.urls["web"] + "/v1",
+        api_key=stack.token(user, SECRETS_SCOPES),
+        max_retries=0,
     )
 
 
 def async_sdk(stack: Stack, user: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
-        base_url=stack.urls["api"] + "/v1", api_key=stack.token(user), max_retries=0
+        base_url=stack.urls["web"] + "/v1",
+        api_key=stack.token(user, SECRETS_SCOPES),
+        max_retries=0,
     )
 
 
@@ -54,11 +60,6 @@ async def offering_peer() -> tuple[RTCPeerConnection, Any]:
     channel = pc.createDataChannel("oai-events")
     await pc.setLocalDescription(await pc.createOffer())
     return pc, channel
-
-
-def emulator_state(stack: Stack) -> dict[str, Any]:
-    base = stack.urls["openai"].removesuffix("/v1")
-    return dict(httpx.get(f"{base}/__emulator/state").json())
 
 
 def test_the_sdk_mints_a_client_secret(stack: Stack) -> None:
@@ -140,7 +141,7 @@ def test_a_call_left_alone_is_hung_up_at_its_deadline(stack: Stack) -> None:
     fired = httpx.get(stack.urls["scheduler"] + "/status").json()["fired"]
     assert [(f["status"], f["deleted"]) for f in fired if f["late_s"] >= 0][-1] == (202, True)
     listed = httpx.get(
-        stack.urls["api"] + "/v1/realtime/calls",
+        stack.urls["web"] + "/v1/realtime/calls",
         headers={"Authorization": f"Bearer {stack.token('sdk-alone')}"},
     ).json()
     assert listed["data"] == []

@@ -1,6 +1,6 @@
-"""The emulator's sideband (openai-realtime.md 3c): `GET /v1/realtime?call_id=` as a WebSocket
-with the standard key, beside a real WebRTC caller. Every event it sends is parsed with the
-`openai` package's typed models, as the data channel's are."""
+"""The emulator's sideband (docs/openai-contract.md §7): `GET /v1/realtime?call_id=` as a
+WebSocket with the standard key, beside a real WebRTC caller. Every event it sends is parsed
+with the `openai` package's typed models, as the data channel's are."""
 
 from __future__ import annotations
 
@@ -17,19 +17,10 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.tools.test_openai_emulator import (
-    KEY,
-    LOCATION,
-    Caller,
-    Running,
-    conform_event,
-    conform_secret,
-    emulator_thread,
-    run,
-    server_headers,
-    user_says,
-)
-from tests.unit.test_pricing import usage
+from tests.support.caller import Caller, run
+from tests.support.emulator import KEY, Running, emulator_thread, server_headers
+from tests.support.oracle import conform_event, conform_secret
+from tests.support.realtime import LOCATION, usage, user_says
 
 pytestmark = pytest.mark.stack
 

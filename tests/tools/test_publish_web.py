@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from deploy import publish_web
-from tests.fakes import use_fake_aws
+from tests.support.aws import use_fake_aws
 
 OUTPUTS = {
     "ApiUrl": "https://abc123.execute-api.us-east-1.amazonaws.com",

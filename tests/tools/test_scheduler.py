@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,11 +20,11 @@ from botocore.exceptions import ClientError
 from devstack import apigw, aws
 from devstack.net import free_port, wait_for_port
 from devstack.scheduler import Runner, due_time
-from tests.tools.serving import serving
+from tests.support.env import ROOT
+from tests.support.serving import serving
 
 pytestmark = pytest.mark.stack
 
-ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:TokenFunction"
 GROUP = "calls-test"
 

@@ -6,12 +6,14 @@ from typing import Any
 
 import httpx
 import pytest
-from token_vendor.auth import JwtVerifier, bearer_token
-from token_vendor.deadline import Deadline
-from token_vendor.errors import DependencyUnavailable, InsufficientScope, InvalidToken
-from token_vendor.jwks import JwksKeySource
+from token_vendor.api.auth import JwtVerifier, bearer_token
+from token_vendor.api.jwks import JwksKeySource
+from token_vendor.core.deadline import Deadline
+from token_vendor.core.errors import DependencyUnavailable, InsufficientScope, InvalidToken
 
-from tests.fakes import AUDIENCE, ISSUER, JWKS_URL, Clock, FakeInternet, Issuer, SigningKey
+from tests.support.clock import Clock
+from tests.support.identity import AUDIENCE, ISSUER, JWKS_URL, Issuer, SigningKey
+from tests.support.internet import FakeInternet
 
 
 def verifier(internet: FakeInternet, clock: Clock | None = None, **options: Any) -> JwtVerifier:
@@ -213,16 +215,16 @@ def test_a_discovery_document_without_a_usable_key_set_url_is_unavailable_not_a_
 # --- the clock-skew boundary: the default leeway (30 s), pinned on both sides ---------------
 
 NOW = 1_800_000_000
-LEEWAY = 30  # Settings' default AUTH_LEEWAY_SECONDS
+LEEWAY = 30  # ApiSettings' default AUTH_LEEWAY_SECONDS
 
 
 def at_time(internet: FakeInternet, **claims: Any) -> JwtVerifier:
     """The verifier as the function builds it (default leeway), its clock at NOW."""
-    from token_vendor.config import Settings
+    from token_vendor.api.settings import ApiSettings
 
-    from tests.conftest import BASE_ENV
+    from tests.support.env import BASE_ENV
 
-    leeway = Settings.from_env(BASE_ENV).auth_leeway_seconds
+    leeway = ApiSettings.from_env(BASE_ENV).auth_leeway_seconds
     assert leeway == LEEWAY
     keys = JwksKeySource(
         http=internet.client(), issuer=ISSUER, algorithms=("RS256",), jwks_url=JWKS_URL

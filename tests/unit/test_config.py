@@ -6,20 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
-from token_vendor.config import Settings
-from token_vendor.errors import ConfigError
+from token_vendor.api.settings import ApiSettings
+from token_vendor.core.errors import ConfigError
 
-from tests.conftest import BASE_ENV
+from tests.support.env import BASE_ENV
 
 
 def problems_for(env: dict[str, str]) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env(env)
+        ApiSettings.from_env(env)
     return caught.value.problems
 
 
 def test_a_complete_environment_gives_settings() -> None:
-    settings = Settings.from_env(BASE_ENV)
+    settings = ApiSettings.from_env(BASE_ENV)
 
     assert [(w.name, w.seconds, w.limit) for w in settings.quotas] == [
         ("minute", 60, 3),
@@ -27,18 +27,31 @@ def test_a_complete_environment_gives_settings() -> None:
     ]
     assert settings.auth_algorithms == ("RS256",)
     assert settings.webrtc_url == "https://api.openai.test/v1/realtime/calls"
-    assert settings.profiles.default == "assistant"
-    assert settings.call_limits.concurrent == 2 and settings.call_limits.seconds_per_day == 3600
+    assert settings.profiles.defaults == {
+        "calls": "assistant",
+        "client_secrets": "assistant-direct",
+        "live": "live-assistant",
+    }
+    assert (
+        settings.core.call_limits.concurrent == 2
+        and settings.core.call_limits.seconds_per_day == 3600
+    )
     assert settings.scheduler_precision_seconds == 60 and settings.calls_problems() == []
     assistant = settings.profiles.by_name["assistant"]
-    assert assistant.max_call_seconds == 600 and assistant.flows == ("calls", "client_secrets")
+    assert assistant.max_call_seconds == 600 and assistant.flows == ("calls",)
+    direct = settings.profiles.by_name["assistant-direct"]
+    assert direct.flows == ("client_secrets",)
+    assert direct.required_scopes == ("realtime:client_secrets",)
 
 
 def test_call_limits_default_to_two_calls_and_an_hour_a_day() -> None:
     env = {k: v for k, v in BASE_ENV.items() if k not in ("CALL_LIMITS", "SCHEDULE_GROUP")}
-    settings = Settings.from_env(env | {"CALL_LIMITS": "minutes/day=5"})
+    settings = ApiSettings.from_env(env | {"CALL_LIMITS": "minutes/day=5"})
 
-    assert (settings.call_limits.concurrent, settings.call_limits.seconds_per_day) == (2, 300)
+    assert (settings.core.call_limits.concurrent, settings.core.call_limits.seconds_per_day) == (
+        2,
+        300,
+    )
     assert settings.calls_problems() == ["SCHEDULE_GROUP is required for server-owned calls"]
 
 
@@ -49,10 +62,10 @@ def test_a_call_shorter_than_two_scheduler_units_cannot_be_promised(tmp_path: Pa
     (problem,) = problems_for(env)
     assert problem.startswith("profile 'p': 'max_call_seconds' must be at least 120")
     # A local runner that fires to the second can promise short calls.
-    assert Settings.from_env(env | {"SCHEDULER_PRECISION_SECONDS": "1"})
+    assert ApiSettings.from_env(env | {"SCHEDULER_PRECISION_SECONDS": "1"})
     # A profile that serves only client secrets has no calls to end.
     spec["flows"] = ["client_secrets"]
-    assert Settings.from_env(write(tmp_path, {"profiles": {"p": spec}}))
+    assert ApiSettings.from_env(write(tmp_path, {"profiles": {"p": spec}}))
 
 
 def test_every_missing_variable_is_named_at_once() -> None:
@@ -97,7 +110,7 @@ def test_a_bad_value_fails_naming_its_variable(name: str, value: str) -> None:
 
 
 def test_plain_http_is_accepted_for_loopback_only() -> None:
-    settings = Settings.from_env(
+    settings = ApiSettings.from_env(
         BASE_ENV
         | {"AUTH_ISSUER": "http://127.0.0.1:3002", "ALLOWED_ORIGINS": "http://localhost:5173"}
     )
@@ -162,7 +175,7 @@ def test_the_default_profile_must_exist(tmp_path: Path) -> None:
 
 
 def test_the_global_quota_is_optional_and_parsed_like_the_per_user_one() -> None:
-    assert Settings.from_env(BASE_ENV).global_quotas == ()
-    settings = Settings.from_env(BASE_ENV | {"GLOBAL_QUOTAS": "100/minute, 1000/day"})
+    assert ApiSettings.from_env(BASE_ENV).global_quotas == ()
+    settings = ApiSettings.from_env(BASE_ENV | {"GLOBAL_QUOTAS": "100/minute, 1000/day"})
 
     assert [(w.name, w.limit) for w in settings.global_quotas] == [("minute", 100), ("day", 1000)]

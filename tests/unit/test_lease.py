@@ -4,20 +4,28 @@ delivered twice; and the watcher as its handler runs it, around the lease and th
 from __future__ import annotations
 
 import threading
-import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from token_vendor import watcher
-from token_vendor.errors import DependencyUnavailable
-from token_vendor.lease import LeaseStore
-from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices
-from token_vendor.spend import SpendLedger, SpendLimits
-from token_vendor.watch import Job
+from token_vendor.core.ending import EndReason
+from token_vendor.core.errors import DependencyUnavailable
+from token_vendor.core.lease import LeaseStore
+from token_vendor.watcher import app as watcher
 
-from tests.conftest import TABLE, Aws
-from tests.unit.test_watch import SESSION, Clock, Recorder, Scripted, Step, updated
+from tests.support.aws import Aws
+from tests.support.clock import Clock
+from tests.support.env import TABLE
+from tests.support.watch import (
+    CALL,
+    CONTEXT,
+    NOW,
+    Recorder,
+    Scripted,
+    Step,
+    container,
+    job,
+    updated,
+)
 
 
 class Serialised:
@@ -38,8 +46,8 @@ class Serialised:
 
 def handed_over(aws: Aws) -> LeaseStore:
     leases = LeaseStore(TABLE, Serialised(aws.dynamodb))
-    assert leases.acquire("rtc_1", "w_first", 30)
-    assert leases.pass_to("rtc_1", "w_first", "w_named", 30)
+    assert leases.acquire(CALL, "w_first", 30)
+    assert leases.pass_to(CALL, "w_first", "w_named", 30)
     return leases
 
 
@@ -52,7 +60,7 @@ def test_two_starts_of_one_hand_over_leave_one_holder(aws: Aws) -> None:
 
     def start(me: str) -> None:
         gate.wait()
-        won[me] = leases.take_over("rtc_1", "w_named", me, 30)
+        won[me] = leases.take_over(CALL, "w_named", me, 30)
 
     threads = [threading.Thread(target=start, args=(me,)) for me in ("w_a", "w_b")]
     for thread in threads:
@@ -61,50 +69,21 @@ def test_two_starts_of_one_hand_over_leave_one_holder(aws: Aws) -> None:
         thread.join()
     assert sorted(won.values()) == [False, True]
     winner = next(me for me, ok in won.items() if ok)
-    state = leases.state("rtc_1")
+    state = leases.state(CALL)
     assert state.holder == winner and not state.attached and state.handovers == 1
     # The loser's name is gone: it cannot renew, mark attached or hand over either.
-    assert not leases.renew("rtc_1", "w_named", 30)
-    assert not leases.mark_attached("rtc_1", "w_named")
-    assert not leases.take_over("rtc_1", "w_named", "w_c", 30)
+    assert not leases.renew(CALL, "w_named", 30)
+    assert not leases.mark_attached(CALL, "w_named")
+    assert not leases.take_over(CALL, "w_named", "w_c", 30)
 
 
 def test_a_renewal_says_attached_again(aws: Aws) -> None:
     leases = LeaseStore(TABLE, aws.dynamodb)
-    assert leases.acquire("rtc_1", "w_me", 30) and not leases.state("rtc_1").attached
-    assert leases.renew("rtc_1", "w_me", 30) and leases.state("rtc_1").attached
+    assert leases.acquire(CALL, "w_me", 30) and not leases.state(CALL).attached
+    assert leases.renew(CALL, "w_me", 30) and leases.state(CALL).attached
 
 
 # --- the handler's watch(), with a scripted sideband ---------------------------------------------
-
-
-def container(aws: Aws, leases: Any, recorder: Recorder) -> Any:
-    problems: list[str] = []
-    settings = SimpleNamespace(
-        lease_seconds=30.0,
-        max_seconds=840.0,
-        handover_seconds=30.0,
-        margin_seconds=10.0,
-        prices=load_prices(DEFAULT_PRICES_FILE, "", problems),
-        openai_base_url="https://api.openai.com/v1",
-    )
-    return SimpleNamespace(
-        settings=settings,
-        leases=leases,
-        spend=SpendLedger(TABLE, SpendLimits(), aws.dynamodb),
-        keys=None,
-        ender=recorder,
-        lambda_client=None,
-    )
-
-
-CONTEXT = SimpleNamespace(
-    get_remaining_time_in_millis=lambda: 900_000, invoked_function_arn="arn:aws:lambda:fn"
-)
-
-
-def job(token: str) -> Job:
-    return Job("rtc_1", "alice", "assistant", SESSION, "restore", time.time() + 600, token)
 
 
 def test_a_duplicated_hand_over_start_steps_back_without_hanging_up(
@@ -120,7 +99,7 @@ def test_a_duplicated_hand_over_start_steps_back_without_hanging_up(
         duplicate.append(watcher.watch(job("w_named"), True, CONTEXT, c, recorder))
 
     def attach(*_: Any) -> Scripted:
-        sidebands.append(Scripted(Clock(), [updated(), second_start, updated()]))
+        sidebands.append(Scripted(Clock(NOW), [updated(), second_start, updated()]))
         return sidebands[-1]
 
     monkeypatch.setattr(watcher, "attach", attach)
@@ -128,7 +107,7 @@ def test_a_duplicated_hand_over_start_steps_back_without_hanging_up(
     assert first["status"] == "ended"  # the script ran out: the sideband closed
     assert duplicate == [{"status": "not_holder", "call_id": "rtc_1"}]
     assert len(sidebands) == 1  # the duplicate never opened one
-    assert recorder.ended == [("rtc_1", "closed")]  # only the holder ended the call
+    assert recorder.ended == [(CALL, EndReason.CLOSED)]  # only the holder ended the call
     assert "DuplicateStarts" in recorder.names()
 
 
@@ -155,13 +134,16 @@ def test_the_sideband_is_closed_when_marking_attached_fails(
     recorder = Recorder()
     c = container(aws, leases, recorder)
     script: list[Step] = [updated()]
-    sideband = Scripted(Clock(), script)
+    sideband = Scripted(Clock(NOW), script)
     monkeypatch.setattr(watcher, "attach", lambda *_: sideband)
     if isinstance(error, DependencyUnavailable):
         # Transient: the watcher watches on (its renewals say attached again).
         assert watcher.watch(job("w_me"), False, CONTEXT, c, recorder)["status"] == "ended"
         assert ("WatcherFailures", 1, {"stage": "lease"}) in recorder.counts
     else:
-        with pytest.raises(RuntimeError):
-            watcher.watch(job("w_me"), False, CONTEXT, c, recorder)
+        # A bug: counted, and the call it can no longer watch is ended (fail closed).
+        result = watcher.watch(job("w_me"), False, CONTEXT, c, recorder)
+        assert result["status"] == "failed" and result["ended"] is True
+        assert ("WatcherFailures", 1, {"stage": "RuntimeError"}) in recorder.counts
+        assert recorder.ended == [(CALL, EndReason.UNWATCHED)]
     assert sideband.closed

@@ -4,17 +4,20 @@ time (no cleanup, no TTL), the day's budget, settling once, and the deadline ari
 from __future__ import annotations
 
 import pytest
-from token_vendor.config import CallLimits
-from token_vendor.deadline import Deadline
-from token_vendor.errors import CallLimitExceeded, DependencyUnavailable
-from token_vendor.ledger import CallLedger
-from token_vendor.schedule import call_deadline, fire_time, schedule_name
+from token_vendor.api.schedule import call_deadline, fire_time, schedule_name
+from token_vendor.core.deadline import Deadline
+from token_vendor.core.ending import EndReason
+from token_vendor.core.errors import CallLimitExceeded, DependencyUnavailable
+from token_vendor.core.ids import CallId, UserId
+from token_vendor.core.ledger import CallLedger
+from token_vendor.core.settings import CallLimits
 
-from tests.conftest import TABLE, Aws
-from tests.fakes import Clock
-from tests.unit.test_quota import START
+from tests.support.aws import Aws
+from tests.support.clock import START, Clock
+from tests.support.env import TABLE
 
 LIMITS = CallLimits(concurrent=2, seconds_per_day=1800)
+USER = UserId("u")
 
 
 def ledger(aws: Aws, clock: Clock, limits: CallLimits = LIMITS) -> CallLedger:
@@ -28,14 +31,14 @@ def deadline() -> Deadline:
 def test_a_slot_is_free_once_its_call_has_passed_its_end_without_any_cleanup(aws: Aws) -> None:
     clock = Clock(START + 5)
     calls = ledger(aws, clock)
-    calls.admit("u", int(START) + 65, deadline())
-    calls.admit("u", int(START) + 125, deadline())
+    calls.admit(USER, int(START) + 65, deadline())
+    calls.admit(USER, int(START) + 125, deadline())
     with pytest.raises(CallLimitExceeded) as full:
-        calls.admit("u", int(START) + 185, deadline())
+        calls.admit(USER, int(START) + 185, deadline())
     assert full.value.limit == "concurrent" and full.value.retry_after == 60
 
     clock.now = START + 65  # the first call's end: nothing settled it, nothing deleted it
-    third = calls.admit("u", int(START) + 125, deadline())
+    third = calls.admit(USER, int(START) + 125, deadline())
 
     assert third.slot == 0 and third.seconds == 60
 
@@ -43,97 +46,99 @@ def test_a_slot_is_free_once_its_call_has_passed_its_end_without_any_cleanup(aws
 def test_the_budget_counts_reservations_and_refuses_what_it_cannot_cover(aws: Aws) -> None:
     clock = Clock(START)
     calls = ledger(aws, clock, CallLimits(concurrent=5, seconds_per_day=1000))
-    first = calls.admit("u", int(START) + 600, deadline())
+    first = calls.admit(USER, int(START) + 600, deadline())
     assert first.seconds == 600 and first.minutes_left == 6
 
     with pytest.raises(CallLimitExceeded) as refused:
-        calls.admit("u", int(START) + 600, deadline())
+        calls.admit(USER, int(START) + 600, deadline())
 
     assert refused.value.limit == "minutes" and refused.value.minutes_left == 6
     assert refused.value.retry_after == 86400 - int(START) % 86400
     assert "6 call minutes left today" in refused.value.detail
-    assert calls.admit("u", int(START) + 400, deadline()).minutes_left == 0  # exactly fits
+    assert calls.admit(USER, int(START) + 400, deadline()).minutes_left == 0  # exactly fits
 
 
 def test_a_new_utc_day_starts_a_new_budget(aws: Aws) -> None:
     clock = Clock(START)
     calls = ledger(aws, clock, CallLimits(concurrent=5, seconds_per_day=600))
-    calls.admit("u", int(START) + 600, deadline())
+    calls.admit(USER, int(START) + 600, deadline())
     clock.now = (START // 86400 + 1) * 86400 + 1
 
-    assert calls.admit("u", int(clock.now) + 600, deadline()).minutes_left == 0
+    assert calls.admit(USER, int(clock.now) + 600, deadline()).minutes_left == 0
 
 
 def test_settling_returns_the_unused_part_exactly_once(aws: Aws) -> None:
     clock = Clock(START)
     calls = ledger(aws, clock)
-    reservation = calls.admit("u", int(START) + 600, deadline())
-    calls.record(reservation, "rtc_1", deadline())
+    reservation = calls.admit(USER, int(START) + 600, deadline())
+    calls.record(reservation, CallId("rtc_1"), deadline())
     clock.now = START + 120.4
-    (call,) = calls.view("u", deadline()).calls
+    (call,) = calls.view(USER, deadline()).calls
 
-    assert calls.settle("u", call, deadline(), "hangup") == (1800 - 121) // 60
-    assert calls.settle("u", call, deadline(), "hangup") is None  # a duplicate changes nothing
-    view = calls.view("u", deadline())
+    assert calls.settle(call, EndReason.HANGUP, deadline()) == (1800 - 121) // 60
+    assert calls.settle(call, EndReason.HANGUP, deadline()) is None  # a duplicate changes nothing
+    view = calls.view(USER, deadline())
     assert view.minutes_left == (1800 - 121) // 60 and view.calls[0].done
 
 
 def test_the_first_cause_recorded_stands_and_a_new_call_in_the_slot_has_none(aws: Aws) -> None:
     clock = Clock(START)
     calls = ledger(aws, clock, CallLimits(concurrent=1, seconds_per_day=1800))
-    calls.record(calls.admit("u", int(START) + 600, deadline()), "rtc_1", deadline())
-    (call,) = calls.view("u", deadline()).calls
+    calls.record(calls.admit(USER, int(START) + 600, deadline()), CallId("rtc_1"), deadline())
+    (call,) = calls.view(USER, deadline()).calls
     assert call.reason is None
 
     # The deadline is recorded before its upstream hangup; the page's hangup settles after.
-    assert calls.claim_end("u", call, "deadline", deadline()) is True
-    assert calls.claim_end("u", call, "policy", deadline()) is False
-    assert calls.view("u", deadline()).calls[0].reason == "deadline"
-    assert calls.settle("u", call, deadline(), "hangup") is not None
-    (ended,) = calls.view("u", deadline()).calls
+    assert calls.claim_end(call, EndReason.DEADLINE, deadline()) is True
+    assert calls.claim_end(call, EndReason.POLICY, deadline()) is False
+    assert calls.view(USER, deadline()).calls[0].reason == "deadline"
+    assert calls.settle(call, EndReason.HANGUP, deadline()) is not None
+    (ended,) = calls.view(USER, deadline()).calls
     assert ended.done and ended.reason == "deadline"
-    assert calls.claim_end("u", ended, "policy", deadline()) is False  # ended: nothing moves
+    assert calls.claim_end(ended, EndReason.POLICY, deadline()) is False  # ended: nothing moves
 
     clock.now = START + 60
-    calls.record(calls.admit("u", int(START) + 660, deadline()), "rtc_2", deadline())
-    (second,) = calls.view("u", deadline()).calls
+    calls.record(calls.admit(USER, int(START) + 660, deadline()), CallId("rtc_2"), deadline())
+    (second,) = calls.view(USER, deadline()).calls
     assert second.id == "rtc_2" and second.reason is None and not second.done
-    assert calls.settle("u", second, deadline(), "spend_limit") is not None
-    assert calls.view("u", deadline()).calls[0].reason == "spend_limit"
+    assert calls.settle(second, EndReason.SPEND_LIMIT, deadline()) is not None
+    assert calls.view(USER, deadline()).calls[0].reason == "spend_limit"
 
 
 def test_an_unknown_end_reason_is_a_bug_not_a_record(aws: Aws) -> None:
     calls = ledger(aws, Clock(START))
-    calls.record(calls.admit("u", int(START) + 600, deadline()), "rtc_1", deadline())
-    (call,) = calls.view("u", deadline()).calls
+    calls.record(calls.admit(USER, int(START) + 600, deadline()), CallId("rtc_1"), deadline())
+    (call,) = calls.view(USER, deadline()).calls
+    # The ledger takes an `EndReason`: an unknown word fails where it would become one,
+    # before anything is written.
     with pytest.raises(ValueError, match="budget"):
-        calls.settle("u", call, deadline(), "budget")
-    assert not calls.view("u", deadline()).calls[0].done
+        calls.settle(call, EndReason("budget"), deadline())
+    assert not calls.view(USER, deadline()).calls[0].done
 
 
 def test_a_released_reservation_gives_back_everything_and_its_slot(aws: Aws) -> None:
     clock = Clock(START)
     calls = ledger(aws, clock, CallLimits(concurrent=1, seconds_per_day=600))
-    reservation = calls.admit("u", int(START) + 600, deadline())
+    reservation = calls.admit(USER, int(START) + 600, deadline())
 
     assert calls.release(reservation, deadline()) is True
     assert calls.release(reservation, deadline()) is False
-    assert calls.admit("u", int(START) + 600, deadline()).minutes_left == 0
+    assert calls.admit(USER, int(START) + 600, deadline()).minutes_left == 0
 
 
 def test_users_do_not_share_slots_or_minutes(aws: Aws) -> None:
     clock = Clock(START)
     calls = ledger(aws, clock, CallLimits(concurrent=1, seconds_per_day=600))
-    calls.admit("alice", int(START) + 600, deadline())
+    calls.admit(UserId("alice"), int(START) + 600, deadline())
 
-    assert calls.admit("bob", int(START) + 600, deadline()).slot == 0
+    assert calls.admit(UserId("bob"), int(START) + 600, deadline()).slot == 0
 
 
 def test_no_time_left_is_unavailable_before_any_write(aws: Aws) -> None:
     calls = ledger(aws, Clock(START))
 
     with pytest.raises(DependencyUnavailable):
-        calls.admit("u", int(START) + 600, Deadline(0.5))
+        calls.admit(USER, int(START) + 600, Deadline(0.5))
     assert aws.quota_items() == []
 
 
@@ -163,16 +168,18 @@ def test_schedule_names_are_valid_for_any_call_id() -> None:
 
 def test_a_claimed_cause_is_replaced_or_withdrawn_only_while_it_is_the_one_held(aws: Aws) -> None:
     calls = ledger(aws, Clock(START))
-    calls.record(calls.admit("u", int(START) + 600, deadline()), "rtc_1", deadline())
-    call = calls.view("u", deadline()).find("rtc_1")
-    assert call is not None and calls.claim_end("u", call, "hangup", deadline())
+    calls.record(calls.admit(USER, int(START) + 600, deadline()), CallId("rtc_1"), deadline())
+    call = calls.view(USER, deadline()).find("rtc_1")
+    assert call is not None and calls.claim_end(call, EndReason.HANGUP, deadline())
 
-    assert calls.replace_end("u", call, "policy", "closed", deadline()) is False  # not held
-    assert calls.replace_end("u", call, "hangup", "closed", deadline()) is True
-    assert calls.replace_end("u", call, "hangup", None, deadline()) is False  # closed stands
-    assert calls.view("u", deadline()).calls[0].reason == "closed"
-    assert calls.replace_end("u", call, "closed", None, deadline()) is True
-    assert calls.view("u", deadline()).find("rtc_1", live_only=True) == call  # withdrawn
-    calls.settle("u", call, deadline(), "hangup")
-    assert calls.view("u", deadline()).find("rtc_1", live_only=True) is None
-    assert calls.view("u", deadline()).find("rtc_2") is None
+    assert (
+        calls.replace_end(call, EndReason.POLICY, EndReason.CLOSED, deadline()) is False
+    )  # not held
+    assert calls.replace_end(call, EndReason.HANGUP, EndReason.CLOSED, deadline()) is True
+    assert calls.replace_end(call, EndReason.HANGUP, None, deadline()) is False  # closed stands
+    assert calls.view(USER, deadline()).calls[0].reason == "closed"
+    assert calls.replace_end(call, EndReason.CLOSED, None, deadline()) is True
+    assert calls.view(USER, deadline()).find("rtc_1", live_only=True) == call  # withdrawn
+    calls.settle(call, EndReason.HANGUP, deadline())
+    assert calls.view(USER, deadline()).find("rtc_1", live_only=True) is None
+    assert calls.view(USER, deadline()).find("rtc_2") is None

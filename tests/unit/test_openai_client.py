@@ -8,21 +8,22 @@ from typing import Any
 
 import httpx
 import pytest
-from token_vendor.deadline import Deadline
-from token_vendor.errors import (
+from token_vendor.api.realtime import RealtimeApi
+from token_vendor.core.deadline import Deadline
+from token_vendor.core.errors import (
     DependencyUnavailable,
     UpstreamBadResponse,
     UpstreamRejected,
     UpstreamTimeout,
 )
-from token_vendor.openai_client import RealtimeApi
-from token_vendor.openai_key import OpenAICredentials
+from token_vendor.core.openai_key import OpenAICredentials
 
-from tests.fakes import (
+from tests.support.faults import good
+from tests.support.identity import Issuer
+from tests.support.internet import (
     OPENAI_BASE,
     OPENAI_KEY,
     FakeInternet,
-    Issuer,
     openai_error,
     openai_secret_response,
 )
@@ -91,10 +92,6 @@ def test_the_mint_sends_the_key_the_safety_identifier_and_never_the_beta_header(
 
 def reply_with(status: int, **kwargs: Any) -> Callable[[httpx.Request], httpx.Response]:
     return lambda request: httpx.Response(status, **kwargs)
-
-
-def good(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json=openai_secret_response(json.loads(request.content)))
 
 
 def test_a_401_re_reads_the_key_once_and_retries(internet: FakeInternet) -> None:

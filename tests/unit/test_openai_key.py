@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 from botocore.stub import Stubber
-from token_vendor.errors import DependencyUnavailable
-from token_vendor.openai_key import OpenAIKeyStore, parse_secret
+from token_vendor.core.errors import DependencyUnavailable
+from token_vendor.core.openai_key import OpenAIKeyStore, parse_secret
 
-from tests.conftest import SECRET_ID, Aws
-from tests.fakes import OPENAI_KEY, Clock
+from tests.support.aws import Aws
+from tests.support.clock import Clock
+from tests.support.env import SECRET_ID
+from tests.support.internet import OPENAI_KEY
 
 
 def test_a_plain_key_and_a_json_secret_are_both_understood() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from token_vendor.parsing import (
+from token_vendor.core.parsing import (
     NotAnObject,
     NotJson,
     TooLarge,

@@ -5,21 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from token_vendor.config import Settings
-from token_vendor.errors import InvalidRequest, ProfileNotPermitted
-from token_vendor.policy import resolve
+from token_vendor.api.policy import resolve, resolve_call
+from token_vendor.api.settings import ApiSettings
+from token_vendor.core.errors import InvalidRequest, ProfileNotPermitted
 
-from tests.conftest import BASE_ENV
+from tests.support.env import BASE_ENV
 
-PROFILES = Settings.from_env(BASE_ENV).profiles
-SCOPES = frozenset({"openid"})
+PROFILES = ApiSettings.from_env(BASE_ENV).profiles
+SCOPES = frozenset({"openid", "realtime:client_secrets"})
 
 
 def test_an_empty_body_mints_the_default_profile() -> None:
     plan = resolve(PROFILES, {}, SCOPES)
 
     session = plan.upstream_body["session"]
-    assert plan.profile.name == "assistant"
+    assert plan.profile.name == "assistant-direct"
     assert session["type"] == "realtime" and session["model"] == "gpt-realtime-2.1"
     assert session["instructions"] == plan.profile.instructions
     assert session["audio"]["output"]["voice"] == "marin"
@@ -93,9 +93,7 @@ def test_a_profile_that_needs_a_scope_is_refused_without_it() -> None:
 
 
 def test_a_profile_that_needs_a_scope_is_granted_with_it() -> None:
-    plan = resolve(PROFILES, {"profile": "support-agent"}, SCOPES | {"realtime:support"})
+    plan = resolve_call(PROFILES, {}, "support-agent", SCOPES | {"realtime:support"})
 
-    assert (
-        plan.profile.expose_instructions is True
-        and plan.upstream_body["session"]["audio"]["output"]["voice"] == "cedar"
-    )
+    assert plan.profile.expose_instructions is True
+    assert plan.session["audio"]["output"]["voice"] == "cedar"

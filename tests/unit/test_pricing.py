@@ -1,20 +1,22 @@
-"""Pricing: the formula of openai-realtime.md 3e, exact to the micro-dollar, and the table."""
+"""Pricing: the formula of docs/openai-contract.md §8.2, exact to the micro-dollar, and the
+table."""
 
 from __future__ import annotations
 
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
-from token_vendor.pricing import (
+from token_vendor.core.pricing import (
     DEFAULT_PRICES_FILE,
     PriceTable,
     load_prices,
     response_cost,
     transcription_cost,
 )
+
+from tests.support.realtime import usage
 
 
 @pytest.fixture(scope="module")
@@ -40,36 +42,6 @@ SAMPLE = {
     },
     "output_token_details": {"text_tokens": 9, "audio_tokens": 61},
 }
-
-
-def usage(
-    text_in: int = 0,
-    audio_in: int = 0,
-    image_in: int = 0,
-    cached_text: int = 0,
-    cached_audio: int = 0,
-    cached_image: int = 0,
-    text_out: int = 0,
-    audio_out: int = 0,
-) -> dict[str, Any]:
-    cached = cached_text + cached_audio + cached_image
-    return {
-        "total_tokens": text_in + audio_in + image_in + text_out + audio_out,
-        "input_tokens": text_in + audio_in + image_in,
-        "output_tokens": text_out + audio_out,
-        "input_token_details": {
-            "text_tokens": text_in,
-            "audio_tokens": audio_in,
-            "image_tokens": image_in,
-            "cached_tokens": cached,
-            "cached_tokens_details": {
-                "text_tokens": cached_text,
-                "audio_tokens": cached_audio,
-                "image_tokens": cached_image,
-            },
-        },
-        "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},
-    }
 
 
 def test_the_documented_sample(table: PriceTable) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from token_vendor.errors import (
+from token_vendor.api.problems import outcome_for, problem_for
+from token_vendor.core.errors import (
     BodyTooLarge,
     CallLimitExceeded,
     CallNotFound,
@@ -18,7 +21,6 @@ from token_vendor.errors import (
     UpstreamTimeout,
     WrongFlow,
 )
-from token_vendor.problems import problem_for
 
 
 @pytest.mark.parametrize(
@@ -58,3 +60,18 @@ def test_every_problem_carries_openais_error_envelope(
         "param": param,
         "code": body["type"].rsplit(":", 1)[-1].replace("-", "_"),
     }
+
+
+def test_a_refusal_that_quotes_a_name_whole_is_still_short_and_clean() -> None:
+    """The net under every site that should have echoed the caller's name: what reaches the
+    document and the log line is cut and every hidden character replaced."""
+    name = "\u202e\x1b[2J\n" + "n" * 60_000
+    error = InvalidRequest(f"the field '{name}' is not allowed here", name)
+
+    body = problem_for(error).body()
+    fields = outcome_for(error).fields
+
+    assert len(json.dumps(body)) < 2_000
+    assert body["detail"].startswith("the field '??[2J?nnn") and body["detail"].endswith("...")
+    assert body["field"] == body["error"]["param"] == "??[2J?" + "n" * 74 + "..."
+    assert fields["reason"] == body["detail"] and fields["field"] == body["field"]

@@ -5,19 +5,15 @@ thread while the quota and the ledger write on this one."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
-from token_vendor.deadline import Deadline
-from token_vendor.retry_guard import OutOfTime, RetryGuard
+from token_vendor.core.deadline import Deadline
+from token_vendor.core.retry_guard import OutOfTime, RetryGuard
 
-
-class _Raw:
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield b"{}"
+from tests.support.aws import RawBody
 
 
 @pytest.fixture
@@ -31,7 +27,7 @@ def client() -> Any:
         aws_secret_access_key="testing",
     )
     client.meta.events.register(
-        "before-send.dynamodb", lambda request, **_: AWSResponse(request.url, 200, {}, _Raw())
+        "before-send.dynamodb", lambda request, **_: AWSResponse(request.url, 200, {}, RawBody())
     )
     return client
 

@@ -10,10 +10,11 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from token_vendor.deadline import Deadline
-from token_vendor.errors import DependencyUnavailable
-from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices, response_cost
-from token_vendor.spend import (
+from token_vendor.core.deadline import Deadline
+from token_vendor.core.errors import DependencyUnavailable
+from token_vendor.core.ids import CallId, UserId
+from token_vendor.core.pricing import DEFAULT_PRICES_FILE, load_prices, response_cost
+from token_vendor.core.spend import (
     CHARGE_ATTEMPTS,
     Charge,
     DaySpend,
@@ -22,18 +23,15 @@ from token_vendor.spend import (
     usd,
 )
 
-from tests.conftest import TABLE, Aws
-from tests.unit.test_pricing import usage
+from tests.support.aws import Aws
+from tests.support.clock import Clock
+from tests.support.env import TABLE
+from tests.support.realtime import usage
 
 DAY_START = 1_800_057_600.0  # a UTC midnight (2027-01-16)
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+ALICE, BOB, CAROL = UserId("alice"), UserId("bob"), UserId("carol")
+RTC_1, RTC_2 = CallId("rtc_1"), CallId("rtc_2")
+RTC_A, RTC_B = CallId("rtc_a"), CallId("rtc_b")
 
 
 def day_of(charge: Charge) -> DaySpend:
@@ -88,15 +86,15 @@ def test_a_scripted_sequence_across_two_models(aws: Aws) -> None:
     total = 0
     for call, event, price, used, expected in script:
         cost = response_cost(used, price)
-        charge = spend.charge(call, "alice", event, cost)
+        charge = spend.charge(call_id=CallId(call), user=ALICE, event_key=event, micros=cost)
         assert charge.micros == expected, (call, event)
         assert charge.counted == (expected != 0)
         total += expected
         assert day_of(charge).user_micros == total
     assert total == 4168 + 27237 + 1249 + 18498 + 4 == 51156
-    assert spend.call_total("rtc_a") == 4168 + 27237 + 4
-    assert spend.call_total("rtc_b") == 1249 + 18498
-    today = spend.today("alice")
+    assert spend.call_total(RTC_A) == 4168 + 27237 + 4
+    assert spend.call_total(RTC_B) == 1249 + 18498
+    today = spend.today(ALICE)
     assert today.user_micros == today.global_micros == 51156
     assert today.user_left == 2_000_000 - 51156 and usd(today.user_micros) == "0.051156"
     assert today.resets_after == 86400 - 3600
@@ -105,12 +103,12 @@ def test_a_scripted_sequence_across_two_models(aws: Aws) -> None:
 def test_the_global_day_adds_every_user_and_a_new_day_starts_at_zero(aws: Aws) -> None:
     clock = Clock(DAY_START + 86399)
     spend = ledger(aws, clock)
-    spend.charge("rtc_1", "alice", "resp:1", 700_000)
-    bob = spend.charge("rtc_2", "bob", "resp:1", 300_000)
+    spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:1", micros=700_000)
+    bob = spend.charge(call_id=RTC_2, user=BOB, event_key="resp:1", micros=300_000)
     assert (day_of(bob).user_micros, day_of(bob).global_micros) == (300_000, 1_000_000)
     assert day_of(bob).resets_after == 1
     clock.now = DAY_START + 86400
-    fresh = spend.today("alice")
+    fresh = spend.today(ALICE)
     assert (fresh.user_micros, fresh.global_micros) == (0, 0)
     items = {item["pk"]["S"]: item for item in aws.quota_items()}
     ttl = int(items["spend#user#alice#2027-01-16"]["ttl"]["N"])
@@ -119,22 +117,22 @@ def test_the_global_day_adds_every_user_and_a_new_day_starts_at_zero(aws: Aws) -
 
 def test_budgets_user_and_global(aws: Aws) -> None:
     spend = ledger(aws, Clock(DAY_START + 10), "usd/day=1.00,global:usd/day=1.50")
-    first = spend.charge("rtc_1", "alice", "resp:1", 900_000)
+    first = spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:1", micros=900_000)
     assert day_of(first).left == 100_000 and not day_of(first).exhausted
     assert day_of(first).would_cross(100_000) and not day_of(first).would_cross(99_999)
-    second = spend.charge("rtc_1", "alice", "resp:2", 200_000)
+    second = spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:2", micros=200_000)
     assert day_of(second).exhausted and day_of(second).user_left == 0
     # Bob has his own budget, but the kill switch is shared: 1.1 of 1.5 spent.
-    bob = spend.charge("rtc_2", "bob", "resp:1", 300_000)
+    bob = spend.charge(call_id=RTC_2, user=BOB, event_key="resp:1", micros=300_000)
     assert day_of(bob).user_left == 700_000 and day_of(bob).global_left == 100_000
     assert day_of(bob).left == 100_000
-    spend.charge("rtc_2", "bob", "resp:2", 100_000)
-    assert spend.today("bob").exhausted and spend.today("carol").exhausted
+    spend.charge(call_id=RTC_2, user=BOB, event_key="resp:2", micros=100_000)
+    assert spend.today(BOB).exhausted and spend.today(CAROL).exhausted
 
 
 def test_no_limits_means_metering_only(aws: Aws) -> None:
     spend = ledger(aws, Clock(DAY_START), "")
-    charge = spend.charge("rtc_1", "alice", "resp:1", 10**9)
+    charge = spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:1", micros=10**9)
     assert day_of(charge).left is None and not day_of(charge).exhausted
     assert not day_of(charge).would_cross(10**12) and not spend.limits.any
 
@@ -144,9 +142,12 @@ def test_repeated_charges_of_one_event_count_once(aws: Aws) -> None:
     # concurrency is DynamoDB's; moto in-process is not atomic across threads, so the
     # concurrent case runs against the serialising stand-in in tests/integration.)
     spend = ledger(aws, Clock(DAY_START))
-    counted = [spend.charge("rtc_1", "alice", f"resp:{i % 5}", 1000).counted for i in range(20)]
+    counted = [
+        spend.charge(call_id=RTC_1, user=ALICE, event_key=f"resp:{i % 5}", micros=1000).counted
+        for i in range(20)
+    ]
     assert counted == [True] * 5 + [False] * 15
-    assert spend.today("alice").user_micros == 5000 == spend.call_total("rtc_1")
+    assert spend.today(ALICE).user_micros == 5000 == spend.call_total(RTC_1)
 
 
 @pytest.mark.parametrize(
@@ -189,10 +190,10 @@ def test_dynamodb_failures_are_dependency_errors(aws: Aws) -> None:
     with Stubber(aws.dynamodb) as stub:
         stub.add_client_error("transact_write_items", "ProvisionedThroughputExceededException")
         with pytest.raises(DependencyUnavailable, match="ProvisionedThroughput"):
-            spend.charge("rtc_1", "alice", "resp:1", 5)
+            spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:1", micros=5)
         stub.add_client_error("batch_get_item", "InternalServerError")
         with pytest.raises(DependencyUnavailable):
-            spend.today("alice")
+            spend.today(ALICE)
 
 
 # --- concurrent charges: DynamoDB's TransactionConflict ----------------------------------------
@@ -251,26 +252,26 @@ def conflicting_ledger(
 
 def test_a_conflicted_charge_is_tried_again_and_counts_once(aws: Aws) -> None:
     spend, client, pauses = conflicting_ledger(aws, conflicts=2)
-    charge = spend.charge("rtc_1", "alice", "resp:1", 4168)
+    charge = spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:1", micros=4168)
     assert charge.counted and charge.micros == 4168
     assert client.attempts == 3 and pauses == [0.05, 0.1]
     assert (day_of(charge).user_micros, day_of(charge).global_micros) == (4168, 4168)
-    assert spend.call_total("rtc_1") == 4168
+    assert spend.call_total(RTC_1) == 4168
     # The same event again (the other watcher at a hand-over): refused by the meter key.
-    again = spend.charge("rtc_1", "alice", "resp:1", 4168)
+    again = spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:1", micros=4168)
     assert not again.counted and day_of(again).user_micros == 4168
 
 
 def test_a_charge_that_conflicts_every_time_is_raised_not_dropped(aws: Aws) -> None:
     spend, client, pauses = conflicting_ledger(aws, conflicts=100)
     with pytest.raises(DependencyUnavailable, match="TransactionCanceled"):
-        spend.charge("rtc_1", "alice", "resp:1", 4168)
+        spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:1", micros=4168)
     assert client.attempts == CHARGE_ATTEMPTS and len(pauses) == CHARGE_ATTEMPTS - 1
-    assert spend.today("alice").user_micros == 0 == spend.call_total("rtc_1")
+    assert spend.today(ALICE).user_micros == 0 == spend.call_total(RTC_1)
     # Kept by the caller and tried later, it is counted once.
     client.conflicts = 0
-    assert spend.charge("rtc_1", "alice", "resp:1", 4168).counted
-    assert spend.today("alice").user_micros == 4168
+    assert spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:1", micros=4168).counted
+    assert spend.today(ALICE).user_micros == 4168
 
 
 def test_conflict_retries_stay_inside_the_deadline(aws: Aws) -> None:
@@ -289,7 +290,13 @@ def test_conflict_retries_stay_inside_the_deadline(aws: Aws) -> None:
         TABLE, limits, client, clock=Clock(DAY_START), sleep=sleep, jitter=lambda t: t
     )
     with pytest.raises(DependencyUnavailable):
-        spend.charge("rtc_1", "alice", "resp:1", 5, Deadline(3.2, clock=elapsed))
+        spend.charge(
+            call_id=RTC_1,
+            user=ALICE,
+            event_key="resp:1",
+            micros=5,
+            deadline=Deadline(3.2, clock=elapsed),
+        )
     # 0.05 + 3 fits in 3.2, then 0.1 + 3 in the 3.15 left; 0.2 + 3 not in the 3.05 left
     # (a clock that did not move would have allowed it, and a fourth attempt).
     assert pauses == [0.05, 0.1] and client.attempts == 3
@@ -299,32 +306,78 @@ def test_conflict_retries_stay_inside_the_deadline(aws: Aws) -> None:
 def test_everyone_s_day_is_left_out_without_a_global_limit(aws: Aws) -> None:
     """Every charge in the service would contend for one item that nothing reads."""
     spend, client, _ = conflicting_ledger(aws, conflicts=0, limits="usd/day=2.00")
-    spend.charge("rtc_1", "alice", "resp:1", 100)
+    spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:1", micros=100)
     keys = [item["Update"]["Key"]["pk"]["S"] for item in client.items[0]]
     assert keys == ["charge#rtc_1#resp:1", "meter#rtc_1", "spend#user#alice#2027-01-16"]
     assert {item["pk"]["S"] for item in aws.quota_items()} == set(keys)
     with_global, client, _ = conflicting_ledger(aws, 0, "usd/day=2.00,global:usd/day=5")
-    with_global.charge("rtc_1", "alice", "resp:2", 100)
+    with_global.charge(call_id=RTC_1, user=ALICE, event_key="resp:2", micros=100)
     assert client.items[0][-1]["Update"]["Key"]["pk"]["S"] == "spend#all#2027-01-16"
 
 
 def test_every_item_a_charge_writes_stays_small_however_long_the_call(aws: Aws) -> None:
     """A transactional write costs 2 write units per started KB of its item: the event keys
     that refuse a second charge live in items of their own, not in a set on the call's meter
-    that would grow all hour (a response every 5 s is 720 keys)."""
+    that would grow all hour (a response every 5 s is 720 keys).
+
+    Charging the hour's 720 responses one by one took 30 s in moto (it copies the whole table
+    for every transaction). What makes every item small however long the call is what each
+    charge does, and that is checked at every charge: it adds exactly one item, its event's,
+    and the items every charge updates (the call's meter, the user's day) keep their
+    attributes, each a string that stays the same or a number (only the sums' digits grow).
+    Two minutes of responses show it charge by charge; the item count at the end shows no
+    charge wrote anything else."""
     spend = SpendLedger(TABLE, SpendLimits.parse("usd/day=100", []), aws.dynamodb)
-    for n in range(720):
-        spend.charge("rtc_1", "alice", f"resp:resp_{n:021d}", 10)
-    assert spend.charge("rtc_1", "alice", "resp:resp_" + "0" * 21, 10).counted is False
+    charges = 24  # two minutes of a call at a response every 5 s
+
+    def items() -> dict[str, dict[str, Any]]:
+        return {item["pk"]["S"]: item for item in aws.quota_items()}
+
+    def masked(item: dict[str, Any]) -> dict[str, Any]:
+        """The item with each number's value hidden: what must not change between charges."""
+        assert all(set(value) <= {"S", "N"} for value in item.values()), item  # no set, no list
+        return {name: ({"N": "#"} if "N" in value else value) for name, value in item.items()}
+
+    def charge(n: int) -> None:
+        spend.charge(call_id=RTC_1, user=ALICE, event_key=f"resp:resp_{n:021d}", micros=10)
+
+    def read(pk: str) -> dict[str, Any]:
+        return dict(
+            aws.dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": pk}}, ConsistentRead=True)[
+                "Item"
+            ]
+        )
+
+    charge(0)
+    updated = {pk: masked(item) for pk, item in items().items() if not pk.startswith("charge#")}
+    assert len(updated) == 2  # the call's meter and the user's day
+    for n in range(1, charges):
+        charge(n)
+        assert masked(read(f"charge#{RTC_1}#resp:resp_{n:021d}"))  # its own item
+        assert {pk: masked(read(pk)) for pk in updated} == updated
+    assert (
+        spend.charge(
+            call_id=RTC_1, user=ALICE, event_key="resp:resp_" + "0" * 21, micros=10
+        ).counted
+        is False
+    )
+    # One item per charge and the two updated: no charge wrote any other item.
     sizes = [len(json.dumps(item)) for item in aws.quota_items()]
-    assert len(sizes) == 720 + 2 and max(sizes) < 200
-    assert spend.call_total("rtc_1") == 7200 == spend.today("alice").user_micros
+    assert len(sizes) == charges + 2 and max(sizes) < 200
+    assert spend.call_total(RTC_1) == charges * 10 == spend.today(ALICE).user_micros
 
 
 def test_an_event_key_longer_than_any_openai_id_is_hashed(aws: Aws) -> None:
     spend = SpendLedger(TABLE, SpendLimits.parse("usd/day=100", []), aws.dynamodb)
-    assert spend.charge("rtc_1", "alice", "tr:" + "x" * 3000 + ":0", 10).counted
-    assert spend.charge("rtc_1", "alice", "tr:" + "x" * 3000 + ":0", 10).counted is False
+    assert spend.charge(
+        call_id=RTC_1, user=ALICE, event_key="tr:" + "x" * 3000 + ":0", micros=10
+    ).counted
+    assert (
+        spend.charge(
+            call_id=RTC_1, user=ALICE, event_key="tr:" + "x" * 3000 + ":0", micros=10
+        ).counted
+        is False
+    )
     assert max(len(item["pk"]["S"]) for item in aws.quota_items()) <= 512
 
 
@@ -356,10 +409,10 @@ def test_a_charge_whose_totals_cannot_be_read_is_still_counted(aws: Aws) -> None
     parsed = SpendLimits.parse("usd/day=2.00", [])
     client = FailingReads(aws.dynamodb, failures=1)
     spend = SpendLedger(TABLE, parsed, client, clock=Clock(DAY_START))
-    charge = spend.charge("rtc_1", "alice", "resp:1", 4168)
+    charge = spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:1", micros=4168)
     assert (charge.micros, charge.counted, charge.day) == (4168, True, None)
-    assert spend.call_total("rtc_1") == 4168 == spend.today("alice").user_micros
-    again = spend.charge("rtc_1", "alice", "resp:1", 4168)
+    assert spend.call_total(RTC_1) == 4168 == spend.today(ALICE).user_micros
+    again = spend.charge(call_id=RTC_1, user=ALICE, event_key="resp:1", micros=4168)
     assert not again.counted and day_of(again).user_micros == 4168
 
 
@@ -386,6 +439,8 @@ def test_the_totals_read_retries_only_inside_the_deadline(aws: Aws) -> None:
 
     # After the ledger's own guard, before moto: only the reads fail.
     aws.dynamodb.meta.events.register_first("before-send.dynamodb", server_error)
-    charge = spend.charge("rtc_1", "alice", "resp:1", 5, Deadline(1.0))
+    charge = spend.charge(
+        call_id=RTC_1, user=ALICE, event_key="resp:1", micros=5, deadline=Deadline(1.0)
+    )
     assert charge.counted and charge.day is None
     assert reads == ["read"]  # the first attempt only: a retry would not fit

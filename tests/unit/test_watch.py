@@ -4,40 +4,21 @@ ledger and lease): restore or hang up, the goodbye, the end, the lease, the hand
 from __future__ import annotations
 
 import itertools
-import logging
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from token_vendor.errors import DependencyUnavailable
-from token_vendor.lease import LeaseStore
-from token_vendor.pricing import DEFAULT_PRICES_FILE, load_prices
-from token_vendor.sideband import SidebandClosed
-from token_vendor.spend import SpendLedger, SpendLimits
-from token_vendor.watch import GOODBYE, CallWatch, Job, Outcome, Timing
+from token_vendor.core.ending import EndReason
+from token_vendor.core.errors import DependencyUnavailable
+from token_vendor.core.lease import LeaseStore
+from token_vendor.watcher.realtime import GOODBYE
+from token_vendor.watcher.watch import Outcome
 
-from tests.conftest import TABLE, Aws
-from tests.unit.test_pricing import usage
+from tests.support.aws import Aws
+from tests.support.clock import Clock
+from tests.support.env import TABLE
+from tests.support.watch import CALL, NOW, Scripted, Step, done, never, timing, updated, watcher
 
-NOW = 1_800_000_000.0
-SESSION = {
-    "type": "realtime",
-    "model": "gpt-realtime-2.1",
-    "instructions": "Be brief.",
-    "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}},
-}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
-Step = dict[str, Any] | Callable[[], None] | None
 # OpenAI's answer to a response.create while another response is in progress.
 BUSY = {
     "type": "error",
@@ -45,123 +26,8 @@ BUSY = {
 }
 
 
-class Scripted:
-    """A sideband that plays a script: events, pauses (None) and actions; then it closes."""
-
-    def __init__(self, clock: Clock, script: list[Step], close_code: int | None = 1000) -> None:
-        self.clock = clock
-        self.script = list(script)
-        self.sent: list[dict[str, Any]] = []
-        self.sent_at: list[float] = []
-        self.closed = False
-        self.close_code = close_code
-        # What OpenAI answers our session.update with (None: the script says).
-        self.echo: dict[str, Any] | None = None
-
-    def recv(self, timeout: float) -> dict[str, Any] | None:
-        while self.script:
-            step = self.script.pop(0)
-            if callable(step):
-                step()
-                continue
-            if step is None:
-                self.clock.now += timeout
-            return step
-        raise SidebandClosed(self.close_code, "")
-
-    def send(self, event: dict[str, Any]) -> None:
-        if self.closed:
-            raise SidebandClosed(1000, "")
-        self.sent.append(event)
-        self.sent_at.append(self.clock.now)
-        if self.echo is not None and event["type"] == "session.update":
-            self.script.insert(0, self.echo)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.counts: list[tuple[str, float, dict[str, str]]] = []
-        self.ended: list[tuple[str, str]] = []
-
-    def count(self, name: str, value: float = 1, unit: str = "Count", **dims: str) -> None:
-        self.counts.append((name, value, dims))
-
-    def end_call(self, call_id: str, user: str, reason: str) -> None:
-        self.ended.append((call_id, reason))
-
-    def names(self) -> list[str]:
-        return [name for name, _, _ in self.counts]
-
-
-def done(response_id: str, **tokens: int) -> dict[str, Any]:
-    return {
-        "type": "response.done",
-        "event_id": "event_" + response_id,
-        "response": {"id": response_id, "status": "completed", "usage": usage(**tokens)},
-    }
-
-
-def updated(**changes: Any) -> dict[str, Any]:
-    session = {
-        "type": "realtime",
-        "id": "sess_1",
-        "model": "gpt-realtime-2.1",
-        "instructions": "Be brief.",
-        "tools": [],
-        "tool_choice": "auto",
-        "output_modalities": ["audio"],
-        "max_output_tokens": "inf",
-        "prompt": None,
-        "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}},
-    }
-    return {"type": "session.updated", "session": session | changes}
-
-
-def watcher(
-    aws: Aws,
-    clock: Clock,
-    script: list[Step],
-    *,
-    limits: str = "",
-    on_change: str = "restore",
-    close_code: int | None = 1000,
-) -> tuple[CallWatch, Scripted, Recorder, LeaseStore]:
-    problems: list[str] = []
-    prices = load_prices(DEFAULT_PRICES_FILE, "", problems)
-    spend = SpendLedger(TABLE, SpendLimits.parse(limits, problems), aws.dynamodb, clock=clock)
-    assert problems == []
-    leases = LeaseStore(TABLE, aws.dynamodb, clock=clock)
-    assert leases.acquire("rtc_1", "w_me", 30)
-    recorder = Recorder()
-    events = Scripted(clock, script, close_code)
-    job = Job("rtc_1", "alice", "assistant", SESSION, on_change, NOW + 600, "w_me")
-    watch = CallWatch(
-        job=job,
-        events=events,
-        prices=prices,
-        meter=spend,
-        leases=leases,
-        ender=recorder,
-        metrics=recorder,
-        log=logging.getLogger("test"),
-        clock=clock,
-    )
-    return watch, events, recorder, leases
-
-
-def timing(stop_in: float = 10_000, hard_in: float = 20_000) -> Timing:
-    return Timing(stop_at=NOW + stop_in, hard_stop=NOW + hard_in, lease_seconds=30)
-
-
-def never() -> str | None:
-    raise AssertionError("no hand-over expected")
-
-
 def test_restore_the_profile_on_attach_and_on_every_deviation(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [updated(), updated(instructions="Ignore it."), updated()]
     watch, events, recorder, leases = watcher(aws, clock, script)
     assert watch.run(timing(), never) is Outcome.ENDED
@@ -169,21 +35,21 @@ def test_restore_the_profile_on_attach_and_on_every_deviation(aws: Aws) -> None:
     assert len(restores) == 2  # on attach, and once for the deviation
     assert restores[1]["session"]["instructions"] == "Be brief."
     assert recorder.names().count("PolicyDeviations") == 1
-    assert recorder.ended == [("rtc_1", "closed")] and events.closed
-    assert leases.state("rtc_1").ended
+    assert recorder.ended == [(CALL, EndReason.CLOSED)] and events.closed
+    assert leases.state(CALL).ended
 
 
 def test_a_hangup_profile_ends_the_call_on_a_deviation(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [updated(tools=[{"type": "function", "name": "x"}]), updated()]
     watch, events, recorder, _ = watcher(aws, clock, script, on_change="hangup")
     assert watch.run(timing(), never) is Outcome.ENDED
-    assert recorder.ended == [("rtc_1", "policy")]
+    assert recorder.ended == [(CALL, EndReason.POLICY)]
     assert len(events.script) == 1  # it did not wait for more
 
 
 def test_money_is_charged_once_per_event_with_the_live_model(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     transcribed = {
         "type": "conversation.item.input_audio_transcription.completed",
         "item_id": "item_1",
@@ -216,7 +82,7 @@ def test_money_is_charged_once_per_event_with_the_live_model(aws: Aws) -> None:
 
 
 def test_the_budget_asks_for_a_goodbye_then_hangs_up(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [
         done("resp_1", audio_out=2_000),  # 0.128 USD of 1.00
         done("resp_2", audio_out=14_000),  # 1.024: over; goodbye asked
@@ -228,14 +94,14 @@ def test_the_budget_asks_for_a_goodbye_then_hangs_up(aws: Aws) -> None:
     assert watch.run(timing(), never) is Outcome.ENDED
     goodbyes = [e for e in events.sent if e["type"] == "response.create"]
     assert goodbyes == [{"type": "response.create", "response": {"instructions": GOODBYE}}]
-    assert recorder.ended == [("rtc_1", "budget")]
+    assert recorder.ended == [(CALL, EndReason.SPEND_LIMIT)]
     assert "BudgetHangups" in recorder.names()
     assert watch.charged_micros == 128_000 + 896_000 + 6_400  # resp_4 never came
     assert len(events.script) == 1
 
 
 def test_the_goodbye_is_asked_before_a_response_like_the_dearest_would_cross(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [
         done("resp_1", audio_out=5_000),  # 0.32 spent, 0.68 left; dearest 0.32
         done("resp_2", audio_out=6_000),  # 0.704 spent, 0.296 left < dearest 0.384
@@ -244,11 +110,11 @@ def test_the_goodbye_is_asked_before_a_response_like_the_dearest_would_cross(aws
     watch, events, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
     watch.run(timing(), never)
     assert [e["type"] for e in events.sent].count("response.create") == 1
-    assert recorder.ended == [("rtc_1", "budget")]
+    assert recorder.ended == [(CALL, EndReason.SPEND_LIMIT)]
 
 
 def test_a_goodbye_refused_while_the_model_talks_is_asked_again(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [
         done("resp_1", audio_out=20_000),  # over at once: goodbye asked
         BUSY,  # the caller's own response is still running
@@ -258,71 +124,71 @@ def test_a_goodbye_refused_while_the_model_talks_is_asked_again(aws: Aws) -> Non
     watch, events, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
     watch.run(timing(), never)
     assert [e["type"] for e in events.sent].count("response.create") == 2
-    assert recorder.ended == [("rtc_1", "budget")]
+    assert recorder.ended == [(CALL, EndReason.SPEND_LIMIT)]
 
 
 def test_a_caller_who_keeps_the_model_busy_gets_no_goodbye_but_the_call_ends(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [done("resp_1", audio_out=20_000)]
     for turn in range(2, 8):
         script += [BUSY, done(f"resp_{turn}", audio_out=100)]
     watch, events, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
     watch.run(timing(), never)
     assert [e["type"] for e in events.sent].count("response.create") == 3
-    assert recorder.ended == [("rtc_1", "budget")]
+    assert recorder.ended == [(CALL, EndReason.SPEND_LIMIT)]
     assert len(events.script) == 6  # resp_4 ended it: three (busy, done) pairs left
 
 
 def test_a_goodbye_that_never_ends_is_cut_after_the_grace(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [done("resp_1", audio_out=20_000), *[None] * 40, done("resp_x")]
     watch, _, recorder, _ = watcher(aws, clock, script, limits="usd/day=1.00")
     watch.run(timing(), never)
-    assert recorder.ended == [("rtc_1", "budget")]
+    assert recorder.ended == [(CALL, EndReason.SPEND_LIMIT)]
     assert clock.now - NOW < 20
 
 
 def test_the_session_cap_and_a_drop_both_end_the_call(aws: Aws) -> None:
-    for code, reason in ((1001, "session_expired"), (None, "closed")):
-        clock = Clock()
+    for code, reason in ((1001, EndReason.SESSION_EXPIRED), (None, EndReason.CLOSED)):
+        clock = Clock(NOW)
         expired = {
             "type": "error",
             "error": {"type": "invalid_request_error", "code": "session_expired"},
         }
         watch, _, recorder, _ = watcher(aws, clock, [expired], close_code=code)
         assert watch.run(timing(), never) is Outcome.ENDED
-        assert recorder.ended == [("rtc_1", reason)]
+        assert recorder.ended == [(CALL, reason)]
         aws.dynamodb.delete_item(TableName=TABLE, Key={"pk": {"S": "watch#rtc_1"}})
 
 
 def test_the_deadline_is_enforced_by_the_watcher_too(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [None] * 2000
     watch, _, recorder, _ = watcher(aws, clock, script)
     assert watch.run(timing(), never) is Outcome.ENDED
-    assert recorder.ended == [("rtc_1", "deadline")]
+    assert recorder.ended == [(CALL, EndReason.DEADLINE)]
     assert NOW + 600 <= clock.now <= NOW + 601
 
 
 def test_a_watcher_that_loses_its_lease_steps_back_without_hanging_up(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [None] * 100
     watch, events, recorder, leases = watcher(aws, clock, script)
     # Another watcher took the lease after this one stopped renewing for too long.
     clock.now += 31
-    assert leases.acquire("rtc_1", "w_other", 30)
+    assert leases.acquire(CALL, "w_other", 30)
     assert watch.run(timing(), never) is Outcome.LOST_LEASE
     assert recorder.ended == [] and events.closed
-    assert leases.state("rtc_1").holder == "w_other"
+    assert leases.state(CALL).holder == "w_other"
 
 
 def test_a_hand_over_reads_on_until_the_successor_attached(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     successor_attached: list[bool] = []
 
     def successor_attaches() -> None:
-        assert leases.take_over("rtc_1", "w_next", "w_fresh", 30)
-        assert leases.mark_attached("rtc_1", "w_fresh")
+        assert leases.take_over(CALL, "w_next", "w_fresh", 30)
+        assert leases.mark_attached(CALL, "w_fresh")
         successor_attached.append(True)
 
     script: list[Step] = [
@@ -336,19 +202,19 @@ def test_a_hand_over_reads_on_until_the_successor_attached(aws: Aws) -> None:
     ]
 
     def hand_over() -> str:
-        assert leases.pass_to("rtc_1", "w_me", "w_next", 30)
+        assert leases.pass_to(CALL, "w_me", "w_next", 30)
         return "w_next"
 
     watch, events, recorder, leases = watcher(aws, clock, script)
     assert watch.run(timing(stop_in=0, hard_in=100), hand_over) is Outcome.HANDED_OVER
     assert successor_attached and events.closed and recorder.ended == []
     assert watch.charged_micros == 2 * 640
-    state = leases.state("rtc_1")
+    state = leases.state(CALL)
     assert state.holder == "w_fresh" and state.handovers == 1 and not state.ended
 
 
 def test_no_successor_keeps_watching_until_the_hard_stop(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     watch, events, recorder, _ = watcher(aws, clock, [None] * 1000)
     asked: list[bool] = []
 
@@ -365,16 +231,16 @@ def test_no_successor_keeps_watching_until_the_hard_stop(aws: Aws) -> None:
 def test_a_ledger_failure_is_counted_and_the_call_goes_on(
     aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     watch, _, recorder, _ = watcher(aws, clock, [done("resp_1", audio_out=10), updated()])
 
-    def fail(*_: Any) -> Any:
+    def fail(**_: Any) -> Any:
         raise DependencyUnavailable("spend_ledger", "DynamoDB: InternalServerError")
 
     monkeypatch.setattr(watch.meter, "charge", fail)
     assert watch.run(timing(), never) is Outcome.ENDED
     assert ("WatcherFailures", 1, {"stage": "charge"}) in recorder.counts
-    assert recorder.ended == [("rtc_1", "closed")]
+    assert recorder.ended == [(CALL, EndReason.CLOSED)]
 
 
 def test_a_charge_whose_day_was_not_read_is_counted_and_the_budget_checked_next(
@@ -383,7 +249,7 @@ def test_a_charge_whose_day_was_not_read_is_counted_and_the_budget_checked_next(
     """The charge went in but reading the day's totals after it failed: the money is spent
     (not kept to retry, which the meter would refuse as already charged), and the budget is
     checked at the next charge."""
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [
         done("resp_1", audio_out=20_000),  # 1.28 USD of 1.00: over, but the day is not read
         done("resp_2", audio_out=100),  # read: over, goodbye asked
@@ -408,7 +274,7 @@ def test_a_charge_whose_day_was_not_read_is_counted_and_the_budget_checked_next(
     assert "WatcherFailures" not in recorder.names()
     assert "UnrecordedMicroUSD" not in recorder.names()
     assert [e["type"] for e in events.sent].count("response.create") == 1
-    assert recorder.ended == [("rtc_1", "budget")]
+    assert recorder.ended == [(CALL, EndReason.SPEND_LIMIT)]
 
 
 # --- DynamoDB failures: transient, and the sideband always closed --------------------------------
@@ -438,18 +304,18 @@ class FlakyLeases:
 
 
 def test_a_failed_renewal_is_tried_again_at_the_next_tick(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     watch, events, recorder, leases = watcher(aws, clock, [None] * 60)
     watch.leases = flaky = FlakyLeases(leases, renew=2)
     assert watch.run(timing(), never) is Outcome.ENDED  # the script ran out: closed
     assert flaky.calls.count("renew") >= 3 and flaky.failures["renew"] == 0
     assert recorder.counts.count(("WatcherFailures", 1, {"stage": "lease"})) == 2
-    assert recorder.ended == [("rtc_1", "closed")] and events.closed
-    assert leases.state("rtc_1").attached  # a renewal went through (and says attached)
+    assert recorder.ended == [(CALL, EndReason.CLOSED)] and events.closed
+    assert leases.state(CALL).attached  # a renewal went through (and says attached)
 
 
 def test_renewals_failing_until_the_lease_runs_out_step_back_and_close(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     watch, events, recorder, leases = watcher(aws, clock, [None] * 200)
     watch.leases = FlakyLeases(leases, renew=-1)
     assert watch.run(timing(), never) is Outcome.LOST_LEASE
@@ -460,10 +326,10 @@ def test_renewals_failing_until_the_lease_runs_out_step_back_and_close(aws: Aws)
 def test_the_sideband_is_closed_whatever_leaves_run(
     aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     watch, events, _, _ = watcher(aws, clock, [done("resp_1", audio_out=10)])
 
-    def broken(*_: Any) -> Any:
+    def broken(**_: Any) -> Any:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(watch.meter, "charge", broken)
@@ -473,16 +339,16 @@ def test_the_sideband_is_closed_whatever_leaves_run(
 
 
 def test_a_lease_read_failing_during_a_hand_over_is_asked_again(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
 
     def successor_attaches() -> None:
-        assert leases.take_over("rtc_1", "w_next", "w_fresh", 30)
-        assert leases.mark_attached("rtc_1", "w_fresh")
+        assert leases.take_over(CALL, "w_next", "w_fresh", 30)
+        assert leases.mark_attached(CALL, "w_fresh")
 
     script: list[Step] = [None, successor_attaches, None, None, None]
 
     def hand_over() -> str:
-        assert leases.pass_to("rtc_1", "w_me", "w_next", 30)
+        assert leases.pass_to(CALL, "w_me", "w_next", 30)
         return "w_next"
 
     watch, events, recorder, leases = watcher(aws, clock, script)
@@ -492,7 +358,7 @@ def test_a_lease_read_failing_during_a_hand_over_is_asked_again(aws: Aws) -> Non
 
 
 def test_a_hand_over_dynamodb_did_not_take_is_tried_again(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     tries: list[float] = []
 
     def hand_over() -> str | None:
@@ -510,17 +376,17 @@ def test_a_hand_over_dynamodb_did_not_take_is_tried_again(aws: Aws) -> None:
 def test_a_charge_dynamodb_did_not_take_is_kept_and_recorded_later(
     aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [done("resp_1", audio_out=10), None, None, None, None]
     watch, _, recorder, _ = watcher(aws, clock, script)
     real = watch.meter.charge
     failures = [2]
 
-    def flaky(*args: Any) -> Any:
+    def flaky(**kwargs: Any) -> Any:
         if failures[0]:
             failures[0] -= 1
             raise DependencyUnavailable("spend_ledger", "DynamoDB: TransactionCanceledException")
-        return real(*args)
+        return real(**kwargs)
 
     monkeypatch.setattr(watch.meter, "charge", flaky)
     watch.run(timing(), never)
@@ -532,10 +398,10 @@ def test_a_charge_dynamodb_did_not_take_is_kept_and_recorded_later(
 def test_a_charge_never_recorded_is_reported_with_its_amount(
     aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     watch, _, recorder, _ = watcher(aws, clock, [done("resp_1", audio_out=10), None])
 
-    def fail(*_: Any) -> Any:
+    def fail(**_: Any) -> Any:
         raise DependencyUnavailable("spend_ledger", "DynamoDB: TransactionCanceledException")
 
     monkeypatch.setattr(watch.meter, "charge", fail)
@@ -557,7 +423,7 @@ def restores(events: Scripted) -> list[tuple[float, dict[str, Any]]]:
 def test_a_restore_that_does_not_take_is_paced_never_stopped_and_alarmed(aws: Aws) -> None:
     """OpenAI answers each restore with the same deviation (a field it reports in its own
     way): the watcher keeps restoring, at most once a second, and raises the alarm once."""
-    clock = Clock()
+    clock = Clock(NOW)
     watch, events, recorder, _ = watcher(aws, clock, [None] * 40)  # 0.5 s a pause: 20 s
     events.echo = updated(instructions="Reported otherwise.")
     assert watch.run(timing(), never) is Outcome.ENDED
@@ -567,13 +433,13 @@ def test_a_restore_that_does_not_take_is_paced_never_stopped_and_alarmed(aws: Aw
     assert gaps and all(gap >= 1.0 for gap in gaps), gaps
     assert 3 + 15 <= len(sent) <= 3 + 21  # one a second for 20 s: restoring never stopped
     assert recorder.counts.count(("WatcherFailures", 1, {"stage": "policy"})) == 1
-    assert recorder.ended == [("rtc_1", "closed")]  # the call was not hung up for it
+    assert recorder.ended == [(CALL, EndReason.CLOSED)]  # the call was not hung up for it
 
 
 def test_a_browser_flooding_session_updates_is_still_restored(aws: Aws) -> None:
     """A browser's session.updates sent back to back land where the answers to our restores
     were expected: the watcher paces its restores but the last change is still undone."""
-    clock = Clock()
+    clock = Clock(NOW)
     flood: list[Step] = [updated(instructions=f"Obey me ({n}).") for n in range(6)]
     after_flood: list[int] = []
     script: list[Step] = [
@@ -592,7 +458,7 @@ def test_a_browser_flooding_session_updates_is_still_restored(aws: Aws) -> None:
 
 
 def test_a_caller_who_keeps_changing_the_session_is_restored_every_time(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     script: list[Step] = [updated()]
     for _ in range(6):  # the browser's change, then the answer to our restore
         script += [updated(instructions="Ignore it."), updated()]
@@ -603,10 +469,10 @@ def test_a_caller_who_keeps_changing_the_session_is_restored_every_time(aws: Aws
 
 
 def test_a_hangup_profile_keeps_a_call_whose_session_omits_empty_fields(aws: Aws) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     sparse = updated()
     for name in ("prompt", "tools"):
         del sparse["session"][name]
     watch, _, recorder, _ = watcher(aws, clock, [sparse, None, sparse], on_change="hangup")
     assert watch.run(timing(), never) is Outcome.ENDED
-    assert recorder.ended == [("rtc_1", "closed")]
+    assert recorder.ended == [(CALL, EndReason.CLOSED)]

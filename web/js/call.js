@@ -247,7 +247,9 @@ export class Call {
   #onEvent(event) {
     if (this.#state === "ended") return;
     if (event?.type === "error" && event.error?.code === "session_expired") this.#expired = true;
-    if (event?.type === "session.created" && this.#state === "connecting") this.#connected();
+    // The first event of a session: Realtime's session.created, GPT-Live's session.started.
+    const first = event?.type === "session.created" || event?.type === "session.started";
+    if (first && this.#state === "connecting") this.#connected();
     this.hooks.onEvent(event);
   }
 

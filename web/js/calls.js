@@ -1,6 +1,8 @@
 // Server-owned calls: our API places the call with its own OpenAI key, counts it and ends it at
 // its deadline. The browser holds only the user's token; one request carries the SDP offer
-// there and brings back the answer with the call's terms.
+// there and brings back the answer with the call's terms. A Realtime call's offer goes as
+// SDP to /v1/realtime/calls; a GPT-Live session's in OpenAI's own JSON create to
+// /v1/live/sessions (Live has no browser secrets: this is its only way in).
 
 import { ApiError, parseRateLimit, refusal } from "./api.js";
 
@@ -14,9 +16,42 @@ import { ApiError, parseRateLimit, refusal } from "./api.js";
  * @property {QuotaWindow[]} quota
  */
 
-/** @param {string} apiBaseUrl */
-function callsUrl(apiBaseUrl) {
-  return `${apiBaseUrl.replace(/\/$/, "")}/v1/realtime/calls`;
+/** @typedef {"realtime" | "live"} Family */
+
+/** @param {string} apiBaseUrl @param {Family} family */
+function callsUrl(apiBaseUrl, family) {
+  const route = family === "live" ? "/v1/live/sessions" : "/v1/realtime/calls";
+  return `${apiBaseUrl.replace(/\/$/, "")}${route}`;
+}
+
+/**
+ * The create request of each family, and how to read its answer's SDP and the call's id.
+ * @param {Family} family @param {string} offer
+ */
+function createRequest(family, offer) {
+  if (family === "live") {
+    return {
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ transport: { type: "webrtc", sdp: offer } }),
+    };
+  }
+  return { headers: { "Content-Type": "application/sdp" }, body: offer };
+}
+
+/**
+ * @param {Family} family @param {Response} response
+ * @returns {Promise<{answer: string, id: string}>}
+ */
+async function createAnswer(family, response) {
+  const id = decodeURIComponent((response.headers.get("Location") || "").split("/").pop() || "");
+  if (family !== "live") return { answer: await response.text(), id };
+  try {
+    const created = await response.json();
+    const sdp = created?.transport?.sdp;
+    return { answer: typeof sdp === "string" ? sdp : "", id: String(created?.session?.id || id) };
+  } catch {
+    return { answer: "", id };
+  }
 }
 
 /** @param {string | null} value @returns {number | null} */
@@ -25,24 +60,27 @@ function numberOrNull(value) {
 }
 
 /**
- * The exchange of the server-owned flow: the offer to POST /v1/realtime/calls with the user's
- * token. Never retried (a retry could place a second call), and not cancelled once sent: the
- * server may have placed the call by then, so a call placed for a page that has meanwhile hung
- * up is hung up at once, and `onPlaced` hears of every other.
+ * The exchange of the server-owned flow: the offer to our API with the user's token
+ * (POST /v1/realtime/calls, or /v1/live/sessions for GPT-Live). Never retried (a retry could
+ * place a second call), and not cancelled once sent: the server may have placed the call by
+ * then, so a call placed for a page that has meanwhile hung up is hung up at once, and
+ * `onPlaced` hears of every other.
  * @param {string} apiBaseUrl
  * @param {string} accessToken
  * @param {(call: PlacedCall) => void} onPlaced
+ * @param {Family} [family]
  * @returns {Exchange}
  */
-export function callsExchange(apiBaseUrl, accessToken, onPlaced) {
+export function callsExchange(apiBaseUrl, accessToken, onPlaced, family = "realtime") {
   return async (offer, signal) => {
     signal.throwIfAborted();
+    const request = createRequest(family, offer);
     let response;
     try {
-      response = await fetch(callsUrl(apiBaseUrl), {
+      response = await fetch(callsUrl(apiBaseUrl, family), {
         method: "POST",
-        headers: { Authorization: `Bearer ${accessToken}`, "Content-Type": "application/sdp" },
-        body: offer,
+        headers: { Authorization: `Bearer ${accessToken}`, ...request.headers },
+        body: request.body,
       });
     } catch (error) {
       signal.throwIfAborted();
@@ -50,11 +88,10 @@ export function callsExchange(apiBaseUrl, accessToken, onPlaced) {
     }
     const quota = parseRateLimit(response.headers.get("RateLimit"));
     if (response.status !== 201) throw await refusal(response, quota);
-    const answer = await response.text();
-    const id = decodeURIComponent((response.headers.get("Location") || "").split("/").pop() || "");
+    const { answer, id } = await createAnswer(family, response);
     const endsAt = numberOrNull(response.headers.get("Call-Ends-At"));
     if (signal.aborted || !answer.startsWith("v=") || !id || endsAt === null) {
-      if (id) hangUpCall(apiBaseUrl, accessToken, id).catch(() => {}); // the deadline ends it otherwise
+      if (id) hangUpCall(apiBaseUrl, accessToken, id, undefined, family).catch(() => {}); // the deadline ends it otherwise
       signal.throwIfAborted();
       throw new ApiError(502, null, null, quota); // not a call this page can follow
     }
@@ -65,8 +102,8 @@ export function callsExchange(apiBaseUrl, accessToken, onPlaced) {
 
 /**
  * What the hangup route answers: why the call ended (`hangup`: by its owner, this page
- * included; `deadline`, `spend_limit`, `policy`: the server; `closed`, `session_expired`) and
- * the minutes left today.
+ * included; `deadline`, `spend_limit`, `policy`, `unwatched`: the server; `closed`,
+ * `session_expired`, `content`: OpenAI) and the minutes left today.
  * @typedef {{end_reason: string, minutes_left_today: number}} EndedCall
  */
 
@@ -78,10 +115,11 @@ export function callsExchange(apiBaseUrl, accessToken, onPlaced) {
  * @param {string} accessToken
  * @param {string} callId
  * @param {AbortSignal} [signal]
+ * @param {Family} [family]
  * @returns {Promise<EndedCall>}
  */
-export async function hangUpCall(apiBaseUrl, accessToken, callId, signal = undefined) {
-  const response = await fetch(`${callsUrl(apiBaseUrl)}/${encodeURIComponent(callId)}/hangup`, {
+export async function hangUpCall(apiBaseUrl, accessToken, callId, signal = undefined, family = "realtime") {
+  const response = await fetch(`${callsUrl(apiBaseUrl, family)}/${encodeURIComponent(callId)}/hangup`, {
     method: "POST",
     headers: { Authorization: `Bearer ${accessToken}` },
     keepalive: true,

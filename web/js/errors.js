@@ -61,6 +61,21 @@ export class PolicyHangup extends AppError {
   }
 }
 
+/** The server ended a server-owned call because it could not be watched (metered and kept
+ * to the service's settings): its watcher did not attach in time, or failed. */
+export class UnwatchedHangup extends AppError {
+  constructor() {
+    super("unwatched", "the call ended: the service could not watch it");
+  }
+}
+
+/** OpenAI's safety system stopped a GPT-Live session. */
+export class ContentStopped extends AppError {
+  constructor() {
+    super("content", "the call ended: the voice service's safety system stopped it");
+  }
+}
+
 /**
  * The microphone could not be opened. `reason` comes from the browser's DOMException name.
  * @typedef {"denied" | "not-found" | "unavailable"} MicrophoneFailure

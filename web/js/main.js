@@ -6,15 +6,16 @@ import { Auth, SignInRequired, SignInUnavailable } from "./auth.js";
 import { Call, SESSION_LIMIT_S } from "./call.js";
 import { callsExchange, hangUpCall } from "./calls.js";
 import {
-  CallLimitReached, ConfigError, ConnectionLost, MicrophoneError, PolicyHangup, SessionLimitReached, SpendLimitReached,
+  CallLimitReached, ConfigError, ConnectionLost, ContentStopped, MicrophoneError, PolicyHangup, SessionLimitReached, SpendLimitReached, UnwatchedHangup,
 } from "./errors.js";
 import { HandshakeError, clientSecretExchange } from "./negotiation.js";
 import { Transcript, userMessage } from "./session.js";
 import * as ui from "./ui.js";
 
 /**
- * `flow`: "calls" (the default: our API places the call, server-owned) or "client_secrets"
- * (the API mints a secret and the browser sends its offer to OpenAI).
+ * `flow`: "calls" (the default: our API places the call, server-owned), "client_secrets"
+ * (the API mints a secret and the browser sends its offer to OpenAI) or "live" (our API places
+ * a GPT-Live session: OpenAI's newer voice API, server-owned by design).
  * @typedef {{apiBaseUrl: string, issuer: string, clientId: string, redirectUri: string, scopes: string, flow?: string}} Config
  */
 /** @typedef {import("./calls.js").PlacedCall & {token: string}} Placed */
@@ -50,6 +51,7 @@ async function boot() {
     ui.showError(describe(error).message, signInAction);
   }
   showAccount();
+  ui.allowTyping(config.flow !== "live"); // Live's channel takes no typed messages from here
   ui.bind({
     signIn,
     signOut: () => {
@@ -115,7 +117,7 @@ function start() {
       ui.showQuota(call.quota);
       ui.showMinutesLeft(call.minutesLeft);
       attempt.setDeadline(call.endsAt * 1000);
-    });
+    }, family());
   };
   const attempt = new Call({
     audioContext,
@@ -161,6 +163,11 @@ function start() {
   attempt.start();
 }
 
+/** The OpenAI API the page's calls run on: GPT-Live with the "live" flow. @returns {"realtime" | "live"} */
+function family() {
+  return config.flow === "live" ? "live" : "realtime";
+}
+
 /**
  * What placing a call takes today: a client secret from the token vending API, and the
  * browser posting its offer to OpenAI with it.
@@ -185,7 +192,7 @@ async function release(placed, signal = undefined) {
   try {
     // Signing out forgets the token before this runs: the one the call was placed with will do.
     const token = await auth.accessToken().catch(() => placed.token);
-    const answer = await hangUpCall(config.apiBaseUrl, token, placed.id, signal);
+    const answer = await hangUpCall(config.apiBaseUrl, token, placed.id, signal, family());
     ui.showMinutesLeft(answer.minutes_left_today);
     return answer;
   } catch {
@@ -210,6 +217,10 @@ function serverCause(seen, reason, limitS) {
       return new PolicyHangup();
     case "session_expired":
       return new SessionLimitReached(SESSION_LIMIT_S);
+    case "unwatched":
+      return new UnwatchedHangup();
+    case "content":
+      return new ContentStopped();
     default:
       return seen;
   }
@@ -234,6 +245,12 @@ function ended(cause) {
   } else if (cause instanceof PolicyHangup) {
     showAccount();
     ui.showStatus("This conversation was ended because its settings were changed, which this service does not allow.");
+  } else if (cause instanceof ContentStopped) {
+    showAccount();
+    ui.showStatus("This conversation was stopped by the voice service's safety system.");
+  } else if (cause instanceof UnwatchedHangup) {
+    showAccount();
+    ui.showStatus("This conversation was ended because the service could not keep track of it. Press Start talking to try again.");
   } else if (cause) {
     fail(cause);
   } else {

@@ -1,4 +1,5 @@
-// What the Realtime server says over the data channel, turned into a transcript.
+// What the voice service says over the data channel, turned into a transcript: the Realtime
+// API's items, or GPT-Live's transcript deltas (no item ids: a line per turn).
 
 /**
  * @typedef {{id: string, role: "user" | "assistant" | "note", text: string, final: boolean}} Line
@@ -12,6 +13,9 @@ export class Transcript {
     this.onChange = onChange;
     /** @type {any} */
     this.session = null;
+    this.turn = 0; // GPT-Live: a new line each time the speaker changes
+    /** @type {"user" | "assistant" | null} */
+    this.speaker = null;
   }
 
   /** @param {Line["role"]} role @param {string} text @param {string} [id] */
@@ -27,7 +31,14 @@ export class Transcript {
   apply(event) {
     switch (event.type) {
       case "session.created":
+      case "session.started":
         this.session = event.session;
+        break;
+      case "session.input_transcript.delta":
+        this._spoken("user", event.delta || "");
+        break;
+      case "session.output_transcript.delta":
+        this._spoken("assistant", event.delta || "");
         break;
       case "conversation.item.input_audio_transcription.completed":
         this._upsert(`in-${event.item_id}`, "user", event.transcript || "", true);
@@ -46,6 +57,19 @@ export class Transcript {
         break;
     }
     return event.type;
+  }
+
+  /** A Live transcript delta: to the speaker's current line. @param {"user" | "assistant"} role @param {string} delta */
+  _spoken(role, delta) {
+    if (this.speaker !== role) {
+      this.speaker = role;
+      this.turn += 1;
+    }
+    const id = `live-${this.turn}`;
+    const line = this.lines.find((l) => l.id === id);
+    if (line) line.text += delta;
+    else this.lines.push({ id, role, text: delta, final: false });
+    this.onChange(this.lines);
   }
 
   /** @param {string} id @param {string} delta */

@@ -165,3 +165,8 @@ export function showTranscript(lines) {
 export function clearTranscript() {
   elements.transcript.replaceChildren();
 }
+
+/** Whether the page offers typed messages (GPT-Live takes none from the browser). @param {boolean} allowed */
+export function allowTyping(allowed) {
+  elements.say.hidden = !allowed;
+}
