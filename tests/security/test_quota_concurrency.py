@@ -73,6 +73,7 @@ def _fire(
     for n in range(count):
         if n:
             time.sleep(pause)
+        sent = time.time()
         result = handler(event, LambdaContext())
         body = json.loads(result["body"])
         results.append(
@@ -80,6 +81,7 @@ def _fire(
                 "status": result["statusCode"],
                 "retry_after": result["headers"].get("Retry-After"),
                 "value": body.get("value"),
+                "sent": sent,
                 "at": time.time(),
             }
         )
@@ -159,8 +161,12 @@ def test_fifty_simultaneous_mints_for_one_user_grant_exactly_five(pool: Any) -> 
         assert len(refused) == REQUESTS - LIMIT, f"round {round_}: {[r['status'] for r in results]}"
         assert len(minted) == LIMIT, f"round {round_}: {len(minted)} upstream mints"
         for r in refused:
-            left = math.ceil(60 - r["at"] % 60)
-            assert abs(int(r["retry_after"]) - left) <= 1, (r, left)
+            # The answer was computed at some moment between sending and receiving: on a
+            # loaded machine those can be seconds apart, so the window's remaining seconds
+            # are bounded by both ends (one second either side for rounding).
+            most = math.ceil(60 - r["sent"] % 60)
+            least = math.ceil(60 - r["at"] % 60)
+            assert least - 1 <= int(r["retry_after"]) <= most + 1, (r, least, most)
 
 
 def test_a_per_second_window_holds_at_every_boundary_under_concurrency(
