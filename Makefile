@@ -66,7 +66,7 @@ requirements: | $(UV)
 		--output-file functions/requirements/$(room).txt &&) true
 
 dev: $(DEV_ENV)
-	$(RUN) python -m devstack $(if $(FLOW),--flow $(FLOW))
+	$(RUN) python -m devstack $(if $(FLOW),--flow $(FLOW)) $(if $(NETWORK),--network $(NETWORK))
 
 token: $(DEV_ENV)
 	@$(RUN) python -m devstack.token $(or $(USER_NAME),$(USER),developer) $(if $(SCOPES),--scopes "$(SCOPES)")
