@@ -190,6 +190,8 @@ class Stack:
     network: Profile | None = None
     server_ports: dict[str, int] = field(default_factory=dict)
     proxy_ports: list[int] = field(default_factory=list)
+    # The URLs the function is given (under a profile, AWS and OpenAI through their proxies).
+    function_urls: dict[str, str] = field(default_factory=dict)
 
     def token(self, user: str, scopes: str | None = None, lifetime: int | None = None) -> str:
         """An access token for `user`, from the running issuer (its dev-only endpoint)."""
@@ -490,6 +492,7 @@ def _spawn_all(
         far = _spawn_network(stack, emulate, echo)
         media = ["--media-link", json.dumps(dataclasses.asdict(stack.network.browser_openai))]
     direct_api = f"http://{host}:{stack.server_ports['api']}"
+    stack.function_urls = far
     redirect_uri = urls["web"] + "/"
     web_config = {
         "apiBaseUrl": urls["web"],  # the API under the page's own origin, as deployed

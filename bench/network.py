@@ -1,0 +1,194 @@
+"""The browser's connect time under each network profile: click to `session.created`, both
+flows, the API on the page's origin and on its own (cross-origin: a CORS preflight), the
+function warm and cold.
+
+    python -m bench.network [--runs 9] [--cold-runs 3] [--profiles mobile,...]
+
+One local stack per profile (devstack/network.py: every hop delayed by devstack/delay.py's
+proxies, the media path inside the emulator), started as `ApiDoor=execute-api` deploys it so
+the API answers at its own origin too. Each run is a user's first click: a fresh browser
+context (no connection, no preflight cache), signed in, the page loaded, Start talking
+pressed; its figures are the page's own marks (`window.__rtvMetrics`) and the Resource
+Timing of its requests. The setups are interleaved run by run so drift hits all alike.
+"Cold" runs restart the API's process first: a fresh function (its key set, its secret, its
+first connections to AWS and OpenAI, each paying the hop's handshakes), without the import,
+which section 1 of the report measures. Writes artifacts/browser-network.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from devstack.network import PROFILES
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "artifacts" / "browser-network.json"
+FLOWS = ("calls", "client_secrets")
+ORIGINS = ("same", "cross")
+PARTS = ("tokenMs", "offerMs", "readyMs", "sdpMs", "iceDtlsMs", "channelMs", "apiMs", "openaiMs")
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile: the smallest value with `share` of the values at or below."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * share // 1))
+    return ordered[int(rank) - 1]
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, Any]:
+    connect = [r["connectMs"] for r in runs]
+    return {
+        "runs": len(runs),
+        "connect_ms": [round(c, 1) for c in connect],
+        "median_ms": round(statistics.median(connect), 1),
+        "p90_ms": round(percentile(connect, 0.9), 1),
+        "parts_median_ms": {
+            part: round(statistics.median(r[part] for r in runs if part in r), 1)
+            for part in PARTS
+            if any(part in r for r in runs)
+        },
+    }
+
+
+@contextmanager
+def profile_stack(profile: str) -> Iterator[Any]:
+    from devstack.stack import start_stack
+
+    generous = {
+        "CALL_LIMITS": "concurrent=50,minutes/day=1440",
+        "SPEND_LIMITS": "usd/day=1000",
+    }
+    with start_stack(
+        quotas="1000/minute,20000/day",
+        extra_env=generous,
+        api_door="execute-api",  # the API's own origin open, for the cross-origin setup
+        network=profile,
+    ) as stack:
+        yield stack
+
+
+def first_click(browser: Any, stack: Any, flow: str, origin: str, user: str) -> dict[str, float]:
+    """A fresh context signs in, loads the page and connects once; the page's marks."""
+    from tests.support.browser import TIMEOUT, sign_in, wait_state, wait_until
+
+    api = stack.urls["web"] if origin == "same" else stack.urls["api"]
+    # The production CSP names only the page's origin as the API's: the cross-origin setup
+    # is what `ApiDoor=execute-api` served before, measured here without that policy.
+    context = browser.new_context(bypass_csp=origin == "cross")
+    try:
+        page = context.new_page()
+
+        def config(route: Any) -> None:
+            answer = route.fetch()
+            document = answer.json() | {"flow": flow, "apiBaseUrl": api}
+            if flow == "client_secrets":  # the shipped client-secret profile's opt-in scope
+                document["scopes"] += " realtime:client_secrets"
+            route.fulfill(response=answer, body=json.dumps(document))
+
+        page.route("**/config.json", config)
+        sign_in(page, stack, user)
+        wait_state(page, "idle")
+        page.get_by_role("button", name="Start talking").click()
+        wait_state(page, "connected")
+        wait_until(page, "window.__rtvMetrics.connectMs > 0", TIMEOUT)
+        marks: dict[str, float] = page.evaluate("({...window.__rtvMetrics})")
+        # What the page's requests took, by their Resource Timing: our API's (the mint, or
+        # the call's placing) and OpenAI's (the client-secret flow's SDP POST).
+        marks |= page.evaluate(
+            r"""(openai) => {
+              const found = {};
+              for (const e of performance.getEntriesByType('resource')) {
+                if (/\/v1\/realtime\/(client_secrets|calls)$/.test(new URL(e.name).pathname))
+                  found[e.name.startsWith(openai) ? 'openaiMs' : 'apiMs'] = e.duration;
+              }
+              return found;
+            }""",
+            stack.function_urls["openai"],
+        )
+        if flow == "calls":
+            with page.expect_response(lambda r: r.url.endswith("/hangup"), timeout=TIMEOUT):
+                page.get_by_role("button", name="Hang up").click()
+        else:
+            page.get_by_role("button", name="Hang up").click()
+        wait_state(page, "idle")
+        return {k: float(v) for k, v in marks.items() if isinstance(v, int | float)}
+    finally:
+        context.close()
+
+
+def measure_profile(browser: Any, profile: str, runs: int, cold_runs: int) -> dict[str, Any]:
+    measured: dict[str, list[dict[str, float]]] = {}
+    started = time.monotonic()
+    with profile_stack(profile) as stack:
+        setups = [(flow, origin) for flow in FLOWS for origin in ORIGINS]
+        for flow, origin in setups:  # warm-up: each route's first request, the page's caches
+            first_click(browser, stack, flow, origin, "bench-warmup")
+        for n in range(runs):
+            for flow, origin in setups:
+                key = f"{flow}/{origin}/warm"
+                measured.setdefault(key, []).append(
+                    first_click(browser, stack, flow, origin, f"bench-{n}")
+                )
+        for n in range(cold_runs):
+            for flow in FLOWS:
+                stack.restart("api")  # a fresh function: its state and its connections
+                key = f"{flow}/same/cold"
+                measured.setdefault(key, []).append(
+                    first_click(browser, stack, flow, "same", f"bench-cold-{n}")
+                )
+        description = stack.network.describe() if stack.network else "loopback"
+    print(f"  {profile}: {time.monotonic() - started:.0f} s", flush=True)
+    return {
+        "links": description,
+        "setups": {key: summarize(values) for key, values in measured.items()},
+    }
+
+
+def measure(profiles: list[str], runs: int, cold_runs: int, out: Path = OUT) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.browser import CHROMIUM_ARGS, chromium_path
+
+    results: dict[str, Any] = {
+        "runs": runs,
+        "cold_runs": cold_runs,
+        "load_average": [os.getloadavg()[0]],
+        "profiles": {},
+    }
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            for profile in profiles:
+                print(f"browser connect time under the {profile} profile ...", flush=True)
+                results["profiles"][profile] = measure_profile(browser, profile, runs, cold_runs)
+        finally:
+            browser.close()
+    results["load_average"].append(os.getloadavg()[0])
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.network", description=__doc__)
+    parser.add_argument("--runs", type=int, default=9, help="warm runs per setup and profile")
+    parser.add_argument("--cold-runs", type=int, default=3, help="cold runs per flow")
+    parser.add_argument("--profiles", default=",".join(PROFILES), help="comma separated")
+    args = parser.parse_args()
+    profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    results = measure(profiles, args.runs, args.cold_runs)
+    for profile, found in results["profiles"].items():
+        for key, s in found["setups"].items():
+            print(f"{profile:>16} {key:<26} median {s['median_ms']:>7} p90 {s['p90_ms']:>7} ms")
+
+
+if __name__ == "__main__":
+    main()
