@@ -50,7 +50,7 @@ def test_every_profile_names_every_hop_and_the_far_ones_are_farther() -> None:
 def test_a_link_refuses_what_no_network_has() -> None:
     for bad in ({"rtt_ms": -1}, {"rtt_ms": 10, "jitter_ms": -1}, {"rtt_ms": 10, "loss": 1.0}):
         with pytest.raises(ValueError):
-            Link(**bad)  # type: ignore[arg-type]
+            Link(**bad)
 
 
 def test_one_way_delays_stay_within_the_jitter_and_spread_across_it() -> None:
