@@ -14,7 +14,9 @@ Every figure is measured in this run, on this machine, next to what it is compar
    client-secret flow, measured alternately in one browser against one local stack
    (tests/e2e/test_connect_time.py, run by this command);
 5. throughput through the local stack (see stack_load.py), when requested;
-6. cost per million mints, from public prices and the measured duration.
+6. cost per million mints, from public prices and the measured duration;
+10. the browser's connect time under each network profile (bench/network.py: both flows, the
+   page's origin and the API's own, a warm and a cold function), `--skip-network` skips it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 
 from bench import report
 from bench.signing import BenchKey
+from devstack.network import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS_DIR = ROOT / "functions"  # the CodeUri: its Makefile builds each function's package
@@ -474,6 +477,9 @@ def main() -> None:
     parser.add_argument(
         "--skip-watcher", action="store_true", help="skip the call watcher's cost (~70 s)"
     )
+    parser.add_argument(
+        "--skip-network", action="store_true", help="skip the network profiles (~12 min)"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args()
     load_before = os.getloadavg()  # other work on the machine skews every figure
@@ -519,6 +525,11 @@ def main() -> None:
         from bench import live_cost
 
         live = live_cost.measure()
+    network = None
+    if not args.skip_browser and not args.skip_network:
+        from bench import network as network_bench
+
+        network = network_bench.measure(list(PROFILES), 9, 3)
     version = subprocess.run(
         [str(python), "-c", "import sys; print(sys.version.split()[0])"],
         capture_output=True,
@@ -546,6 +557,7 @@ def main() -> None:
         "sam_local": report.read_sam_local_measurement(ROOT / "artifacts"),
         "watcher": watcher,
         "live": live,
+        "network": network,
     }
     args.output.write_text(report.render(results))
     (ROOT / "artifacts").mkdir(exist_ok=True)

@@ -63,7 +63,7 @@ def profile_stack(profile: str) -> Iterator[Any]:
     from devstack.stack import start_stack
 
     generous = {
-        "CALL_LIMITS": "concurrent=50,minutes/day=1440",
+        "CALL_LIMITS": "concurrent=10,minutes/day=1440",
         "SPEND_LIMITS": "usd/day=1000",
     }
     with start_stack(
@@ -177,14 +177,139 @@ def measure(profiles: list[str], runs: int, cold_runs: int, out: Path = OUT) -> 
     return results
 
 
+SECTION = "## 10. Under a network: connect time per profile"
+SETUPS = {
+    "calls/same/warm": "server-owned call, page's origin",
+    "calls/cross/warm": "server-owned call, API's own origin",
+    "client_secrets/same/warm": "client secret, page's origin",
+    "client_secrets/cross/warm": "client secret, API's own origin",
+    "calls/same/cold": "server-owned call, page's origin, cold function",
+    "client_secrets/same/cold": "client secret, page's origin, cold function",
+}
+COLUMNS = {
+    "tokenMs": "token / secret",
+    "offerMs": "offer",
+    "readyMs": "offer sent at",
+    "apiMs": "our API",
+    "openaiMs": "OpenAI (SDP)",
+    "iceDtlsMs": "ICE+DTLS",
+    "channelMs": "SCTP+event",
+}
+
+
+def render(results: dict[str, Any] | None) -> list[str]:
+    """The section of docs/performance.md: a table per profile, and what its numbers say."""
+    if not results or not results.get("profiles"):
+        return []
+    load = results.get("load_average") or []
+    lines = [
+        SECTION,
+        "",
+        "Headless Chromium against the local stack with a network profile's delays on every",
+        "hop (`make bench-network`, `python -m bench.network`; the profiles, the mechanism and",
+        "the figures' sources: [local.md](local.md#network-profiles)). Each run is a user's",
+        "first click: a fresh browser context signs in, loads the page and presses Start",
+        f"talking; {results['runs']} runs per setup, interleaved, after a warm-up, and",
+        f"{results['cold_runs']} per flow with the API's process restarted just before (cold:",
+        "its key set, secret and first connections to AWS and OpenAI; the import is section",
+        "1's). Click to `session.created`, median and p90 (nearest rank); the parts are",
+        "medians of the page's own marks and of its requests' Resource Timing (our API: the",
+        "mint, or the call's placing, a preflight included; OpenAI: the client secret's SDP",
+        "POST). *Offer sent at* is when both the offer and the token or secret were ready.",
+    ]
+    if len(load) == 2:
+        lines.append(f"One-minute load average {load[0]:.1f} before, {load[1]:.1f} after.")
+    for name, found in results["profiles"].items():
+        setups = found["setups"]
+        lines += ["", f"### {name}", "", f"{found['links']}.", ""]
+        lines.append("| setup | median ms | p90 ms | " + " | ".join(COLUMNS.values()) + " |")
+        lines.append("|---" * (3 + len(COLUMNS)) + "|")
+        for key, label in SETUPS.items():
+            if key not in setups:
+                continue
+            s = setups[key]
+            parts = [_whole(s["parts_median_ms"].get(part)) for part in COLUMNS]
+            lines.append(
+                f"| {label} | **{s['median_ms']:.0f}** | {s['p90_ms']:.0f} | "
+                + " | ".join(parts)
+                + " |"
+            )
+        lines += ["", *verdicts(setups)]
+    return [*lines, ""]
+
+
+def _whole(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.0f}"
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, bool]:
+    """How much later b's median is than a's, and whether the two sets of runs are separate
+    (every run of one faster than the median of the other, both ways)."""
+    difference = b["median_ms"] - a["median_ms"]
+    fast, slow = (a, b) if difference >= 0 else (b, a)
+    separate = (
+        max(fast["connect_ms"]) < slow["median_ms"] or min(slow["connect_ms"]) > (fast["median_ms"])
+    )
+    return difference, separate
+
+
+def verdicts(setups: dict[str, Any]) -> list[str]:
+    """What this profile's numbers say, computed from them: the flows, then the origins."""
+    said = []
+    calls, secrets = setups.get("calls/same/warm"), setups.get("client_secrets/same/warm")
+    if calls and secrets:
+        difference, separate = compare(calls, secrets)
+        faster = "faster" if difference > 0 else "slower"
+        said.append(
+            f"- The server-owned call is {abs(difference):.0f} ms {faster} than the client "
+            f"secret at the median ({calls['median_ms']:.0f} vs {secrets['median_ms']:.0f} ms)"
+            + ("; the runs separate." if separate else "; the runs overlap: not separated.")
+        )
+    for flow, label in (("calls", "server-owned call"), ("client_secrets", "client secret")):
+        same, cross = setups.get(f"{flow}/same/warm"), setups.get(f"{flow}/cross/warm")
+        if same and cross:
+            difference, separate = compare(same, cross)
+            said.append(
+                f"- {label.capitalize()}: the API's own origin costs {difference:.0f} ms at the "
+                f"median against the page's ({cross['median_ms']:.0f} vs "
+                f"{same['median_ms']:.0f} ms)"
+                + ("; the runs separate." if separate else "; the runs overlap.")
+            )
+        warm, cold = same, setups.get(f"{flow}/same/cold")
+        if warm and cold:
+            said.append(
+                f"- {label.capitalize()}: a cold function adds "
+                f"{cold['median_ms'] - warm['median_ms']:.0f} ms at the median "
+                f"({cold['runs']} runs)."
+            )
+    return said
+
+
+def replace_section(document: str, section: list[str]) -> str:
+    """`document` with this section in place of its old one (or at its end)."""
+    text = "\n".join(section).rstrip("\n") + "\n"
+    start = document.find(SECTION)
+    if start < 0:
+        return document.rstrip("\n") + "\n\n" + text
+    following = document.find("\n## ", start + len(SECTION))
+    rest = "" if following < 0 else document[following:]
+    return document[:start] + text + rest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.network", description=__doc__)
     parser.add_argument("--runs", type=int, default=9, help="warm runs per setup and profile")
     parser.add_argument("--cold-runs", type=int, default=3, help="cold runs per flow")
     parser.add_argument("--profiles", default=",".join(PROFILES), help="comma separated")
+    parser.add_argument(
+        "--update", type=Path, help="put the section into this document (docs/performance.md)"
+    )
     args = parser.parse_args()
     profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
     results = measure(profiles, args.runs, args.cold_runs)
+    if args.update:
+        args.update.write_text(replace_section(args.update.read_text(), render(results)))
+        print(f"wrote {args.update}")
     for profile, found in results["profiles"].items():
         for key, s in found["setups"].items():
             print(f"{profile:>16} {key:<26} median {s['median_ms']:>7} p90 {s['p90_ms']:>7} ms")

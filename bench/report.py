@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench import live_cost, watcher_cost
+from bench import live_cost, network, watcher_cost
 
 # Public list prices, us-east-1, as published in 2026 (check before relying on them).
 PRICES = {
@@ -103,6 +103,7 @@ def render(r: dict[str, Any]) -> str:
         + _sam_local(r.get("sam_local"), r["cold"])
         + watcher_cost.render(r.get("watcher"))
         + live_cost.render(r.get("live"))
+        + network.render(r.get("network"))
     ) + "\n"  # fmt: skip
 
 
