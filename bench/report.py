@@ -555,9 +555,10 @@ FLOW_NAMES = {
     "client_secrets": "client secret (`POST /v1/realtime/client_secrets`, then the offer)",
 }
 FLOW_PARTS = {
-    "microphoneMs": "microphone prompt (in parallel with the next)",
+    "microphoneMs": "microphone prompt (in parallel with the next two)",
     "tokenMs": "the user's token (server-owned) / a client secret from our API",
-    "offerMs": "offer and ICE gathering",
+    "offerMs": "offer and ICE gathering (in parallel with the token or secret)",
+    "readyMs": "offer sent at (microphone, token or secret, and offer all ready)",
     "sdpMs": "the exchange: our API placing the call / the offer to OpenAI",
     "iceDtlsMs": "ICE and DTLS",
     "channelMs": "SCTP, data channel, first event",
