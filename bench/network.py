@@ -18,9 +18,11 @@ which section 1 of the report measures. Writes artifacts/browser-network.json.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,13 +61,13 @@ def summarize(runs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 @contextmanager
-def profile_stack(profile: str) -> Iterator[Any]:
+def profile_stack(profile: str | None, extra_env: dict[str, str] | None = None) -> Iterator[Any]:
     from devstack.stack import start_stack
 
     generous = {
         "CALL_LIMITS": "concurrent=10,minutes/day=1440",
         "SPEND_LIMITS": "usd/day=1000",
-    }
+    } | (extra_env or {})
     with start_stack(
         quotas="1000/minute,20000/day",
         extra_env=generous,
@@ -124,10 +126,33 @@ def first_click(browser: Any, stack: Any, flow: str, origin: str, user: str) -> 
         context.close()
 
 
-def measure_profile(browser: Any, profile: str, runs: int, cold_runs: int) -> dict[str, Any]:
+def live_connects(stack: Any, sessions: int) -> list[dict[str, float]]:
+    """GPT-Live's connect through our API under the profile: an aiortc caller's (bench/
+    live_cost.py), in a thread of its own (Playwright's sync API holds this one's loop)."""
+    from bench import live_cost
+
+    found: list[dict[str, float]] = []
+
+    def run() -> None:
+        found.extend(asyncio.run(live_cost.connect_times(stack, sessions)))
+
+    worker = threading.Thread(target=run, name="live-connects")
+    worker.start()
+    worker.join()
+    return [{"connectMs": t["started_ms"], "apiMs": t["api_ms"]} for t in found]
+
+
+def measure_profile(
+    browser: Any,
+    profile: str,
+    runs: int,
+    cold_runs: int,
+    live_sessions: int = 0,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     measured: dict[str, list[dict[str, float]]] = {}
     started = time.monotonic()
-    with profile_stack(profile) as stack:
+    with profile_stack(profile, extra_env) as stack:
         setups = [(flow, origin) for flow in FLOWS for origin in ORIGINS]
         for flow, origin in setups:  # warm-up: each route's first request, the page's caches
             first_click(browser, stack, flow, origin, "bench-warmup")
@@ -144,6 +169,10 @@ def measure_profile(browser: Any, profile: str, runs: int, cold_runs: int) -> di
                 measured.setdefault(key, []).append(
                     first_click(browser, stack, flow, "same", f"bench-cold-{n}")
                 )
+        if live_sessions:
+            live = live_connects(stack, live_sessions)
+            if live:
+                measured["live/same/warm"] = live
         description = stack.network.describe() if stack.network else "loopback"
     print(f"  {profile}: {time.monotonic() - started:.0f} s", flush=True)
     return {
@@ -152,7 +181,14 @@ def measure_profile(browser: Any, profile: str, runs: int, cold_runs: int) -> di
     }
 
 
-def measure(profiles: list[str], runs: int, cold_runs: int, out: Path = OUT) -> dict[str, Any]:
+def measure(
+    profiles: list[str],
+    runs: int,
+    cold_runs: int,
+    out: Path = OUT,
+    live_sessions: int = 5,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from tests.support.browser import CHROMIUM_ARGS, chromium_path
@@ -161,6 +197,7 @@ def measure(profiles: list[str], runs: int, cold_runs: int, out: Path = OUT) -> 
         "runs": runs,
         "cold_runs": cold_runs,
         "load_average": [os.getloadavg()[0]],
+        "extra_env": extra_env or {},
         "profiles": {},
     }
     with sync_playwright() as playwright:
@@ -168,7 +205,9 @@ def measure(profiles: list[str], runs: int, cold_runs: int, out: Path = OUT) -> 
         try:
             for profile in profiles:
                 print(f"browser connect time under the {profile} profile ...", flush=True)
-                results["profiles"][profile] = measure_profile(browser, profile, runs, cold_runs)
+                results["profiles"][profile] = measure_profile(
+                    browser, profile, runs, cold_runs, live_sessions, extra_env
+                )
         finally:
             browser.close()
     results["load_average"].append(os.getloadavg()[0])
@@ -185,6 +224,7 @@ SETUPS = {
     "client_secrets/cross/warm": "client secret, API's own origin",
     "calls/same/cold": "server-owned call, page's origin, cold function",
     "client_secrets/same/cold": "client secret, page's origin, cold function",
+    "live/same/warm": "GPT-Live session (an aiortc caller, not the page; our API only)",
 }
 COLUMNS = {
     "tokenMs": "token / secret",
@@ -216,7 +256,14 @@ def render(results: dict[str, Any] | None) -> list[str]:
         "medians of the page's own marks and of its requests' Resource Timing (our API: the",
         "mint, or the call's placing, a preflight included; OpenAI: the client secret's SDP",
         "POST). *Offer sent at* is when both the offer and the token or secret were ready.",
+        "*Separate* means every run of one setup beat the other's median, or every run of the",
+        "other lost to the first one's median. GPT-Live's row: an aiortc caller's offer posted",
+        "to `POST /v1/live/sessions` until `session.started` (bench/live_cost.py), media",
+        "delayed like the page's.",
     ]
+    if results.get("extra_env"):
+        settings = ", ".join(f"`{k}={v}`" for k, v in results["extra_env"].items())
+        lines.append(f"The functions ran with {settings}.")
     if len(load) == 2:
         lines.append(f"One-minute load average {load[0]:.1f} before, {load[1]:.1f} after.")
     for name, found in results["profiles"].items():
@@ -301,12 +348,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9, help="warm runs per setup and profile")
     parser.add_argument("--cold-runs", type=int, default=3, help="cold runs per flow")
     parser.add_argument("--profiles", default=",".join(PROFILES), help="comma separated")
+    parser.add_argument("--live", type=int, default=5, help="GPT-Live sessions per profile")
+    parser.add_argument(
+        "--extra-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="for both functions, e.g. WATCHER_ANSWER_WAIT_SECONDS=0 (what the wait costs)",
+    )
     parser.add_argument(
         "--update", type=Path, help="put the section into this document (docs/performance.md)"
     )
     args = parser.parse_args()
     profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
-    results = measure(profiles, args.runs, args.cold_runs)
+    extra = dict(item.split("=", 1) for item in args.extra_env)
+    results = measure(profiles, args.runs, args.cold_runs, OUT, args.live, extra)
     if args.update:
         args.update.write_text(replace_section(args.update.read_text(), render(results)))
         print(f"wrote {args.update}")
