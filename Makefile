@@ -113,7 +113,7 @@ bench: $(DEV_ENV)
 
 # The browser's connect time under each network profile alone (about 12 minutes): its section
 # of docs/performance.md rewritten in place. RUNS=... COLD_RUNS=... PROFILES=mobile,...
-bench-network: $(DEV_ENV)
+bench-network: .venv/.synced
 	$(RUN) python -m bench.network --update docs/performance.md $(if $(RUNS),--runs $(RUNS)) \
 		$(if $(COLD_RUNS),--cold-runs $(COLD_RUNS)) $(if $(PROFILES),--profiles $(PROFILES))
 
