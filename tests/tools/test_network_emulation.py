@@ -34,6 +34,21 @@ def test_the_three_named_profiles_parse_and_loopback_is_none() -> None:
         parse_network("satellite")
 
 
+def test_make_dev_takes_a_profile_by_flag_or_environment_and_refuses_an_unknown_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devstack.__main__ import parse_args
+
+    assert parse_args(["--network", "mobile"]).network is PROFILES["mobile"]
+    monkeypatch.setenv("DEVSTACK_NETWORK", "other-continent")
+    assert parse_args([]).network is PROFILES["other-continent"]
+    monkeypatch.setenv("DEVSTACK_NETWORK", "")
+    assert parse_args([]).network is None
+    with pytest.raises(SystemExit):
+        parse_args(["--network", "satellite"])
+    assert "unknown network profile 'satellite'" in capsys.readouterr().err
+
+
 def test_every_profile_names_every_hop_and_the_far_ones_are_farther() -> None:
     for profile in PROFILES.values():
         for hop in HOPS:
