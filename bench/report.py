@@ -540,8 +540,9 @@ def _preflight(b: dict[str, Any] | None) -> list[str]:
     return [
         "The first click's mint from a fresh browser: through the page's own origin, one"
         " request; straight to the API's origin (before the API moved under the page's"
-        " distribution), a CORS preflight and then the POST, two round trips in sequence. In"
-        " production that is one browser-to-API round trip saved. Timed with Chromium's"
+        " distribution), a CORS preflight and then the POST, two requests in sequence (what"
+        " that costs across a network: section 10, each profile's API's-own-origin rows)."
+        " Timed with Chromium's"
         f" network emulation adding {pre['rtt_ms']} ms",
         f"per request (median of {pre['rounds']}): {pre['same_origin_ms']:.0f} ms against"
         f" {pre['cross_origin_ms']:.0f} ms; the emulation",
@@ -600,8 +601,7 @@ def _flows(flows: dict[str, Any]) -> list[str]:
         "schedule and relays the offer to OpenAI); the client-secret flow makes two, a secret",
         "from our API while the microphone opens, then the offer to OpenAI from the browser. On",
         "loopback a request costs no network time, so the server's extra work shows and the",
-        "saved browser round trip does not; across a real network each request in a row costs",
-        "a round trip.",
+        "browser's second request does not: section 10 measures both flows across a network.",
         "",
     ]
 

@@ -112,7 +112,7 @@ async def _forward(
         queue.put_nowait((delays.release(), _EOF))
         await sender
     except (ConnectionError, OSError):
-        pass
+        writer.close()  # a reset on one side is a close on the other: the peer stops too
     finally:
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
