@@ -13,10 +13,11 @@ PYTEST_ARGS ?=
 # PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help dev token test test-fast lint lint-js template-check build sam-local-image sam-local-test bench preflight deploy replay-hangups destroy clean requirements
+.PHONY: help dev token test test-fast lint lint-js template-check build sam-local-image sam-local-test bench bench-network preflight deploy replay-hangups destroy clean requirements
 
 help:
 	@echo "make dev             run the whole system locally (API, identity provider, AWS, OpenAI emulator, web page)"
+	@echo "                     NETWORK=same-region|other-continent|mobile puts a network's delays on every hop"
 	@echo "make token USER=ann  print an access token from the running dev stack (SCOPES='openid ...')"
 	@echo "make test            run every test suite"
 	@echo "make test-fast       the unit and template suites only (under a minute)"
@@ -27,6 +28,7 @@ help:
 	@echo "make requirements    regenerate functions/requirements/*.txt (pinned, hashed) from uv.lock"
 	@echo "make sam-local-test  sam local invoke/start-api in a Lambda container against the local stack (Docker, root)"
 	@echo "make bench           each function's package and cold start, warm overhead, round trips -> docs/performance.md"
+	@echo "make bench-network   the browser's connect time under each network profile -> docs/performance.md"
 	@echo "make preflight       check the template and the account for a deploy, deploy nothing (STACK_NAME=...)"
 	@echo "make deploy          preflight, sam build, sam deploy (guided the first time), publish web/ (STACK_NAME=...)"
 	@echo "make replay-hangups  run the stack's failed scheduled hangups again (STACK_NAME=..., DRY_RUN=1 only lists)"
@@ -66,7 +68,7 @@ requirements: | $(UV)
 		--output-file functions/requirements/$(room).txt &&) true
 
 dev: $(DEV_ENV)
-	$(RUN) python -m devstack $(if $(FLOW),--flow $(FLOW))
+	$(RUN) python -m devstack $(if $(FLOW),--flow $(FLOW)) $(if $(NETWORK),--network $(NETWORK))
 
 token: $(DEV_ENV)
 	@$(RUN) python -m devstack.token $(or $(USER_NAME),$(USER),developer) $(if $(SCOPES),--scopes "$(SCOPES)")
@@ -108,6 +110,12 @@ sam-local-test: .venv/.synced
 
 bench: $(DEV_ENV)
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(RUN) python -m bench
+
+# The browser's connect time under each network profile alone (about 12 minutes): its section
+# of docs/performance.md rewritten in place. RUNS=... COLD_RUNS=... PROFILES=mobile,...
+bench-network: .venv/.synced
+	$(RUN) python -m bench.network --update docs/performance.md $(if $(RUNS),--runs $(RUNS)) \
+		$(if $(COLD_RUNS),--cold-runs $(COLD_RUNS)) $(if $(PROFILES),--profiles $(PROFILES))
 
 # The preflight (deploy/preflight.py) reads the template after SAM's transform and the account
 # (AWS_PROFILE, AWS_REGION as for any AWS command); a blocker stops `make deploy` before the build.

@@ -14,7 +14,9 @@ Every figure is measured in this run, on this machine, next to what it is compar
    client-secret flow, measured alternately in one browser against one local stack
    (tests/e2e/test_connect_time.py, run by this command);
 5. throughput through the local stack (see stack_load.py), when requested;
-6. cost per million mints, from public prices and the measured duration.
+6. cost per million mints, from public prices and the measured duration;
+10. the browser's connect time under each network profile (bench/network.py: both flows, the
+   page's origin and the API's own, a warm and a cold function), `--skip-network` skips it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 
 from bench import report
 from bench.signing import BenchKey
+from devstack.network import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS_DIR = ROOT / "functions"  # the CodeUri: its Makefile builds each function's package
@@ -466,6 +469,19 @@ def browser_flows() -> dict[str, object] | None:
     return dict(json.loads(out.read_text()))
 
 
+def network_profiles() -> dict[str, Any] | None:
+    """Section 10 (bench/network.py); None when it cannot run: Playwright is in the full
+    environment only (`make bench` on the dev group alone), or Chromium is missing."""
+    try:
+        from bench import network as network_bench
+
+        print("browser connect time under each network profile ...", flush=True)
+        return network_bench.measure(list(PROFILES), 9, 3)
+    except Exception as exc:  # a section not measured must not cost the whole report
+        print(f"network profiles not measured: {type(exc).__name__}: {exc}", flush=True)
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=30, help="cold-start runs per function")
@@ -473,6 +489,9 @@ def main() -> None:
     parser.add_argument("--skip-browser", action="store_true", help="skip the browser flows")
     parser.add_argument(
         "--skip-watcher", action="store_true", help="skip the call watcher's cost (~70 s)"
+    )
+    parser.add_argument(
+        "--skip-network", action="store_true", help="skip the network profiles (~12 min)"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args()
@@ -519,6 +538,9 @@ def main() -> None:
         from bench import live_cost
 
         live = live_cost.measure()
+    network = None
+    if not args.skip_browser and not args.skip_network:
+        network = network_profiles()
     version = subprocess.run(
         [str(python), "-c", "import sys; print(sys.version.split()[0])"],
         capture_output=True,
@@ -546,6 +568,7 @@ def main() -> None:
         "sam_local": report.read_sam_local_measurement(ROOT / "artifacts"),
         "watcher": watcher,
         "live": live,
+        "network": network,
     }
     args.output.write_text(report.render(results))
     (ROOT / "artifacts").mkdir(exist_ok=True)

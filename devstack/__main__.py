@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from devstack.network import PROFILES, Profile, parse_network
 from devstack.stack import (
     DEFAULT_CALL_LIMITS,
     DEFAULT_PORTS,
@@ -67,9 +68,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "Realtime calls, the default), live (GPT-Live sessions, placed by the API), or "
         "client_secrets (a minted secret, the browser's offer straight to OpenAI)",
     )
+    parser.add_argument(
+        "--network",
+        type=network_profile,
+        default=os.environ.get("DEVSTACK_NETWORK") or None,
+        help="put a network's delays on every hop (env DEVSTACK_NETWORK; make dev "
+        f"NETWORK=...): {', '.join(PROFILES)}; loopback (the default) adds none",
+    )
     parser.add_argument("--web-dir", type=Path, default=ROOT / "web")
     parser.add_argument("--quiet", action="store_true", help="logs to .devstack/logs only")
     return parser.parse_args(argv)
+
+
+def network_profile(text: str) -> Profile | None:
+    try:
+        return parse_network(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def banner(
@@ -86,8 +101,11 @@ def banner(
         if max_call_seconds
         else "calls end at their profile's max_call_seconds"
     )
+    network = (
+        f"Network    {stack.network.name}: {stack.network.describe()}\n" if stack.network else ""
+    )
     return f"""
-Local stack ready in {stack.startup_seconds:.1f} s (logs: {stack.log_dir})
+{network}Local stack ready in {stack.startup_seconds:.1f} s (logs: {stack.log_dir})
   web page   {urls["web"]}/  (production's headers and CSP; the API under /v1/, as CloudFront)
   API        {urls["web"]}/v1/  (through the page's origin, its one door: POST
              /v1/realtime/client_secrets, /v1/realtime/calls and /v1/live/sessions,
@@ -128,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 openai_api_key=real_key,
                 web_root=args.web_dir,
                 web_flow=args.flow,
+                network=args.network,
                 log_dir=state_file.parent / "logs",
                 state_file=state_file,
                 echo=not args.quiet,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -23,6 +24,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from devstack.delay import delay_media
+from devstack.network import Link
 from devstack.openai_live import LiveSession
 from devstack.openai_live_schema import check_create
 from devstack.openai_live_sideband import open_live_sideband
@@ -883,6 +886,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="how often a Live session reports its usage, every second by default "
         "(env OPENAI_EMULATOR_LIVE_USAGE_EVERY_S)",
     )
+    parser.add_argument(
+        "--media-link",
+        type=parse_media_link,
+        default=None,
+        metavar="JSON",
+        help="a network profile's browser-to-OpenAI link (devstack/network.py's Link as JSON) "
+        "put on every call's media path: ICE, DTLS, SCTP and RTP (devstack/delay.py)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if not args.server_key:
@@ -910,8 +921,18 @@ async def serve(app: web.Application, host: str, port: int) -> None:
         await runner.cleanup()
 
 
+def parse_media_link(text: str) -> Link:
+    try:
+        return Link(**json.loads(text))
+    except (ValueError, TypeError) as error:
+        raise argparse.ArgumentTypeError(f"not a link: {error}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.media_link is not None:
+        delay_media(args.media_link)
+        print(f"media path delayed: {args.media_link}", flush=True)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

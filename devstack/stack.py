@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import secrets
@@ -41,10 +42,12 @@ import httpx
 
 from devstack import aws
 from devstack.net import PortBusy, free_port, port_is_free, wait_for_port
+from devstack.network import Profile, parse_network
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_FILE = ROOT / ".devstack" / "state.json"
 COMPONENTS = ("aws", "openai", "issuer", "web", "watcher", "api", "scheduler")
+NET = "net"  # the delaying proxies of a network profile (devstack/delay.py): started first
 DEFAULT_PORTS = {
     "api": 3001, "issuer": 3002, "openai": 3003, "aws": 3004, "scheduler": 3005,
     "watcher": 3006, "web": 5173,
@@ -181,6 +184,14 @@ class Stack:
     processes: dict[str, Process] = field(default_factory=dict)
     startup_seconds: float = 0.0
     stopped: bool = False
+    # Under a network profile (devstack/delay.py): the profile, where each server really
+    # listens (the page's and the API's public ports are their delaying proxies'), and the
+    # proxies' own ports.
+    network: Profile | None = None
+    server_ports: dict[str, int] = field(default_factory=dict)
+    proxy_ports: list[int] = field(default_factory=list)
+    # The URLs the function is given (under a profile, AWS and OpenAI through their proxies).
+    function_urls: dict[str, str] = field(default_factory=dict)
 
     def token(self, user: str, scopes: str | None = None, lifetime: int | None = None) -> str:
         """An access token for `user`, from the running issuer (its dev-only endpoint)."""
@@ -222,12 +233,7 @@ class Stack:
         old.close()
         log = old.log_path.with_name(f"{old.log_path.stem}.restarted{old.log_path.suffix}")
         self.processes[name] = Process(name, old.command, old.env, log, old.echo)
-        _wait(
-            self,
-            name,
-            self.web_host if name == "web" else self.host,
-            time.monotonic() + START_TIMEOUT,
-        )
+        _wait(self, name, time.monotonic() + START_TIMEOUT)
         return self.processes[name]
 
     def leftovers(self) -> list[str]:
@@ -378,6 +384,7 @@ def start_stack(
     watcher_env: Mapping[str, str] | None = None,
     live_usage_every_s: float | None = None,
     api_door: Literal["cloudfront", "execute-api"] = "cloudfront",
+    network: str | Profile | None = None,
 ) -> Stack:
     """Start every component, wait until each answers, and return the running stack.
 
@@ -393,6 +400,8 @@ def start_stack(
     watcher (WATCHER_MAX_SECONDS for quick hand-overs...); the SHARED_SETTINGS in `extra_env`
     reach both functions, as the template passes them to both. `api_door` is the template's
     ApiDoor: "cloudfront" (its default) serves the API only through the web server.
+    `network` (a profile's name, devstack/network.py) puts that network's delays on every
+    hop: the stack's URLs stay the same, their ports served by delaying proxies.
     """
     started = time.monotonic()
     chosen = choose_ports(ports, host, web_host)
@@ -417,6 +426,8 @@ def start_stack(
         host=host,
         web_host=web_host,
         state_file=state_file,
+        network=parse_network(network) if isinstance(network, str | None) else network,
+        server_ports=dict(chosen),
     )
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     extra_env = dict(extra_env or {})
@@ -432,7 +443,7 @@ def start_stack(
             api_door,
         )  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT
-        _wait(stack, "aws", host, deadline)
+        _wait(stack, "aws", deadline)
         try:
             aws.provision(
                 urls["aws"],
@@ -446,7 +457,7 @@ def start_stack(
         except Exception as exc:
             raise StackError(f"provisioning moto failed: {type(exc).__name__}: {exc}") from exc
         for name in stack.processes:
-            _wait(stack, name, web_host if name == "web" else host, deadline)
+            _wait(stack, name, deadline)
         stack.startup_seconds = time.monotonic() - started
         if state_file is not None:
             stack.write_state()
@@ -473,6 +484,15 @@ def _spawn_all(
 ) -> None:
     ports, urls, py = stack.ports, stack.urls, sys.executable
     host, web_host = stack.host, stack.web_host
+    # What the function, the watcher and the page's CSP are given: under a network profile,
+    # AWS, Lambda's Invoke and OpenAI through their delaying proxies.
+    far = dict(urls)
+    media: list[str] = []
+    if stack.network is not None:
+        far = _spawn_network(stack, emulate, echo)
+        media = ["--media-link", json.dumps(dataclasses.asdict(stack.network.browser_openai))]
+    direct_api = f"http://{host}:{stack.server_ports['api']}"
+    stack.function_urls = far
     redirect_uri = urls["web"] + "/"
     web_config = {
         "apiBaseUrl": urls["web"],  # the API under the page's own origin, as deployed
@@ -498,20 +518,22 @@ def _spawn_all(
             _base_env(),
         ),
         "web": (
-            [py, "-m", "devstack.web", "--host", web_host, "--port", str(ports["web"]),
+            [py, "-m", "devstack.web",
+             "--host", web_host if stack.server_ports["web"] == ports["web"] else host,
+             "--port", str(stack.server_ports["web"]),
              "--root", str(web_root), "--config", json.dumps(web_config),
-             "--api-url", urls["api"], "--origin", urls["web"], "--template", str(template),
+             "--api-url", direct_api, "--origin", urls["web"], "--template", str(template),
              "--parameter", f"AuthIssuer={urls['issuer']}",
-             "--parameter", f"OpenAIBaseUrl={urls['openai']}",
+             "--parameter", f"OpenAIBaseUrl={far['openai']}",
              "--parameter", f"ApiDoor={api_door}",
              "--resource", f"OriginVerifySecret={ORIGIN_SECRET_ID}",
              "--aws-endpoint", urls["aws"]],
             _base_env() | aws.FAKE_CREDENTIALS,
         ),
         "api": (
-            [py, "-m", "devstack.apigw", "--host", host, "--port", str(ports["api"]),
+            [py, "-m", "devstack.apigw", "--host", host, "--port", str(stack.server_ports["api"]),
              "--template", str(template)],
-            _api_env(urls, quotas, extra_env, api_door),
+            _api_env(far, quotas, extra_env, api_door),
         ),
         # CallWatcherFunction: no routes, only Invoke; one environment per live call.
         "watcher": (
@@ -519,12 +541,12 @@ def _spawn_all(
              "--template", str(template), "--invoke-only", "--function-name", WATCHER_FUNCTION,
              "--handler", "token_vendor.watcher.app.handler", "--timeout", "900",
              "--memory", "256", "--concurrency", str(WATCHER_CONCURRENCY)],
-            _watcher_env(urls, watcher_env or {}),
+            _watcher_env(far, watcher_env or {}),
         ),
         # EventBridge Scheduler's stand-in: fires the function's one-time schedules.
         "scheduler": (
             [py, "-m", "devstack.scheduler", "--host", host, "--port", str(ports["scheduler"]),
-             "--aws-endpoint", urls["aws"], "--lambda-endpoint", urls["api"],
+             "--aws-endpoint", urls["aws"], "--lambda-endpoint", direct_api,
              "--group", SCHEDULE_GROUP],
             _base_env() | aws.FAKE_CREDENTIALS | {"AWS_DEFAULT_REGION": aws.REGION},
         ),
@@ -535,7 +557,7 @@ def _spawn_all(
             limit += ["--live-usage-every", str(live_usage_every_s)]
         commands["openai"] = (
             [py, "-m", "devstack.openai_emulator", "--host", host, "--port",
-             str(ports["openai"]), *limit],
+             str(ports["openai"]), *limit, *media],
             _base_env() | {"OPENAI_EMULATOR_SERVER_KEY": stack.openai_key},
         )  # fmt: skip
     for name in COMPONENTS:  # the order they are stopped in is the reverse
@@ -544,6 +566,65 @@ def _spawn_all(
             log = stack.log_dir / f"{name}.log"
             # moto logs every request; its log file is enough.
             stack.processes[name] = Process(name, command, env, log, echo and name != "aws")
+
+
+def _spawn_network(stack: Stack, emulate: bool, echo: bool) -> dict[str, str]:
+    """The delaying proxies of the stack's network profile, in a process of their own; the
+    URLs the function is given instead of the servers' own.
+
+    The page's and the API's public ports become their proxies' (so the page's origin, its
+    redirect URI and the CORS allow-list stay what they were), the servers moving to fresh
+    ports; AWS, Lambda's Invoke and OpenAI get proxies on fresh ports that only the function
+    is given. The issuer is not delayed: the page signs in before the click it measures, and
+    the function fetches its keys once per container. The scheduler and the web server reach
+    the API directly (CloudFront to API Gateway is inside AWS; the browser's hop covers it).
+    """
+    assert stack.network is not None
+    host = stack.host
+    for name in ("web", "api"):
+        stack.server_ports[name] = _fresh_port(host, stack.ports, stack.server_ports)
+
+    def spare() -> int:
+        port = _fresh_port(host, stack.ports, stack.server_ports, stack.proxy_ports)
+        stack.proxy_ports.append(port)
+        return port
+
+    routes: list[dict[str, Any]] = []
+
+    def route(name: str, listen: tuple[str, int], target: int, hop: str, **more: str) -> None:
+        routes.append({"name": name, "listen": listen, "target": (host, target), "hop": hop} | more)
+
+    for name, listen_host in (("web", stack.web_host), ("api", host)):  # the browser's doors
+        stack.proxy_ports.append(stack.ports[name])
+        route(name, (listen_host, stack.ports[name]), stack.server_ports[name], "browser_api")
+    far = dict(stack.urls)
+    aws_port, lambda_port = spare(), spare()
+    route("aws", (host, aws_port), stack.ports["aws"], "function_aws")
+    route("lambda", (host, lambda_port), stack.ports["watcher"], "function_aws")
+    far["aws"] = f"http://{host}:{aws_port}"
+    far["watcher"] = f"http://{host}:{lambda_port}"
+    if emulate:
+        openai_port = spare()
+        # One door, two callers: the browser's SDP POST (it carries Origin) pays its own link.
+        route("openai", (host, openai_port), stack.ports["openai"], "function_openai",
+              browser_hop="browser_openai")  # fmt: skip
+        far["openai"] = f"http://{host}:{openai_port}/v1"
+    spec = {"profile": stack.network.name, "routes": routes}
+    stack.processes[NET] = Process(
+        NET,
+        [sys.executable, "-m", "devstack.delay", "--spec", json.dumps(spec)],
+        _base_env(),
+        stack.log_dir / f"{NET}.log",
+        echo,
+    )
+    return far
+
+
+def _fresh_port(host: str, *taken: Mapping[str, int] | list[int]) -> int:
+    used = {p for t in taken for p in (t.values() if isinstance(t, Mapping) else t)}
+    while (port := free_port(host)) in used:
+        pass
+    return port
 
 
 def short_call_profiles(directory: Path, seconds: int, source: str | None = None) -> Path:
@@ -557,17 +638,24 @@ def short_call_profiles(directory: Path, seconds: int, source: str | None = None
     return path
 
 
-def _wait(stack: Stack, name: str, host: str, deadline: float) -> None:
+def _wait(stack: Stack, name: str, deadline: float) -> None:
+    """Until the component answers where it listens (the delaying proxy: on every port)."""
     process = stack.processes[name]
-    while time.monotonic() < deadline:
-        if not process.alive():
-            raise StackError(
-                f"{name} exited with code {process.popen.returncode} before it was ready "
-                f"(log: {process.log_path}):\n{process.tail()}"
-            )
-        if wait_for_port(host, stack.ports[name], time.monotonic() + 0.2):
-            return
-    raise StackError(f"{name} did not open port {stack.ports[name]} in time:\n{process.tail()}")
+    if name == NET:
+        waits = [(stack.host, port) for port in stack.proxy_ports]
+    else:
+        proxied = stack.server_ports[name] != stack.ports[name]
+        host = stack.web_host if name == "web" and not proxied else stack.host
+        waits = [(host, stack.server_ports[name])]
+    for host, port in waits:
+        while not wait_for_port(host, port, time.monotonic() + 0.2):
+            if not process.alive():
+                raise StackError(
+                    f"{name} exited with code {process.popen.returncode} before it was ready "
+                    f"(log: {process.log_path}):\n{process.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise StackError(f"{name} did not open port {port} in time:\n{process.tail()}")
 
 
 def running_state(state_file: Path = STATE_FILE) -> dict[str, Any]:

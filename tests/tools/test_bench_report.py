@@ -167,7 +167,7 @@ def test_the_flows_verdict_follows_the_runs() -> None:
     text = report.render(results)
     assert "median is 15 ms slower than the client secret's; their runs overlap" in text
     assert "(200-260 vs 230-250 ms)" in text
-    assert "| offer and ICE gathering | 120 | 120 |" in text
+    assert "| offer and ICE gathering (in parallel with the token or secret) | 120 | 120 |" in text
 
 
 CALL_SETUP: dict[str, Any] = {
@@ -321,3 +321,80 @@ def test_the_live_section_reports_the_runs_figures_and_both_usage_cadences() -> 
     fast, slow = (live_cost.per_session_hour(128, n)["dynamodb"] for n in (3600, 60))
     assert fast > slow > 0
     assert live_cost.render(None) == []
+
+
+# --- section 10: the connect time per network profile (bench/network.py) --------------------
+
+
+def setup(runs: list[float], **parts: float) -> dict[str, Any]:
+    from bench import network
+
+    return network.summarize([{"connectMs": ms, **parts} for ms in runs])
+
+
+def network_results(calls: list[float], secrets: list[float]) -> dict[str, Any]:
+    return {
+        "runs": len(calls),
+        "cold_runs": 2,
+        "load_average": [0.5, 0.7],
+        "profiles": {
+            "mobile": {
+                "links": "browser -> api RTT 70 ms",
+                "setups": {
+                    "calls/same/warm": setup(calls, tokenMs=0.1, apiMs=300),
+                    "calls/cross/warm": setup([c + 150 for c in calls], apiMs=450),
+                    "client_secrets/same/warm": setup(secrets, tokenMs=200, openaiMs=250),
+                    "calls/same/cold": setup([c + 120 for c in calls[:2]]),
+                },
+            }
+        },
+    }
+
+
+def test_the_network_section_renders_each_profile_with_median_p90_and_parts() -> None:
+    from bench import network
+
+    r = results(network=network_results([800, 820, 840, 860, 900], [950, 960, 990, 1000, 1100]))
+    text = report.render(r)
+    section = text.split(network.SECTION)[1]
+    assert "### mobile" in section
+    assert "| server-owned call, page's origin | **840** | 900 |" in section
+    assert "| client secret, page's origin | **990** | 1100 |" in section
+    assert "One-minute load average 0.5 before, 0.7 after." in section
+    # Computed from the numbers: the flows separate, the API's own origin costs its 150 ms.
+    assert "The server-owned call is 150 ms faster than the client secret" in section
+    assert "the runs separate" in section
+    assert "the API's own origin costs 150 ms at the median" in section
+    assert "a cold function adds 90 ms at the median (2 runs)" in section
+
+
+def test_overlapping_runs_are_said_not_to_separate_the_flows() -> None:
+    from bench import network
+
+    overlapping = network_results([800, 900, 1000, 1100, 1200], [850, 950, 1050, 1150, 1250])
+    section = network.render(overlapping)
+    verdict = next(line for line in section if "than the client secret" in line)
+    assert "50 ms faster" in verdict and "not separated" in verdict
+
+
+def test_no_network_measurement_renders_nothing_and_a_section_is_replaced_in_place() -> None:
+    from bench import network
+
+    assert network.render(None) == [] and network.render({"profiles": {}}) == []
+    assert network.SECTION not in report.render(results())
+    old = f"# Performance\n\n## 9. Live\n\nlive\n\n{network.SECTION}\n\nold figures\n"
+    new = network.replace_section(old, [network.SECTION, "", "new figures"])
+    assert new == f"# Performance\n\n## 9. Live\n\nlive\n\n{network.SECTION}\n\nnew figures\n"
+    following = old + "\n## 11. Later\n\nstays\n"
+    replaced = network.replace_section(following, [network.SECTION, "", "new figures"])
+    assert "old figures" not in replaced and replaced.endswith("## 11. Later\n\nstays\n")
+    appended = network.replace_section("# Performance\n", [network.SECTION, "", "x"])
+    assert appended == f"# Performance\n\n{network.SECTION}\n\nx\n"
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    from bench import network
+
+    assert network.percentile([5, 1, 4, 2, 3], 0.9) == 5
+    assert network.percentile(list(range(1, 11)), 0.9) == 9
+    assert network.percentile([7], 0.9) == 7

@@ -114,15 +114,19 @@ export class Call {
     this.#started = performance.now();
     const { signal } = this.#abort;
     try {
-      // The microphone prompt and the token request run at the same time.
-      const [microphone, exchange] = await Promise.all([
-        this.#timed("microphoneMs", this.microphone().then((stream) => this.#acquired(stream, stopTracks))),
-        this.#timed("tokenMs", this.authorize(signal)),
-      ]);
-      this.#checkpoint();
+      // The microphone prompt, the token (or secret) request and the offer all start now:
+      // across a real network the request costs a round trip or more, and the offer (ICE
+      // gathering) about 120 ms, so done in a row they would add up (docs/performance.md,
+      // section 10). `connect` waits for each only where it needs it.
+      const microphone = this.#timed("microphoneMs", this.microphone().then((stream) => this.#acquired(stream, stopTracks)));
+      const exchange = this.#timed("tokenMs", this.authorize(signal));
+      // Whichever fails first ends the call at once (the offer is not waited for); what
+      // fails after that is only an echo of the end.
+      Promise.all([microphone, exchange]).catch((error) => this.end(error));
       const connection = await connect({
         microphone,
         exchange,
+        since: this.#started,
         signal, // aborting it closes the peer connection, whenever that happens
         timing: this.timing,
         onEvent: (event) => this.#onEvent(event),
@@ -136,7 +140,7 @@ export class Call {
       this.#checkpoint();
       this.#connection = connection;
       this.#own(connection.close);
-      this.#meter(microphone);
+      this.#meter(await microphone);
     } catch (error) {
       this.end(error); // a no-op when the call had already ended: then the error is its echo
     }
@@ -256,9 +260,9 @@ export class Call {
   #connected() {
     const t = this.timing;
     t.connectMs = performance.now() - this.#started;
-    if (t.iceDtlsMs !== undefined && t.sdpMs !== undefined && t.offerMs !== undefined) {
+    if (t.iceDtlsMs !== undefined && t.sdpMs !== undefined && t.readyMs !== undefined) {
       // From the applied answer to session.created, less ICE and DTLS: SCTP and the first event.
-      t.channelMs = t.connectMs - (t.iceDtlsMs + t.sdpMs + t.offerMs + Math.max(t.tokenMs ?? 0, t.microphoneMs ?? 0));
+      t.channelMs = t.connectMs - (t.readyMs + t.sdpMs + t.iceDtlsMs);
     }
     this.#enter("connected");
     const deadline = this.#deadline;

@@ -31,7 +31,9 @@ export class HandshakeError extends AppError {
  * @typedef {object} Timing
  * @property {number} [microphoneMs]
  * @property {number} [tokenMs]
- * @property {number} [offerMs]
+ * @property {number} [offerMs]  the offer with every ICE candidate (it runs beside the token)
+ * @property {number} [readyMs]  from the click until the offer is sent: the offer, the
+ *   microphone and the token or secret all ready
  * @property {number} [sdpMs]
  * @property {number} [iceDtlsMs]
  * @property {number} [connectMs]
@@ -47,10 +49,13 @@ export class HandshakeError extends AppError {
 
 /**
  * Opens a Realtime session over WebRTC. When `signal` aborts, at any point, the peer
- * connection is closed and the promise rejects with `signal.reason`.
+ * connection is closed and the promise rejects with `signal.reason`. The offer is made at
+ * once, while the microphone and the exchange are still coming: its audio section is a
+ * transceiver whose track is set when the microphone arrives, before the offer is sent.
  * @param {object} options
- * @param {MediaStream} options.microphone  owned by the caller: never stopped here
- * @param {Exchange} options.exchange
+ * @param {Promise<MediaStream>} options.microphone  owned by the caller: never stopped here
+ * @param {Promise<Exchange>} options.exchange
+ * @param {number} options.since  when the attempt started (performance.now()), for `readyMs`
  * @param {AbortSignal} options.signal
  * @param {Timing} options.timing  filled in as the steps complete
  * @param {(event: any) => void} options.onEvent  every server event from the data channel
@@ -59,10 +64,8 @@ export class HandshakeError extends AppError {
  *   or "channel-closed"
  * @returns {Promise<Connection>}
  */
-export async function connect({ microphone, exchange, signal, timing, onEvent, onRemoteStream, onStateChange }) {
+export async function connect({ microphone, exchange, since, signal, timing, onEvent, onRemoteStream, onStateChange }) {
   signal.throwIfAborted();
-  const [track] = microphone.getAudioTracks();
-  if (!track) throw new MicrophoneError(null); // a stream without audio: nothing to send
   const pc = new RTCPeerConnection();
   // The channel must exist before the offer, so the offer carries an SCTP section.
   const channel = pc.createDataChannel("oai-events");
@@ -80,7 +83,10 @@ export async function connect({ microphone, exchange, signal, timing, onEvent, o
   };
   signal.addEventListener("abort", close, { once: true });
 
-  pc.addTrack(track, microphone);
+  // The audio section, before the microphone: the track is set on it once it arrives.
+  const audio = pc.addTransceiver("audio", { direction: "sendrecv" });
+  /** @type {MediaStreamTrack | null} */
+  let track = null;
   pc.ontrack = (event) => onRemoteStream(event.streams[0] || new MediaStream([event.track]));
   let answered = 0;
   pc.onconnectionstatechange = () => {
@@ -107,8 +113,17 @@ export async function connect({ microphone, exchange, signal, timing, onEvent, o
     await gatheringComplete(pc, signal); // servers without trickle ICE need every candidate in the offer
     signal.throwIfAborted();
     timing.offerMs = performance.now() - started;
+    const stream = await microphone;
+    signal.throwIfAborted();
+    [track = null] = stream.getAudioTracks();
+    if (!track) throw new MicrophoneError(null); // a stream without audio: nothing to send
+    await audio.sender.replaceTrack(track); // no renegotiation: the section is in the offer
+    audio.sender.setStreams(stream);
+    const send = await exchange;
+    signal.throwIfAborted();
+    timing.readyMs = performance.now() - since;
     const sent = performance.now();
-    const answer = await exchange(/** @type {RTCSessionDescription} */ (pc.localDescription).sdp, signal);
+    const answer = await send(/** @type {RTCSessionDescription} */ (pc.localDescription).sdp, signal);
     signal.throwIfAborted();
     timing.sdpMs = performance.now() - sent;
     answered = performance.now();
@@ -124,7 +139,7 @@ export async function connect({ microphone, exchange, signal, timing, onEvent, o
       if (channel.readyState === "open") channel.send(JSON.stringify(event));
     },
     setMuted: (muted) => {
-      track.enabled = !muted;
+      if (track) track.enabled = !muted;
     },
     close,
   };
