@@ -38,7 +38,7 @@ from .ending import CallRecord, CallsView, EndReason
 from .errors import CallLimitExceeded, DependencyUnavailable
 from .ids import CallId, UserId
 from .retry_guard import RetryGuard, unavailable
-from .settings import CallLimits
+from .settings import MAX_CONCURRENT_CALLS, CallLimits
 
 DAY = 86400
 OLD_DAYS_DROPPED = 7  # past days' counters removed on each admission (they decide nothing)
@@ -70,13 +70,16 @@ class CallLedger:
         *,
         clock: Callable[[], float] = time.time,
         new_ref: Callable[[], str] = lambda: secrets.token_hex(8),
+        guard: RetryGuard | None = None,
     ) -> None:
         self._table = table
         self._limits = limits
         self._client = client
         self._clock = clock
         self._new_ref = new_ref
-        self._guard = RetryGuard(client, "dynamodb", ATTEMPT_SECONDS)
+        # One guard per client: another ledger over the same client (a user's own limits)
+        # shares it rather than registering its hook again.
+        self._guard = guard or RetryGuard(client, "dynamodb", ATTEMPT_SECONDS)
 
     def now(self) -> float:
         return self._clock()
@@ -84,9 +87,20 @@ class CallLedger:
     # --- admission ------------------------------------------------------------------------
 
     def admit(
-        self, user: UserId, ends_at: int, deadline: Deadline, family: str = "realtime"
+        self,
+        user: UserId,
+        ends_at: int,
+        deadline: Deadline,
+        family: str = "realtime",
+        limits: CallLimits | None = None,
     ) -> Reservation:
-        """Reserve a slot and `ends_at - now` seconds of today's budget, or CallLimitExceeded."""
+        """Reserve a slot and `ends_at - now` seconds of today's budget, or CallLimitExceeded.
+        `limits`: the user's own (their plan's, or an operator's override), else the ledger's."""
+        if limits is not None and limits != self._limits:
+            return CallLedger(
+                self._table, limits, self._client, clock=self._clock, new_ref=self._new_ref,
+                guard=self._guard,
+            ).admit(user, ends_at, deadline, family)  # fmt: skip
         now = int(self._clock())
         seconds = max(ends_at - now, 1)
         day = now // DAY
@@ -369,7 +383,9 @@ class CallLedger:
                 raise unavailable(exc) from None
         day = int(self._clock()) // DAY
         calls = []
-        for i in range(self._limits.concurrent):
+        # Every slot the item may hold: a plan (or an override) may allow more than this
+        # ledger's limits, and its calls must still be found, ended and settled.
+        for i in range(MAX_CONCURRENT_CALLS):
             call = item.get(f"s{i}_call", {}).get("S")
             ref = item.get(f"s{i}_ref", {}).get("S")
             if call and ref:
@@ -387,8 +403,8 @@ class CallLedger:
                         family=item.get(f"s{i}_api", {}).get("S", "realtime"),
                     )
                 )
-        left = _minutes(self._limits.seconds_per_day - _number(item.get(f"m_{day}")))
-        return CallsView(tuple(calls), left)
+        used = _number(item.get(f"m_{day}"))
+        return CallsView(tuple(calls), _minutes(self._limits.seconds_per_day - used), used)
 
 
 def _slot_names(slot: int) -> dict[str, str]:
