@@ -5,6 +5,8 @@ One item per user (`pk = control#<user>`) in the quota table:
 - `blocked` (epoch seconds it was set) and `blocked_why` (the operator's words): while the
   item holds them the user's requests are refused (403 `user-blocked`) and their live calls
   are ended by their watchers (end reason `blocked`);
+- `end_calls`: the ids of calls the operator asked to end (`make ops end`): each one's
+  watcher ends it (end reason `operator`) and the command line then takes the id out;
 - `o_<limit>` and `o_<limit>_until`: an override of one limit, in the syntax of its variable
   (`quotas`: "50/minute,500/day"; `call_limits`: "concurrent=3,minutes/day=240";
   `spend_limits`: "usd/day=20.00"), in force until that epoch second. An expired override is
@@ -48,6 +50,7 @@ class Controls:
     blocked_at: int | None = None
     blocked_why: str = ""
     overrides: Mapping[str, Override] = field(default_factory=dict)
+    end_calls: frozenset[str] = frozenset()  # calls the operator asked to end
 
     @property
     def blocked(self) -> bool:
@@ -78,6 +81,7 @@ def parse_controls(item: Mapping[str, Any] | None) -> Controls:
         blocked_at=int(blocked) if blocked and blocked.isdigit() else None,
         blocked_why=item.get("blocked_why", {}).get("S", ""),
         overrides=overrides,
+        end_calls=frozenset(item.get("end_calls", {}).get("SS", [])),
     )
 
 
@@ -132,6 +136,13 @@ class ControlWriter:
         if limit not in OVERRIDABLE:
             raise ValueError(f"no such limit {limit!r}: one of {', '.join(OVERRIDABLE)}")
         self._update(user, "REMOVE #v, #u", None, {"#v": f"o_{limit}", "#u": f"o_{limit}_until"})
+
+    def end_call(self, user: str, call_id: str) -> None:
+        """Ask the call's watcher to end it (it reads this item every CONTROL_POLL_SECONDS)."""
+        self._update(user, "ADD end_calls :id", {":id": {"SS": [call_id]}})
+
+    def forget_call(self, user: str, call_id: str) -> None:
+        self._update(user, "DELETE end_calls :id", {":id": {"SS": [call_id]}})
 
     def _update(
         self,

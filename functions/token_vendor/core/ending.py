@@ -41,6 +41,7 @@ class EndReason(StrEnum):
     UNWATCHED = "unwatched"
     CONTENT = "content"  # OpenAI's safety system stopped the session (GPT-Live)
     BLOCKED = "blocked"  # the operator blocked the user (`make ops block`): the watcher
+    OPERATOR = "operator"  # the operator ended this call (`make ops end`): the watcher
 
     @classmethod
     def read(cls, stored: str) -> EndReason:

@@ -12,7 +12,9 @@ needs, so a single conditional UpdateItem decides it atomically:
   A slot is free when it has no `_end` or its `_end` has passed: a call past its end time
   frees its slot whether or not anything cleaned up after it; no limit depends on TTL.
 - one counter per UTC day, `m_<day>`: the seconds reserved that day. Admission adds the
-  call's reservation; settling subtracts the part the call did not use.
+  call's reservation; settling subtracts the part the call did not use. Beside it `n_<day>`,
+  the calls admitted that day (a call never placed is taken back): the operator's usage
+  report (ops/) reads it; no limit does.
 
 Admission names one slot: "that slot is free AND the day's counter leaves room". When the
 slot was taken, the write's failure returns the item as it was (one round trip) and the
@@ -139,7 +141,12 @@ class CallLedger:
         """One conditional write naming `slot`: whether it was admitted, and the item as it was
         before the write (either way: what the reservation displaced, or why it failed)."""
         s = _slot_names(slot)
-        old = {f"#old{i}": f"m_{day - i}" for i in range(1, OLD_DAYS_DROPPED + 1)}
+        # Past days' counters go: the seconds (`m_`) and the calls admitted (`n_`).
+        old = {
+            f"#old{p}{i}": f"{p}_{day - i}"
+            for p in ("m", "n")
+            for i in range(1, OLD_DAYS_DROPPED + 1)
+        }
         try:
             written = self._client.update_item(
                 TableName=self._table,
@@ -148,13 +155,15 @@ class CallLedger:
                     "SET #ref = :ref, #end = :end, #start = :start, #day = :day, #ttl = :ttl,"
                     " #api = :api REMOVE #call, #done, #why, "
                     + ", ".join(old)
-                    + " ADD #used :seconds"
+                    + " ADD #used :seconds, #count :one"
                 ),
                 ConditionExpression=(
                     "(attribute_not_exists(#end) OR #end <= :now)"
                     " AND (attribute_not_exists(#used) OR #used <= :room)"
                 ),
-                ExpressionAttributeNames=s | old | {"#used": f"m_{day}", "#ttl": "ttl"},
+                ExpressionAttributeNames=s
+                | old
+                | {"#used": f"m_{day}", "#count": f"n_{day}", "#ttl": "ttl"},
                 ExpressionAttributeValues={
                     ":ref": {"S": ref},
                     ":api": {"S": family},
@@ -163,6 +172,7 @@ class CallLedger:
                     ":day": _n(day),
                     ":now": _n(now),
                     ":seconds": _n(seconds),
+                    ":one": _n(1),
                     ":room": _n(self._limits.seconds_per_day - seconds),
                     # Never a timer: the item is deleted only after two idle days.
                     ":ttl": _n((day + 3) * DAY),
@@ -244,7 +254,7 @@ class CallLedger:
             for part in (
                 "SET " + ", ".join(f"{n} = :old_{n[1:]}" for n in restored) if restored else "",
                 "REMOVE " + ", ".join(removed) if removed else "",
-                "ADD #used :back",
+                "ADD #used :back, #count :minus",
             )
             if part
         )
@@ -254,8 +264,8 @@ class CallLedger:
                     reservation.user,
                     reservation.ref,
                     update,
-                    s | {"#used": f"m_{reservation.day}"},
-                    values | {":back": _n(-reservation.seconds)},
+                    s | {"#used": f"m_{reservation.day}", "#count": f"n_{reservation.day}"},
+                    values | {":back": _n(-reservation.seconds), ":minus": _n(-1)},
                 )
             except DependencyUnavailable:
                 return False  # best effort: the slot frees itself at its end time anyway

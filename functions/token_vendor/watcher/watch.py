@@ -196,7 +196,12 @@ class Watch:
         """An end decided outside the call: the clock's (`_due`), or the operator's block."""
         if (due := self._due(now)) is not None:
             return due
-        return EndReason.BLOCKED if self._blocked(now) else None
+        if self._blocked(now):
+            return EndReason.BLOCKED
+        controls = self.user_controls
+        if controls is not None and self.job.call_id in controls.controls.end_calls:
+            return EndReason.OPERATOR
+        return None
 
     def _blocked(self, now: float) -> bool:
         """The operator blocked the user (read every CONTROL_POLL_SECONDS)."""
