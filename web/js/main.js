@@ -51,6 +51,7 @@ async function boot() {
     ui.showError(describe(error).message, signInAction);
   }
   showAccount();
+  if (auth.signedIn) showStanding();
   ui.allowTyping(config.flow !== "live"); // Live's channel takes no typed messages from here
   ui.bind({
     signIn,
@@ -86,7 +87,6 @@ function showAccount() {
   if (auth.signedIn) {
     ui.showAccount(auth.userName);
     ui.showState("idle", "Ready when you are: press Start talking.");
-    showStanding();
   } else {
     ui.showAccount(null);
     ui.showState("signed-out", "Sign in to start a conversation.");
@@ -99,7 +99,10 @@ function showStanding() {
   if (config.flow === "client_secrets") return; // that flow's page places no call here
   auth.accessToken()
     .then((token) => standing(config.apiBaseUrl, token))
-    .then(ui.showStanding, () => undefined);
+    .then((answer) => {
+      // A call placed meanwhile says its own minutes left (its answer's header): newer.
+      if (!call || call.state === "ended") ui.showStanding(answer);
+    }, () => undefined);
 }
 
 function start() {
@@ -204,6 +207,7 @@ async function release(placed, signal = undefined) {
     const token = await auth.accessToken().catch(() => placed.token);
     const answer = await hangUpCall(config.apiBaseUrl, token, placed.id, signal, family());
     ui.showMinutesLeft(answer.minutes_left_today);
+    showStanding(); // read after the hangup settled: the budget left includes this call
     return answer;
   } catch {
     return null; // the call is over for the user either way: the page says what it saw

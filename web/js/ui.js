@@ -139,10 +139,12 @@ export function showMinutesLeft(minutes) {
  */
 export function showStanding(standing) {
   const plan = standing.plan;
-  elements.plan.textContent = plan
-    ? `${plan.title}: ${plan.minutes_per_day} minutes a day` +
+  elements.plan.textContent = plan ? plan.title : "–";
+  // What the plan gives, in full, where a pointer or a screen reader asks for it.
+  elements.plan.title = plan
+    ? `${plan.minutes_per_day} minutes a day` +
       (plan.spend_per_day_usd === null ? "" : `, $${plan.spend_per_day_usd.toFixed(2)} a day`)
-    : "–";
+    : "";
   const left = standing.spend_left_today_usd;
   elements.budgetLeft.textContent = typeof left === "number" ? `$${left.toFixed(2)}` : "–";
   showMinutesLeft(standing.minutes_left_today);
