@@ -246,3 +246,31 @@ def test_the_usage_report_names_the_users_who_spent(stack: Stack, capsys: Any) -
         assert spent > 0 and rows[user]["spend_micros"] == spent
         assert rows[user]["spend_usd"] == f"{spent / 1e6:.6f}"
         assert rows[user]["calls"] == calls, name
+
+
+def test_the_operator_ends_one_live_call_through_its_watcher(stack: Stack, capsys: Any) -> None:
+    why, other = asyncio.run(asyncio.wait_for(_end_one(stack, capsys), 90))
+    assert why == "operator"
+    assert other == 201  # the user is not blocked: the next call is placed
+
+
+async def _end_one(stack: Stack, capsys: Any) -> tuple[str, int]:
+    user = hash_of(stack, "enid")
+    with client(stack, "enid", "pro") as api:
+        callers: list[LiveCaller] = []
+        try:
+            placed, caller = await place(api)
+            callers.append(caller)
+            session_id = conform_create(placed).session.id
+            capsys.readouterr()
+            assert await asyncio.to_thread(ops, stack, "calls", user) == 0
+            assert [c["id"] for c in json.loads(capsys.readouterr().out)] == [session_id]
+
+            assert await asyncio.to_thread(ops, stack, "end", user, session_id) == 0
+            assert f"ended {session_id} (end_reason operator)" in capsys.readouterr().out
+            why = api.post(f"/v1/live/sessions/{session_id}/hangup").json()["end_reason"]
+            again, caller = await place(api)
+            callers.append(caller)
+            return why, again.status_code
+        finally:
+            await hang_up_all(api, callers)
