@@ -13,12 +13,13 @@ PYTEST_ARGS ?=
 # PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help dev token test test-fast lint lint-js template-check build sam-local-image sam-local-test bench bench-network preflight deploy replay-hangups destroy clean requirements
+.PHONY: help dev token ops test test-fast lint lint-js template-check build sam-local-image sam-local-test bench bench-network preflight deploy replay-hangups destroy clean requirements
 
 help:
 	@echo "make dev             run the whole system locally (API, identity provider, AWS, OpenAI emulator, web page)"
 	@echo "                     NETWORK=same-region|other-continent|mobile puts a network's delays on every hop"
 	@echo "make token USER=ann  print an access token from the running dev stack (SCOPES='openid ...')"
+	@echo "make ops ARGS='...'  the operator's command line: usage, a user's state, block, override, end a call"
 	@echo "make test            run every test suite"
 	@echo "make test-fast       the unit and template suites only (under a minute)"
 	@echo "make lint            ruff and mypy (strict) over all the Python, and lint-js"
@@ -73,6 +74,10 @@ dev: $(DEV_ENV)
 token: $(DEV_ENV)
 	@$(RUN) python -m devstack.token $(or $(USER_NAME),$(USER),developer) $(if $(SCOPES),--scopes "$(SCOPES)")
 
+# The operator's command line (ops/): ARGS="--stack NAME usage --top 10", "--local user <hash>".
+ops: $(DEV_ENV)
+	@$(RUN) python -m ops $(ARGS)
+
 # node_modules: the SDK browser test bundles OpenAI's SDKs (tests/e2e/sdk/).
 test: .venv/.synced node_modules/.installed
 	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
@@ -81,8 +86,8 @@ test-fast: .venv/.synced
 	$(RUN) pytest tests/unit tests/template $(PYTEST_ARGS)
 
 lint: .venv/.synced lint-js
-	$(RUN) ruff check functions devstack deploy bench tests
-	$(RUN) ruff format --check functions devstack deploy bench tests
+	$(RUN) ruff check functions devstack deploy bench ops tests
+	$(RUN) ruff format --check functions devstack deploy bench ops tests
 	$(RUN) mypy
 
 # The page has no build step: TypeScript (pinned in package-lock.json) only reads web/js. The

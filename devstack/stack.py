@@ -80,7 +80,7 @@ STOP_TIMEOUT = 5.0
 INHERITED_PREFIXES = (
     "AWS_", "OPENAI_", "POWERTOOLS_", "AUTH_", "QUOTA", "ALLOWED_ORIGINS", "CALL_LIMITS",
     "SCHEDULE", "SCHEDULER_", "WATCHER_", "SPEND_LIMITS", "PRICES", "ORIGIN_SECRET_ID",
-    "CALL_ROUTE_QUOTAS",
+    "CALL_ROUTE_QUOTAS", "PLANS_FILE", "PLAN_CLAIM", "DEFAULT_PLAN", "USER_CONTROLS",
 )  # fmt: skip
 _print_lock = threading.Lock()
 
@@ -343,6 +343,8 @@ def _api_env(
         "AWS_ENDPOINT_URL_LAMBDA": urls["watcher"],
         # The page's distribution is the API's door (ApiDoor=cloudfront), or there is none.
         "ORIGIN_SECRET_ID": ORIGIN_SECRET_ID if api_door == "cloudfront" else "",
+        # As the template sets it: `make ops ARGS="--local ..."` blocks and overrides apply.
+        "USER_CONTROLS": "on",
     } | dict(extra)  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+from token_vendor.core.controls import ControlReader
 from token_vendor.core.deadline import Deadline
 from token_vendor.core.ending import Ending, EndReason
 from token_vendor.core.ids import CallId, UserId
@@ -245,6 +246,7 @@ def container(aws: Aws, leases: Any, recorder: Recorder, **env: str) -> Any:
         keys=None,
         ender=recorder,
         lambda_client=None,
+        controls=ControlReader(TABLE, aws.dynamodb),  # the operator's block (watcher.controls)
     )
 
 

@@ -101,8 +101,30 @@ export function callsExchange(apiBaseUrl, accessToken, onPlaced, family = "realt
 }
 
 /**
+ * The caller's plan and what is left of it today, as the listing answers them (`plan` only
+ * when the service has plans; `spend_left_today_usd` only when a budget is set).
+ * @typedef {{name: string, title: string, minutes_per_day: number, concurrent_calls: number, spend_per_day_usd: number | null}} Plan
+ * @typedef {{minutes_left_today: number, plan?: Plan, spend_left_today_usd?: number | null}} Standing
+ */
+
+/**
+ * The caller's live calls and what is left today (`GET /v1/realtime/calls`).
+ * @param {string} apiBaseUrl
+ * @param {string} accessToken
+ * @returns {Promise<Standing>}
+ */
+export async function standing(apiBaseUrl, accessToken) {
+  const response = await fetch(callsUrl(apiBaseUrl, "realtime"), {
+    headers: { Authorization: `Bearer ${accessToken}` },
+  });
+  if (!response.ok) throw await refusal(response, []);
+  return response.json();
+}
+
+/**
  * What the hangup route answers: why the call ended (`hangup`: by its owner, this page
- * included; `deadline`, `spend_limit`, `policy`, `unwatched`: the server; `closed`,
+ * included; `deadline`, `spend_limit`, `policy`, `unwatched`, `blocked`, `operator`: the
+ * server; `closed`,
  * `session_expired`, `content`: OpenAI) and the minutes left today.
  * @typedef {{end_reason: string, minutes_left_today: number}} EndedCall
  */

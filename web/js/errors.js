@@ -69,6 +69,15 @@ export class UnwatchedHangup extends AppError {
   }
 }
 
+/** The service's operator ended the call: the user was blocked, or this call was ended. */
+export class OperatorHangup extends AppError {
+  /** @param {boolean} blocked */
+  constructor(blocked) {
+    super(blocked ? "blocked" : "operator", "the call ended: the service's operator ended it");
+    this.blocked = blocked;
+  }
+}
+
 /** OpenAI's safety system stopped a GPT-Live session. */
 export class ContentStopped extends AppError {
   constructor() {

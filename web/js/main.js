@@ -4,9 +4,9 @@
 import { ApiError, requestClientSecret } from "./api.js";
 import { Auth, SignInRequired, SignInUnavailable } from "./auth.js";
 import { Call, SESSION_LIMIT_S } from "./call.js";
-import { callsExchange, hangUpCall } from "./calls.js";
+import { callsExchange, hangUpCall, standing } from "./calls.js";
 import {
-  CallLimitReached, ConfigError, ConnectionLost, ContentStopped, MicrophoneError, PolicyHangup, SessionLimitReached, SpendLimitReached, UnwatchedHangup,
+  CallLimitReached, ConfigError, ConnectionLost, ContentStopped, MicrophoneError, OperatorHangup, PolicyHangup, SessionLimitReached, SpendLimitReached, UnwatchedHangup,
 } from "./errors.js";
 import { HandshakeError, clientSecretExchange } from "./negotiation.js";
 import { Transcript, userMessage } from "./session.js";
@@ -51,6 +51,7 @@ async function boot() {
     ui.showError(describe(error).message, signInAction);
   }
   showAccount();
+  if (auth.signedIn) showStanding();
   ui.allowTyping(config.flow !== "live"); // Live's channel takes no typed messages from here
   ui.bind({
     signIn,
@@ -90,6 +91,18 @@ function showAccount() {
     ui.showAccount(null);
     ui.showState("signed-out", "Sign in to start a conversation.");
   }
+}
+
+/** The plan and what is left of it today, from the listing; quiet when it cannot be read
+ * (the page works without it, and a refused call says why itself). */
+function showStanding() {
+  if (config.flow === "client_secrets") return; // that flow's page places no call here
+  auth.accessToken()
+    .then((token) => standing(config.apiBaseUrl, token))
+    .then((answer) => {
+      // A call placed meanwhile says its own minutes left (its answer's header): newer.
+      if (!call || call.state === "ended") ui.showStanding(answer);
+    }, () => undefined);
 }
 
 function start() {
@@ -194,6 +207,7 @@ async function release(placed, signal = undefined) {
     const token = await auth.accessToken().catch(() => placed.token);
     const answer = await hangUpCall(config.apiBaseUrl, token, placed.id, signal, family());
     ui.showMinutesLeft(answer.minutes_left_today);
+    showStanding(); // read after the hangup settled: the budget left includes this call
     return answer;
   } catch {
     return null; // the call is over for the user either way: the page says what it saw
@@ -221,6 +235,9 @@ function serverCause(seen, reason, limitS) {
       return new UnwatchedHangup();
     case "content":
       return new ContentStopped();
+    case "blocked":
+    case "operator":
+      return new OperatorHangup(reason === "blocked");
     default:
       return seen;
   }
@@ -248,6 +265,11 @@ function ended(cause) {
   } else if (cause instanceof ContentStopped) {
     showAccount();
     ui.showStatus("This conversation was stopped by the voice service's safety system.");
+  } else if (cause instanceof OperatorHangup) {
+    showAccount();
+    ui.showStatus(cause.blocked
+      ? "This conversation was ended by the service's operator, who has blocked this account."
+      : "This conversation was ended by the service's operator.");
   } else if (cause instanceof UnwatchedHangup) {
     showAccount();
     ui.showStatus("This conversation was ended because the service could not keep track of it. Press Start talking to try again.");

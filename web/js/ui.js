@@ -8,6 +8,7 @@ const elements = {
   start: /** @type {HTMLButtonElement} */ ($("start")), mute: /** @type {HTMLButtonElement} */ ($("mute")),
   hangUp: /** @type {HTMLButtonElement} */ ($("hang-up")), level: /** @type {HTMLMeterElement} */ ($("level")),
   timeLeft: $("time-left"), quota: $("quota"), minutesLeft: $("minutes-left"), transcript: $("transcript"),
+  plan: $("plan"), budgetLeft: $("budget-left"),
   say: /** @type {HTMLFormElement} */ ($("say")), sayText: /** @type {HTMLInputElement} */ ($("say-text")),
   saySend: /** @type {HTMLButtonElement} */ ($("say-send")),
   audio: /** @type {HTMLAudioElement} */ ($("remote-audio")),
@@ -130,6 +131,23 @@ export function showTimeLeft(seconds) {
 /** Call minutes left today (server-owned calls). @param {number | null} minutes */
 export function showMinutesLeft(minutes) {
   if (minutes !== null) elements.minutesLeft.textContent = String(minutes);
+}
+
+/**
+ * The caller's plan and what is left of it today (the listing's answer).
+ * @param {import("./calls.js").Standing} standing
+ */
+export function showStanding(standing) {
+  const plan = standing.plan;
+  elements.plan.textContent = plan ? plan.title : "–";
+  // What the plan gives, in full, where a pointer or a screen reader asks for it.
+  elements.plan.title = plan
+    ? `${plan.minutes_per_day} minutes a day` +
+      (plan.spend_per_day_usd === null ? "" : `, $${plan.spend_per_day_usd.toFixed(2)} a day`)
+    : "";
+  const left = standing.spend_left_today_usd;
+  elements.budgetLeft.textContent = typeof left === "number" ? `$${left.toFixed(2)}` : "–";
+  showMinutesLeft(standing.minutes_left_today);
 }
 
 /** @param {import("./api.js").QuotaWindow[]} windows */

@@ -32,6 +32,7 @@ from .bodies import call_request, json_body, live_request
 from .deps import Container, build_container
 from .door import HEADER as DOOR_HEADER
 from .http import Request, Response, add_cors, preflight
+from .plans import Plan
 from .problems import (
     method_not_allowed,
     not_found,
@@ -143,12 +144,19 @@ class TokenApi:
         logger.append_keys(user=caller.user_hash, kid=caller.kid)
         return caller
 
+    def _plan(self, caller: Caller) -> Plan:
+        """The caller's plan, from their token's claim (api.plans), tagged on the log lines."""
+        plan = self.container.plan_of(caller)
+        logger.append_keys(plan=plan.name)
+        return plan
+
     def _mint(self, request: Request, context: Any) -> Response:
         started = time.monotonic()
         deadline = Deadline.from_lambda_context(context)
         vendor = self.container.vendor
         try:
             caller = self._caller(request, deadline)
+            vendor = self.container.vendor_for(self._plan(caller))
             minted = vendor.mint(caller, json_body(request), deadline)
         except TokenVendorError as exc:
             return _refused(exc)
@@ -186,10 +194,11 @@ class TokenApi:
                 sdp, session, profile = call_request(request)
             if missing := container.settings.calls_problems():
                 raise ConfigError(missing)
+            calls = container.calls_for(self._plan(caller))
             if live:
-                placed = container.calls.place_live(caller, body, profile, arn, deadline)
+                placed = calls.place_live(caller, body, profile, arn, deadline)
             else:
-                placed = container.calls.place(caller, sdp, session, profile, arn, deadline)
+                placed = calls.place(caller, sdp, session, profile, arn, deadline)
         except TokenVendorError as exc:
             return _refused(exc, "the Live session" if live else "the call")
         reservation, upstream = placed.reservation, placed.call.upstream
@@ -229,7 +238,7 @@ class TokenApi:
         try:
             caller = self._caller(request, deadline)
             grant = container.route_quotas.consume(caller.user_hash, "hangup", deadline)
-            ended = container.calls.hang_up(caller, call_id, deadline)
+            ended = container.calls_for(self._plan(caller)).hang_up(caller, call_id, deadline)
         except TokenVendorError as exc:
             return _refused(exc, "the hangup")
         # Imported at the first hangup: a mint never runs the calls module.
@@ -252,7 +261,7 @@ class TokenApi:
         try:
             caller = self._caller(request, deadline)
             grant = container.route_quotas.consume(caller.user_hash, "list", deadline)
-            listing = container.calls.list(caller, deadline)
+            listing = container.calls_for(self._plan(caller)).list(caller, deadline)
         except TokenVendorError as exc:
             return _refused(exc)
         headers = {"Cache-Control": "no-store"} | ratelimit_headers(grant.windows)

@@ -14,8 +14,8 @@ import hashlib
 import math
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import jwt
@@ -48,6 +48,8 @@ class Caller:
     subject: str
     scopes: frozenset[str]
     kid: str | None
+    # Every claim, for the plan (api.plans): never logged, never compared.
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def user_hash(self) -> UserId:
@@ -156,7 +158,9 @@ class JwtVerifier:
         self._check_audience(claims)
         if self._token_use is not None and claims.get("token_use") != self._token_use:
             raise InvalidToken("wrong_token_use", f"a '{self._token_use}' token is required")
-        return Caller(issuer=self._issuer, subject=sub, scopes=_scopes(claims), kid=kid)
+        return Caller(
+            issuer=self._issuer, subject=sub, scopes=_scopes(claims), kid=kid, claims=claims
+        )
 
     def _check_audience(self, claims: dict[str, Any]) -> None:
         if "aud" in claims:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Executor
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ..core.deadline import Deadline
@@ -30,6 +31,7 @@ from .placement import (
     Watchers,
 )
 from .placement import Ledger as PlacementLedger
+from .plans import Plan
 from .profiles import Profiles
 from .schedule import fire_time
 
@@ -73,7 +75,12 @@ class CallService:
         leases: Leases | None = None,
         live: Creator | None = None,
         live_closer: EndingUpstream | None = None,
+        plan: Plan | None = None,
+        plan_budget: bool = False,
     ) -> None:
+        self._plan = plan
+        # With a plans file, the listing names the caller's plan (the page shows it).
+        self._show_plan = plan_budget
         self._budget = budget
         self._ledger = ledger
         self._leases = leases
@@ -83,6 +90,7 @@ class CallService:
             profiles=profiles, quota=quota, ledger=ledger, realtime=realtime,
             scheduler=scheduler, budget=budget, executor=executor, terms=terms,
             watchers=watchers, leases=leases, live=live, live_closer=live_closer, log=self._log,
+            plan=plan, plan_budget=plan_budget,
         )  # fmt: skip
         self._ender = CallEnder(
             ledger, realtime, live=live_closer, schedules=scheduler, infer=self._unrecorded_end,
@@ -183,8 +191,28 @@ class CallService:
             ],
             "minutes_left_today": view.minutes_left,
         }
-        if spend is not None:
-            day = self._budget.wait(spend, deadline)
+        standing = self._budget.wait(spend, deadline) if spend is not None else None
+        if self._plan is not None and self._show_plan:
+            # The caller's plan, as the page shows it, with the user's overrides in force.
+            plan = self._plan
+            if standing is not None:
+                plan = plan.with_controls(standing.controls, now)
+            listing["plan"] = {
+                "name": plan.name,
+                "title": plan.title or plan.name,
+                "minutes_per_day": plan.call_limits.seconds_per_day // 60,
+                "concurrent_calls": plan.call_limits.concurrent,
+                "spend_per_day_usd": None
+                if plan.spend_limits.user_micros is None
+                else plan.spend_limits.user_micros / 1_000_000,
+            }
+            left_seconds = plan.call_limits.seconds_per_day - view.used_seconds
+            listing["minutes_left_today"] = max(left_seconds, 0) // 60
+        if standing is not None and standing.day is not None:
+            day = standing.day
+            if self._plan is not None and standing is not None:
+                user_micros = self._plan.with_controls(standing.controls, now).spend_limits
+                day = replace(day, limits=replace(day.limits, user_micros=user_micros.user_micros))
             # The caller's own figures only: what the whole service has left is the
             # operator's business (its kill switch still refuses calls with 429). USD with
             # micro-dollar precision; null when no per-user budget is set.

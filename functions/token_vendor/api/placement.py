@@ -31,14 +31,22 @@ from typing import Any, Protocol
 
 from ..core.deadline import Deadline
 from ..core.ending import Upstream as EndingUpstream
-from ..core.errors import ConfigError, DependencyError, DependencyUnavailable, InvalidRequest
+from ..core.errors import (
+    ConfigError,
+    DependencyError,
+    DependencyUnavailable,
+    InvalidRequest,
+    ProfileNotInPlan,
+)
 from ..core.ids import CallId, UserId
 from ..core.jobs import watch_event
 from ..core.lease import LeaseState
 from ..core.ledger import Reservation
+from ..core.settings import CallLimits
 from .auth import Caller
 from .budget import Budget
-from .mint import MIN_SECONDS_FOR_QUOTA, Quota
+from .mint import MIN_SECONDS_FOR_QUOTA, Quota, take_unit
+from .plans import Plan
 from .policy import CallPlan, resolve_call, resolve_live
 from .profiles import Profiles
 from .quota import Grant
@@ -62,7 +70,12 @@ _SDP_LINE = re.compile(r"^[a-z]=[^\x00]*$")
 class Ledger(Protocol):  # the call ledger (core.ledger.CallLedger)
     def now(self) -> float: ...
     def admit(
-        self, user: UserId, ends_at: int, deadline: Deadline, family: str = "realtime"
+        self,
+        user: UserId,
+        ends_at: int,
+        deadline: Deadline,
+        family: str = "realtime",
+        limits: CallLimits | None = None,
     ) -> Reservation: ...
     def record(self, reservation: Reservation, call_id: CallId, deadline: Deadline) -> None: ...
     def release(self, reservation: Reservation, deadline: Deadline) -> bool: ...
@@ -137,6 +150,7 @@ class Taken:
     reservation: Reservation | None = None
     call: PlacedCall | None = None
     scheduled: list[str] = field(default_factory=list)  # the schedules' actions
+    budget_micros: int | None = None  # the plan's budget, told to the call's watcher
 
 
 def check_sdp(sdp: str) -> str:
@@ -173,7 +187,13 @@ class Placement:
         live_closer: EndingUpstream | None = None,
         log: logging.Logger | Any = None,
         sleep: Callable[[float], None] = time.sleep,
+        plan: Plan | None = None,
+        plan_budget: bool = False,
     ) -> None:
+        self._plan = plan
+        # With a plans file, each call's watcher is told its plan's budget (its own
+        # SPEND_LIMITS is the deploy's, not the plan's).
+        self._plan_budget = plan_budget
         self._creators: dict[str, Creator] = {"realtime": realtime}
         self._enders: dict[str, EndingUpstream] = {"realtime": realtime}
         if live is not None and live_closer is not None:
@@ -223,17 +243,40 @@ class Placement:
         self, caller: Caller, plan: CallPlan, sdp: str, function_arn: str, deadline: Deadline
     ) -> Placed:
         check_sdp(sdp)
+        user_plan = self._plan
+        if user_plan is not None and not user_plan.allows(plan.profile.name):
+            raise ProfileNotInPlan(plan.profile.name, user_plan.name)
         if not deadline.allows(MIN_SECONDS_FOR_QUOTA + SECONDS_AFTER_UPSTREAM):
             raise DependencyUnavailable("budget", "too little time left to place a call", 1)
         user = caller.user_hash
         spend = self._budget.read(user, deadline)  # beside the admission: one step less
-        ends_at = call_deadline(
-            self._ledger.now(), plan.profile.max_call_seconds, self._terms.precision
-        )
-        taken = Taken(self._quota.consume(user, deadline))
+        now = self._ledger.now()
+        ends_at = call_deadline(now, plan.profile.max_call_seconds, self._terms.precision)
+        if user_plan is None:
+            taken = Taken(self._quota.consume(user, deadline))
+        else:
+            grant = take_unit(self._quota, self._budget, user_plan, user, spend, deadline, now)
+            taken = Taken(grant)
         try:
-            taken.reservation = self._ledger.admit(user, ends_at, deadline, plan.family)
-            self._budget.check(spend, plan.profile, deadline)
+            # The controls were read beside the mint quota's write: the admission (which
+            # waits for that write anyway) is decided under the user's overrides.
+            effective = user_plan
+            if user_plan is not None and spend is not None:
+                controls = self._budget.wait(spend, deadline).controls
+                effective = user_plan.with_controls(controls, now)
+            limits = effective.call_limits if effective is not None else None
+            taken.reservation = self._ledger.admit(user, ends_at, deadline, plan.family, limits)
+            self._budget.check(
+                spend,
+                plan.profile,
+                deadline,
+                effective.spend_limits.user_micros if effective is not None else None,
+            )
+            taken.budget_micros = (
+                effective.spend_limits.user_micros
+                if effective is not None and self._plan_budget
+                else None
+            )
             taken.call = self._creators[plan.family].create(
                 plan, sdp, user, deadline.shortened(SECONDS_AFTER_UPSTREAM)
             )
@@ -274,7 +317,9 @@ class Placement:
             pending["charge"] = self._executor.submit(
                 self._budget.charge_up_front, plan, call.call_id, reservation.user, deadline
             )
-        started = self._executor.submit(self._start_watcher, plan, call, reservation)
+        started = self._executor.submit(
+            self._start_watcher, plan, call, reservation, taken.budget_micros
+        )
         # Whatever goes wrong here, expected or not, counts as a failure: the call must not
         # outlive this request without a scheduled end.
         failures: list[DependencyError] = []
@@ -304,7 +349,13 @@ class Placement:
         at = (int(after) // precision + 1) * precision
         return at if at < fire_time(reservation.ends_at, precision) else None
 
-    def _start_watcher(self, plan: CallPlan, call: PlacedCall, reservation: Reservation) -> None:
+    def _start_watcher(
+        self,
+        plan: CallPlan,
+        call: PlacedCall,
+        reservation: Reservation,
+        budget_micros: int | None = None,
+    ) -> None:
         """Raises when the start was refused and unwatched calls are ended (the default)."""
         if self._watchers is None:
             return
@@ -317,6 +368,7 @@ class Placement:
             ends_at=reservation.ends_at,
             family=plan.family,
             started_at=reservation.started_at,
+            budget_micros=budget_micros,
         )
         if self._watchers.start(event):
             return

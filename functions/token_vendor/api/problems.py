@@ -40,6 +40,7 @@ from ..core.errors import (
     UpstreamBadResponse,
     UpstreamRejected,
     UpstreamTimeout,
+    UserBlocked,
     WindowUsage,
     WrongDoor,
     WrongFlow,
@@ -108,6 +109,14 @@ def problem_for(error: Exception, product: str = "a usable client secret") -> Pr
             # Says no more than that: the header's name and the secret stay the operator's.
             return Problem(
                 403, "direct-access", "Forbidden", "This API answers only at its public URL."
+            )
+        case UserBlocked():
+            # Says no more: why the operator blocked the user is the operator's to tell.
+            return Problem(
+                403,
+                "user-blocked",
+                "Forbidden",
+                "This account may not use the service; contact the service's operator.",
             )
         case InvalidToken():
             challenge = (
@@ -309,6 +318,11 @@ def outcome_for(error: Exception) -> Outcome:
                 metric="SpendRefusals", level="info", message="spend budget used up",
                 outcome="spend_limit", policy=f"spend-{error.budget}",
                 retry_after=error.retry_after,
+            )  # fmt: skip
+        case UserBlocked():
+            return _outcome(
+                metric="BlockedRefusals", level="info", message="user blocked",
+                outcome="user_blocked",
             )  # fmt: skip
         case CallNotFound():
             return _outcome(

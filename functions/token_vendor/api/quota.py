@@ -34,7 +34,7 @@ from ..core.deadline import Deadline
 from ..core.errors import DependencyUnavailable, GlobalQuotaExceeded, QuotaExceeded, WindowUsage
 from ..core.ids import UserId
 from ..core.retry_guard import RetryGuard, unavailable
-from .settings import QuotaWindow
+from .windows import QuotaWindow
 
 TTL_GRACE_SECONDS = 3600
 
@@ -83,14 +83,20 @@ class QuotaStore:
         self._clock = clock
         self._guard = RetryGuard(client, "dynamodb", ATTEMPT_SECONDS)
 
-    def consume(self, user: UserId, deadline: Deadline | None = None) -> Grant:
-        """Take one unit from every window, atomically, or raise QuotaExceeded."""
+    def consume(
+        self,
+        user: UserId,
+        deadline: Deadline | None = None,
+        windows: tuple[QuotaWindow, ...] | None = None,
+    ) -> Grant:
+        """Take one unit from every window (`windows`: a user's override of them),
+        atomically, or raise QuotaExceeded."""
         with self._guard.within(deadline):
-            return self._consume(user)
+            return self._consume(user, windows or self._windows)
 
-    def _consume(self, user: str) -> Grant:
+    def _consume(self, user: str, windows: tuple[QuotaWindow, ...]) -> Grant:
         now = self._clock()
-        own, usage = self._count(user, self._windows, now)
+        own, usage = self._count(user, windows, now)
         if not self._global_windows:
             return Grant((own,), usage)
         try:

@@ -9,37 +9,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..core.pricing import DEFAULT_PRICES_FILE, PriceTable, load_prices
 from ..core.settings import PLAIN_HTTP_HOSTS, CoreSettings, Env, split
+from .plans import Plan, Plans, load_plans, single_plan
 from .profiles import Profiles, load_profiles
+from .windows import QuotaWindow as QuotaWindow  # re-exported: the quota adapter's type
+from .windows import parse_quotas
 
 DEFAULT_PROFILES_FILE = Path(__file__).with_name("profiles.json")
 # Listing calls and hanging up, per user and route: far above what the page does (one hangup
 # per call, no polling), far below a loop.
 DEFAULT_ROUTE_QUOTAS = "30/minute,1000/day"
-WINDOW_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
-# Fixed windows aligned on the epoch nest inside each other, so one item can hold them all.
 _SCHEDULE_GROUP = re.compile(r"^[0-9a-zA-Z._-]{1,64}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-_QUOTA = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day|week)\s*$")
 _ASYMMETRIC_FAMILIES = {
     "RSA": {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"},
     "EC": {"ES256", "ES384", "ES512"},
     "OKP": {"EdDSA"},
 }
-
-
-@dataclass(frozen=True)
-class QuotaWindow:
-    """One fixed quota window: at most `limit` mints per `seconds`, aligned on the epoch."""
-
-    name: str
-    seconds: int
-    limit: int
 
 
 @dataclass(frozen=True)
@@ -76,6 +67,18 @@ class ApiSettings:
     # Per-user windows of the routes that are neither a mint nor a call placed (listing
     # calls, hanging up), each route counted apart.
     route_quotas: tuple[QuotaWindow, ...] = ()
+    # Plans (PLANS_FILE, PLAN_CLAIM, DEFAULT_PLAN): without a file, one plan of the limits
+    # above. `None` here means the same (settings built by hand in tests).
+    plans: Plans | None = None
+    # USER_CONTROLS=on: each admission reads the user's controls (a block, overrides) beside
+    # its first write; off: blocks and overrides set with `make ops` are not applied.
+    user_controls: bool = False
+
+    @property
+    def plan_book(self) -> Plans:
+        if self.plans is not None:
+            return self.plans
+        return single_plan(self.quotas, self.core.call_limits, self.core.spend_limits)
 
     def calls_problems(self) -> list[str]:
         """What keeps server-owned calls from working (empty when they can)."""
@@ -92,6 +95,11 @@ class ApiSettings:
         """What works but spends money no budget sees, or cannot work in this deploy: said at
         every cold start."""
         found = []
+        if not self.user_controls:
+            found.append(
+                "USER_CONTROLS is off: blocks and overrides set with `make ops` are not applied "
+                "to new requests (a blocked user's live calls are still ended by the watcher)"
+            )
         if self.core.spend_limits.any:
             found += [
                 f"profile '{name}' serves client secrets to callers without a required scope: "
@@ -123,9 +131,9 @@ class ApiSettings:
         global_quotas = env.text("GLOBAL_QUOTAS")
         settings = cls(
             core=CoreSettings.read(env),
-            quotas=_parse_quotas(env.text("QUOTAS", "10/minute,100/day"), env.problems),
+            quotas=parse_quotas(env.text("QUOTAS", "10/minute,100/day"), env.problems),
             # Every user together; empty means no global cap (per-user quotas only).
-            global_quotas=_parse_quotas(global_quotas, env.problems, "GLOBAL_QUOTAS")
+            global_quotas=parse_quotas(global_quotas, env.problems, "GLOBAL_QUOTAS")
             if global_quotas
             else (),
             auth_issuer=env.url("AUTH_ISSUER") or env.required("AUTH_ISSUER"),
@@ -155,33 +163,29 @@ class ApiSettings:
             watcher_answer_wait=env.seconds("WATCHER_ANSWER_WAIT_SECONDS", 3, 0, 6),
             hangup_failures_queue=env.text("HANGUP_FAILURES_QUEUE_ARN"),
             origin_secret_id=env.text("ORIGIN_SECRET_ID"),
-            route_quotas=_parse_quotas(
+            route_quotas=parse_quotas(
                 env.text("CALL_ROUTE_QUOTAS", DEFAULT_ROUTE_QUOTAS),
                 env.problems,
                 "CALL_ROUTE_QUOTAS",
             ),
         )
+        base = Plan("default", settings.quotas, settings.core.call_limits,
+                    settings.core.spend_limits)  # fmt: skip
+        plans = load_plans(
+            env.text("PLANS_FILE"),
+            env.text("PLAN_CLAIM"),
+            env.text("DEFAULT_PLAN"),
+            base,
+            set(settings.profiles.by_name),
+            env.problems,
+        )
+        controls = env.text("USER_CONTROLS", "off")
+        if controls not in ("on", "off"):
+            env.problems.append(f"USER_CONTROLS must be 'on' or 'off', got {controls!r}")
+        settings = replace(settings, plans=plans, user_controls=controls == "on")
         _check_calls(settings, env.problems)
         env.check()
         return settings
-
-
-def _parse_quotas(
-    raw: str, problems: list[str], variable: str = "QUOTAS"
-) -> tuple[QuotaWindow, ...]:
-    windows: dict[str, QuotaWindow] = {}
-    for part in raw.split(","):
-        match = _QUOTA.match(part)
-        if not match or int(match.group(1)) < 1:
-            problems.append(
-                f"{variable}: expected entries like '10/minute,100/day', got {part.strip()!r}"
-            )
-            continue
-        name = match.group(2)
-        if name in windows:
-            problems.append(f"{variable}: the window '{name}' is given twice")
-        windows[name] = QuotaWindow(name, WINDOW_SECONDS[name], int(match.group(1)))
-    return tuple(sorted(windows.values(), key=lambda w: w.seconds))
 
 
 def _check_calls(settings: ApiSettings, problems: list[str]) -> None:

@@ -40,6 +40,8 @@ class EndReason(StrEnum):
     # failed): a call nobody meters or guards is ended, unless the operator allows it.
     UNWATCHED = "unwatched"
     CONTENT = "content"  # OpenAI's safety system stopped the session (GPT-Live)
+    BLOCKED = "blocked"  # the operator blocked the user (`make ops block`): the watcher
+    OPERATOR = "operator"  # the operator ended this call (`make ops end`): the watcher
 
     @classmethod
     def read(cls, stored: str) -> EndReason:
@@ -73,6 +75,7 @@ class CallRecord:
 class CallsView:
     calls: tuple[CallRecord, ...]
     minutes_left: int
+    used_seconds: int = 0  # reserved today (what the minutes left are counted from)
 
     def find(self, call_id: str, *, live_only: bool = False) -> CallRecord | None:
         """The call with this id (only while not ended, with `live_only`), or None."""

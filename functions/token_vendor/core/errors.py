@@ -11,11 +11,13 @@ TokenVendorError
 |   +-- BodyTooLarge
 |   +-- UnsupportedMediaType
 |   +-- ProfileNotPermitted      the caller may not use that profile
+|   |   +-- ProfileNotInPlan     ... because their plan does not include it
 |   +-- WrongFlow                the profile does not serve this route; names the one it does
 +-- QuotaExceeded                the caller's own quota is spent
 +-- GlobalQuotaExceeded          everyone's quota together (GLOBAL_QUOTAS) is spent
 +-- CallLimitExceeded            too many live calls, or too few call minutes left today
 +-- CallNotFound                 no such call of this caller (whoever else's it may be)
++-- UserBlocked                  the operator has blocked this user (`make ops block`)
 +-- DependencyError              we could not do our part; never the caller's fault
     +-- DependencyUnavailable    a dependency is down or throttling (retry later)
     |   +-- DependencyMisconfigured  what it holds is unusable: the operator must act
@@ -93,6 +95,13 @@ class ProfileNotPermitted(RequestError):
         )
         self.profile = profile
         self.scopes = scopes
+
+
+class ProfileNotInPlan(ProfileNotPermitted):
+    def __init__(self, profile: str, plan: str) -> None:
+        super().__init__(profile, ())
+        self.detail = f"Your plan '{plan}' does not include the profile '{profile}'."
+        self.plan = plan
 
 
 class WrongFlow(RequestError):
@@ -176,6 +185,10 @@ class SpendLimitExceeded(TokenVendorError):
 
 class CallNotFound(TokenVendorError):
     pass
+
+
+class UserBlocked(TokenVendorError):
+    """The operator blocked this user; the reason stays in the table and the logs."""
 
 
 class DependencyError(TokenVendorError):

@@ -38,6 +38,9 @@ class Job:
     handovers: int = 0
     family: str = "realtime"  # the OpenAI API the call runs on: "realtime" or "live"
     started_at: float | None = None  # epoch seconds: admitted (None: not told)
+    # The user's daily budget under their plan (micro-dollars; None: the watcher's own
+    # SPEND_LIMITS). An operator's override, read while watching, replaces it.
+    budget_micros: int | None = None
 
     def event(self, *, successor: str | None = None) -> dict[str, Any]:
         """The start event of this job's watcher: a first start, or (with `successor`, the
@@ -53,6 +56,7 @@ class Job:
             handovers=self.handovers + (successor is not None),
             family=self.family,
             started_at=self.started_at,
+            budget_micros=self.budget_micros,
         )
 
     def with_new_token(self) -> Job:
@@ -71,6 +75,7 @@ def watch_event(
     handovers: int = 0,
     family: str = "realtime",
     started_at: float | None = None,
+    budget_micros: int | None = None,
 ) -> dict[str, Any]:
     event: dict[str, Any] = {
         "action": "watch",
@@ -88,6 +93,8 @@ def watch_event(
         event["started_at"] = started_at
     if token is not None:
         event["token"] = token
+    if budget_micros is not None:
+        event["budget_micros"] = budget_micros
     return event
 
 
@@ -124,6 +131,9 @@ def parse_job(event: Any) -> tuple[Job, bool]:
         isinstance(started_at, bool) or not isinstance(started_at, int | float)
     ):
         raise BadEvent("started_at")
+    budget = event.get("budget_micros")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)):
+        raise BadEvent("budget_micros")
     job = Job(
         call_id=CallId(call_id),
         user=UserId(user),
@@ -135,6 +145,7 @@ def parse_job(event: Any) -> tuple[Job, bool]:
         handovers=handovers,
         family=family,
         started_at=None if started_at is None else float(started_at),
+        budget_micros=budget,
     )
     return job, token is not None
 

@@ -12,7 +12,9 @@ needs, so a single conditional UpdateItem decides it atomically:
   A slot is free when it has no `_end` or its `_end` has passed: a call past its end time
   frees its slot whether or not anything cleaned up after it; no limit depends on TTL.
 - one counter per UTC day, `m_<day>`: the seconds reserved that day. Admission adds the
-  call's reservation; settling subtracts the part the call did not use.
+  call's reservation; settling subtracts the part the call did not use. Beside it `n_<day>`,
+  the calls admitted that day (a call never placed is taken back): the operator's usage
+  report (ops/) reads it; no limit does.
 
 Admission names one slot: "that slot is free AND the day's counter leaves room". When the
 slot was taken, the write's failure returns the item as it was (one round trip) and the
@@ -38,7 +40,7 @@ from .ending import CallRecord, CallsView, EndReason
 from .errors import CallLimitExceeded, DependencyUnavailable
 from .ids import CallId, UserId
 from .retry_guard import RetryGuard, unavailable
-from .settings import CallLimits
+from .settings import MAX_CONCURRENT_CALLS, CallLimits
 
 DAY = 86400
 OLD_DAYS_DROPPED = 7  # past days' counters removed on each admission (they decide nothing)
@@ -70,13 +72,16 @@ class CallLedger:
         *,
         clock: Callable[[], float] = time.time,
         new_ref: Callable[[], str] = lambda: secrets.token_hex(8),
+        guard: RetryGuard | None = None,
     ) -> None:
         self._table = table
         self._limits = limits
         self._client = client
         self._clock = clock
         self._new_ref = new_ref
-        self._guard = RetryGuard(client, "dynamodb", ATTEMPT_SECONDS)
+        # One guard per client: another ledger over the same client (a user's own limits)
+        # shares it rather than registering its hook again.
+        self._guard = guard or RetryGuard(client, "dynamodb", ATTEMPT_SECONDS)
 
     def now(self) -> float:
         return self._clock()
@@ -84,9 +89,20 @@ class CallLedger:
     # --- admission ------------------------------------------------------------------------
 
     def admit(
-        self, user: UserId, ends_at: int, deadline: Deadline, family: str = "realtime"
+        self,
+        user: UserId,
+        ends_at: int,
+        deadline: Deadline,
+        family: str = "realtime",
+        limits: CallLimits | None = None,
     ) -> Reservation:
-        """Reserve a slot and `ends_at - now` seconds of today's budget, or CallLimitExceeded."""
+        """Reserve a slot and `ends_at - now` seconds of today's budget, or CallLimitExceeded.
+        `limits`: the user's own (their plan's, or an operator's override), else the ledger's."""
+        if limits is not None and limits != self._limits:
+            return CallLedger(
+                self._table, limits, self._client, clock=self._clock, new_ref=self._new_ref,
+                guard=self._guard,
+            ).admit(user, ends_at, deadline, family)  # fmt: skip
         now = int(self._clock())
         seconds = max(ends_at - now, 1)
         day = now // DAY
@@ -125,7 +141,12 @@ class CallLedger:
         """One conditional write naming `slot`: whether it was admitted, and the item as it was
         before the write (either way: what the reservation displaced, or why it failed)."""
         s = _slot_names(slot)
-        old = {f"#old{i}": f"m_{day - i}" for i in range(1, OLD_DAYS_DROPPED + 1)}
+        # Past days' counters go: the seconds (`m_`) and the calls admitted (`n_`).
+        old = {
+            f"#old{p}{i}": f"{p}_{day - i}"
+            for p in ("m", "n")
+            for i in range(1, OLD_DAYS_DROPPED + 1)
+        }
         try:
             written = self._client.update_item(
                 TableName=self._table,
@@ -134,13 +155,15 @@ class CallLedger:
                     "SET #ref = :ref, #end = :end, #start = :start, #day = :day, #ttl = :ttl,"
                     " #api = :api REMOVE #call, #done, #why, "
                     + ", ".join(old)
-                    + " ADD #used :seconds"
+                    + " ADD #used :seconds, #count :one"
                 ),
                 ConditionExpression=(
                     "(attribute_not_exists(#end) OR #end <= :now)"
                     " AND (attribute_not_exists(#used) OR #used <= :room)"
                 ),
-                ExpressionAttributeNames=s | old | {"#used": f"m_{day}", "#ttl": "ttl"},
+                ExpressionAttributeNames=s
+                | old
+                | {"#used": f"m_{day}", "#count": f"n_{day}", "#ttl": "ttl"},
                 ExpressionAttributeValues={
                     ":ref": {"S": ref},
                     ":api": {"S": family},
@@ -149,6 +172,7 @@ class CallLedger:
                     ":day": _n(day),
                     ":now": _n(now),
                     ":seconds": _n(seconds),
+                    ":one": _n(1),
                     ":room": _n(self._limits.seconds_per_day - seconds),
                     # Never a timer: the item is deleted only after two idle days.
                     ":ttl": _n((day + 3) * DAY),
@@ -230,7 +254,7 @@ class CallLedger:
             for part in (
                 "SET " + ", ".join(f"{n} = :old_{n[1:]}" for n in restored) if restored else "",
                 "REMOVE " + ", ".join(removed) if removed else "",
-                "ADD #used :back",
+                "ADD #used :back, #count :minus",
             )
             if part
         )
@@ -240,8 +264,8 @@ class CallLedger:
                     reservation.user,
                     reservation.ref,
                     update,
-                    s | {"#used": f"m_{reservation.day}"},
-                    values | {":back": _n(-reservation.seconds)},
+                    s | {"#used": f"m_{reservation.day}", "#count": f"n_{reservation.day}"},
+                    values | {":back": _n(-reservation.seconds), ":minus": _n(-1)},
                 )
             except DependencyUnavailable:
                 return False  # best effort: the slot frees itself at its end time anyway
@@ -369,7 +393,9 @@ class CallLedger:
                 raise unavailable(exc) from None
         day = int(self._clock()) // DAY
         calls = []
-        for i in range(self._limits.concurrent):
+        # Every slot the item may hold: a plan (or an override) may allow more than this
+        # ledger's limits, and its calls must still be found, ended and settled.
+        for i in range(MAX_CONCURRENT_CALLS):
             call = item.get(f"s{i}_call", {}).get("S")
             ref = item.get(f"s{i}_ref", {}).get("S")
             if call and ref:
@@ -387,8 +413,8 @@ class CallLedger:
                         family=item.get(f"s{i}_api", {}).get("S", "realtime"),
                     )
                 )
-        left = _minutes(self._limits.seconds_per_day - _number(item.get(f"m_{day}")))
-        return CallsView(tuple(calls), left)
+        used = _number(item.get(f"m_{day}"))
+        return CallsView(tuple(calls), _minutes(self._limits.seconds_per_day - used), used)
 
 
 def _slot_names(slot: int) -> dict[str, str]:

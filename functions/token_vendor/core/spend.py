@@ -387,24 +387,42 @@ class SpendLedger:
             raise unavailable(exc, "spend_ledger") from None
         return _number(item.get("micros"))
 
+    def today_with(
+        self, user: UserId, others: tuple[str, ...], deadline: Deadline | None = None
+    ) -> tuple[DaySpend, dict[str, dict[str, Any]]]:
+        """Today's spend and, in the same request, the items keyed `others` (the user's
+        controls: core.controls), each by its key (absent when there is none)."""
+        day, _, resets = self._day()
+        with self._guard.within(deadline):
+            return self._read_with(*self._keys(user, day), resets, others)
+
     def _read(self, user_key: str, all_key: str, resets: int) -> DaySpend:
+        return self._read_with(user_key, all_key, resets, ())[0]
+
+    def _read_with(
+        self, user_key: str, all_key: str, resets: int, others: tuple[str, ...]
+    ) -> tuple[DaySpend, dict[str, dict[str, Any]]]:
+        keys = [{"pk": {"S": key}} for key in (user_key, all_key, *others)]
+        # The days' items hold only `micros`; another item is read whole.
+        projection = {} if others else {"ProjectionExpression": "pk, micros"}
         try:
             response = self._client.batch_get_item(
-                RequestItems={
-                    self._table: {
-                        "Keys": [{"pk": {"S": user_key}}, {"pk": {"S": all_key}}],
-                        "ConsistentRead": True,
-                        "ProjectionExpression": "pk, micros",
-                    }
-                }
+                RequestItems={self._table: {"Keys": keys, "ConsistentRead": True} | projection}
             )
         except (ClientError, BotoCoreError) as exc:
             raise unavailable(exc, "spend_ledger") from None
-        found = {
-            item["pk"]["S"]: _number(item.get("micros"))
-            for item in response.get("Responses", {}).get(self._table, [])
+        items = {
+            item["pk"]["S"]: item for item in response.get("Responses", {}).get(self._table, [])
         }
-        return DaySpend(found.get(user_key, 0), found.get(all_key, 0), self.limits, resets)
+        if response.get("UnprocessedKeys"):  # throttled: unread is not nothing (fail closed)
+            raise DependencyUnavailable("spend_ledger", "the day's spend was not read", 2)
+        day = DaySpend(
+            _number(items.get(user_key, {}).get("micros")),
+            _number(items.get(all_key, {}).get("micros")),
+            self.limits,
+            resets,
+        )
+        return day, {key: items[key] for key in others if key in items}
 
 
 def _already_charged(exc: ClientError) -> bool:

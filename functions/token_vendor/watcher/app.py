@@ -28,6 +28,7 @@ from ..core.ending import EndReason
 from ..core.errors import DependencyUnavailable, TokenVendorError
 from ..core.ids import CALL_ID, CallId, UserId
 from ..core.jobs import BadEvent, Job, new_token, parse_job
+from .controls import UserControls
 from .deps import WatcherContainer, container
 from .live import LiveWatch
 from .realtime import RealtimeWatch
@@ -156,11 +157,13 @@ def _watch_held(
             lease_seconds=settings.lease_seconds,
             lease_expires=started + settings.lease_seconds,
         )
+        controls = UserControls(c.controls, job.user, c.spend, job.budget_micros, metrics, logger)
         common: dict[str, Any] = {
             "job": job,
             "events": sideband,
             "prices": settings.prices,
-            "meter": c.spend,
+            "meter": controls,
+            "user_controls": controls,
             "leases": c.leases,
             "ender": c.ender,
             "metrics": metrics,

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from ..core import aws
+from ..core.controls import ControlReader
 from ..core.ending import CallEnder
 from ..core.lease import LeaseStore
 from ..core.ledger import CallLedger
@@ -31,6 +32,7 @@ class WatcherContainer:
     ender: CallEnder
     closer: LiveSessionCloser
     lambda_client: Any
+    controls: ControlReader | None = None
 
 
 def build_container(env: Mapping[str, str] | None = None, *, log: Any = None) -> WatcherContainer:
@@ -57,6 +59,7 @@ def build_container(env: Mapping[str, str] | None = None, *, log: Any = None) ->
         ),
         closer=closer,
         lambda_client=aws.client("lambda", env, aws.LAMBDA),
+        controls=ControlReader(core.table, dynamodb),
     )
 
 

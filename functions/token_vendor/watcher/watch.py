@@ -29,6 +29,7 @@ from ..core.ids import CallId, UserId
 from ..core.jobs import Job
 from ..core.pricing import PriceTable
 from ..core.spend import Charge, DaySpend, usd
+from .controls import UserControls
 from .sideband import SidebandClosed
 
 POLL_SECONDS = 0.5
@@ -154,6 +155,9 @@ class Watch:
     # without hanging up.
     upstream_ended: bool = False
     line_closed: bool = False  # the sideband is gone: nothing more to read
+    # The operator's controls of the user (watcher.controls), polled: a block ends the call.
+    user_controls: UserControls | None = None
+    blocked_seen: bool = False
 
     # --- what a dialect says ----------------------------------------------------------------
 
@@ -188,6 +192,27 @@ class Watch:
     def _say_goodbye(self) -> Outcome | None:
         raise NotImplementedError
 
+    def _ends(self, now: float) -> EndReason | None:
+        """An end decided outside the call: the clock's (`_due`), or the operator's block."""
+        if (due := self._due(now)) is not None:
+            return due
+        if self._blocked(now):
+            return EndReason.BLOCKED
+        controls = self.user_controls
+        if controls is not None and self.job.call_id in controls.controls.end_calls:
+            return EndReason.OPERATOR
+        return None
+
+    def _blocked(self, now: float) -> bool:
+        """The operator blocked the user (read every CONTROL_POLL_SECONDS)."""
+        if self.user_controls is None or not self.user_controls.blocked(now):
+            return False
+        if not self.blocked_seen:
+            self.blocked_seen = True
+            self.log.info("user blocked: ending the call", extra={"call_id": self.job.call_id})
+            self.metrics.count("BlockedHangups", profile=self.job.profile)
+        return True
+
     def _due(self, now: float) -> EndReason | None:
         """An end the clock decides: by default, the server's deadline."""
         return EndReason.DEADLINE if now >= self.job.ends_at else None
@@ -216,7 +241,7 @@ class Watch:
             if self.end_pending is not None:
                 if now >= self.end_retry_at and (outcome := self._try_end()) is not None:
                     return outcome
-            elif (due := self._due(now)) is not None and (outcome := self._stop(due)) is not None:
+            elif (end := self._ends(now)) is not None and (outcome := self._stop(end)) is not None:
                 return outcome
             if successor is None and now >= timing.hard_stop:
                 # Out of time and no successor: the scheduled deadline still ends the call.
