@@ -183,3 +183,44 @@ def test_a_claimed_cause_is_replaced_or_withdrawn_only_while_it_is_the_one_held(
     calls.settle(call, EndReason.HANGUP, deadline())
     assert calls.view(USER, deadline()).find("rtc_1", live_only=True) is None
     assert calls.view(USER, deadline()).find("rtc_2") is None
+
+
+def test_a_lowered_limit_admits_nothing_while_calls_beyond_it_run(aws: Aws) -> None:
+    """A plan downgraded (or an override expired) while calls run in slots past the new
+    limit: slot 0 being free is not enough, the calls beyond count until they end."""
+    clock = Clock(START)
+    wide = ledger(aws, clock, CallLimits(concurrent=3, seconds_per_day=3600))
+    wide.admit(USER, int(START) + 300, deadline())
+    wide.admit(USER, int(START) + 200, deadline())
+    third = wide.admit(USER, int(START) + 100, deadline())
+    assert third.slot == 2
+    narrow = ledger(aws, clock, CallLimits(concurrent=1, seconds_per_day=3600))
+    clock.now = START + 50  # all three run
+
+    with pytest.raises(CallLimitExceeded) as refused:
+        narrow.admit(USER, int(clock.now) + 60, deadline())
+    assert refused.value.limit == "concurrent"
+    assert "3 calls in progress, more than the 1 now allowed at once" in refused.value.detail
+    assert refused.value.retry_after == 50  # the first of them to end, slot 2's
+
+    clock.now = START + 250  # slot 2 and slot 1 ended; slot 0 still runs
+    with pytest.raises(CallLimitExceeded) as still:
+        narrow.admit(USER, int(clock.now) + 60, deadline())
+    assert "1 call in progress, the most allowed at once" in still.value.detail
+
+    clock.now = START + 300  # slot 0's end: nothing runs
+    assert narrow.admit(USER, int(clock.now) + 60, deadline()).slot == 0
+
+
+def test_a_free_slot_under_the_limit_is_not_taken_while_a_call_beyond_it_runs(aws: Aws) -> None:
+    clock = Clock(START)
+    wide = ledger(aws, clock, CallLimits(concurrent=3, seconds_per_day=3600))
+    for ends in (100, 100, 400):
+        wide.admit(USER, int(START) + ends, deadline())
+    clock.now = START + 150  # slots 0 and 1 are free, slot 2 runs until +400
+    narrow = ledger(aws, clock, CallLimits(concurrent=2, seconds_per_day=3600))
+
+    with pytest.raises(CallLimitExceeded) as refused:
+        narrow.admit(USER, int(clock.now) + 60, deadline())
+    assert "1 call in progress, begun under a higher limit" in refused.value.detail
+    assert refused.value.retry_after == 250

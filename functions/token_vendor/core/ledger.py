@@ -147,6 +147,11 @@ class CallLedger:
             for p in ("m", "n")
             for i in range(1, OLD_DAYS_DROPPED + 1)
         }
+        # The slots past this user's limit must hold no live call: a limit lowered while calls
+        # ran there (a plan downgraded, an override expired) admits nothing until they end.
+        beyond = {
+            f"#beyond{i}": f"s{i}_end" for i in range(self._limits.concurrent, MAX_CONCURRENT_CALLS)
+        }
         try:
             written = self._client.update_item(
                 TableName=self._table,
@@ -157,12 +162,16 @@ class CallLedger:
                     + ", ".join(old)
                     + " ADD #used :seconds, #count :one"
                 ),
-                ConditionExpression=(
-                    "(attribute_not_exists(#end) OR #end <= :now)"
-                    " AND (attribute_not_exists(#used) OR #used <= :room)"
+                ConditionExpression=" AND ".join(
+                    [
+                        "(attribute_not_exists(#end) OR #end <= :now)",
+                        "(attribute_not_exists(#used) OR #used <= :room)",
+                    ]
+                    + [f"(attribute_not_exists({n}) OR {n} <= :now)" for n in beyond]
                 ),
                 ExpressionAttributeNames=s
                 | old
+                | beyond
                 | {"#used": f"m_{day}", "#count": f"n_{day}", "#ttl": "ttl"},
                 ExpressionAttributeValues={
                     ":ref": {"S": ref},
@@ -193,16 +202,23 @@ class CallLedger:
         used = _number(item.get(f"m_{day}"))
         if used + seconds > self._limits.seconds_per_day:
             raise self._over_budget(used, seconds, now)
-        ends = [_number(item.get(f"s{i}_end")) for i in range(self._limits.concurrent)]
-        free = [i for i, end in enumerate(ends) if end <= now]
-        if free:
-            return free[0]
-        retry = max(min(ends) - now, 1)
         n = self._limits.concurrent
-        calls = "1 call" if n == 1 else f"{n} calls"
+        ends = [_number(item.get(f"s{i}_end")) for i in range(MAX_CONCURRENT_CALLS)]
+        live = [end for end in ends if end > now]
+        free = [i for i in range(n) if ends[i] <= now]
+        if free and not any(end > now for end in ends[n:]):
+            return free[0]
+        retry = max(min(live) - now, 1)
+        calls = "1 call" if len(live) == 1 else f"{len(live)} calls"
+        if len(live) == n:
+            why = "the most allowed at once"
+        elif len(live) > n:
+            why = f"more than the {n} now allowed at once"
+        else:  # fewer, but one holds a slot past a limit lowered while it ran
+            why = "begun under a higher limit"
         raise CallLimitExceeded(
             "concurrent",
-            f"You already have {calls} in progress, the most allowed at once; "
+            f"You already have {calls} in progress, {why}; "
             f"end one or try again in {retry} seconds.",
             retry,
             _minutes(self._limits.seconds_per_day - used),
