@@ -104,3 +104,39 @@ def test_an_override_below_the_plan_refuses_what_the_plan_admits(
     assert first.status == 200 and '"minute";q=1' in first.required_header("ratelimit-policy")
     assert_problem(second, 429, "quota-exceeded")
     assert minute_units(aws, "ursula") == 1  # the plan's unit given back, the override's kept
+
+
+def test_a_calls_watcher_is_told_the_plans_budget_not_an_overrides(
+    make_watched_handler: Any, place: Any, aws: Aws, tmp_path: Path
+) -> None:
+    """The watcher applies the operator's overrides itself at every poll; were it told the
+    overridden budget at the start, an override that expires or is cleared would keep
+    counting for the rest of the call (and across its hand-overs)."""
+    from botocore.stub import Stubber
+
+    from tests.support.handler import expect_watcher_start, user_hash
+
+    plans = tmp_path / "plans.json"
+    plans.write_text(json.dumps({"plans": {"free": {"spend_limits": "usd/day=1.00"}}}))
+    env = {
+        "PLANS_FILE": str(plans),
+        "PLAN_CLAIM": "groups",
+        "DEFAULT_PLAN": "free",
+        "USER_CONTROLS": "on",
+        "SPEND_LIMITS": "usd/day=1.00",
+    }
+    ControlWriter(TABLE, aws.dynamodb).set_override(
+        user_hash("user-1"), "spend_limits", "usd/day=20.00", int(time.time()) + 3600
+    )
+    handler, lambda_client = make_watched_handler(env)
+    started: list[dict[str, Any]] = []
+    lambda_client.meta.events.register(
+        "before-parameter-build.lambda.Invoke",
+        lambda params, **_: started.append(json.loads(params["Payload"])),
+    )
+    with Stubber(lambda_client) as stub:
+        expect_watcher_start(stub)
+        assert place(with_handler=handler).status == 201
+
+    (start,) = [e for e in started if e.get("action") == "watch"]
+    assert start["budget_micros"] == 1_000_000

@@ -272,9 +272,11 @@ class Placement:
                 deadline,
                 effective.spend_limits.user_micros if effective is not None else None,
             )
+            # The plan's own budget, not the override's: the watcher applies the overrides
+            # itself at every poll, so one that expires or is cleared stops counting mid-call.
             taken.budget_micros = (
-                effective.spend_limits.user_micros
-                if effective is not None and self._plan_budget
+                user_plan.spend_limits.user_micros
+                if user_plan is not None and self._plan_budget
                 else None
             )
             taken.call = self._creators[plan.family].create(
