@@ -71,3 +71,32 @@ def test_an_unarmed_guard_never_stops_a_request(client: Any) -> None:
     RetryGuard(client, "dynamodb", attempt_seconds=3.0)
     for _ in range(3):
         get(client)
+
+
+def test_a_control_read_is_not_retried_past_its_deadline() -> None:
+    """The watcher's poll of the operator's controls (1 s): a throttled table is tried once,
+    not for botocore's three attempts with backoff, which would hold the watcher's loop."""
+    from token_vendor.core.controls import ControlReader
+    from token_vendor.core.errors import DependencyUnavailable
+    from token_vendor.core.ids import UserId
+
+    client = botocore.session.get_session().create_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    sent: list[str] = []
+
+    def throttled(request: Any, **_: Any) -> AWSResponse:
+        sent.append(request.url)
+        body = b'{"__type":"ThrottlingException","message":"slow down"}'
+        return AWSResponse(request.url, 400, {}, RawBody(body))
+
+    client.meta.events.register("before-send.dynamodb", throttled)
+    reader = ControlReader("t", client)
+
+    with pytest.raises(DependencyUnavailable):
+        reader.read(UserId("u"), Deadline(1.0))
+    assert len(sent) == 1

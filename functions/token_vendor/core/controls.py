@@ -25,9 +25,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws import ATTEMPT_SECONDS
 from .deadline import Deadline
 from .ids import UserId
-from .retry_guard import unavailable
+from .retry_guard import RetryGuard, unavailable
 
 OVERRIDABLE = ("quotas", "call_limits", "spend_limits")
 PREFIX = "control#"
@@ -92,12 +93,16 @@ class ControlReader:
     def __init__(self, table: str, client: Any) -> None:
         self._table = table
         self._client = client
+        # botocore's retries cannot see the deadline: a slow table must not hold the
+        # watcher's loop (its charges, its deadline end) or an API worker thread past it.
+        self._guard = RetryGuard(client, "dynamodb", ATTEMPT_SECONDS)
 
     def read(self, user: UserId, deadline: Deadline | None = None) -> Controls:
         try:
-            item = self._client.get_item(
-                TableName=self._table, Key=control_key(user), ConsistentRead=True
-            ).get("Item")
+            with self._guard.within(deadline):
+                item = self._client.get_item(
+                    TableName=self._table, Key=control_key(user), ConsistentRead=True
+                ).get("Item")
         except (ClientError, BotoCoreError) as exc:
             raise unavailable(exc, "controls") from None
         return parse_controls(item)
