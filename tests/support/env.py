@@ -31,6 +31,10 @@ BASE_ENV = {
     "CALL_LIMITS": "concurrent=2,minutes/day=60",
     "SCHEDULE_GROUP": SCHEDULE_GROUP,
     "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/token-vendor-scheduler",
+    # The function reads the operator's controls by default; the handler suites count each
+    # request's DynamoDB operations without them (the round-trip tests), and
+    # tests/integration/test_controls_cost.py measures what turning them on adds.
+    "USER_CONTROLS": "off",
 }
 # A token's scopes for the shipped client-secret profile, which is opt-in (`assistant-direct`).
 SECRETS_SCOPES = "openid realtime:mint realtime:client_secrets"

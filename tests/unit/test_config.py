@@ -179,3 +179,14 @@ def test_the_global_quota_is_optional_and_parsed_like_the_per_user_one() -> None
     settings = ApiSettings.from_env(BASE_ENV | {"GLOBAL_QUOTAS": "100/minute, 1000/day"})
 
     assert [(w.name, w.limit) for w in settings.global_quotas] == [("minute", 100), ("day", 1000)]
+
+
+def test_the_operators_controls_are_read_unless_turned_off_and_off_is_warned_of() -> None:
+    """A block must hold wherever the function runs: off is an opt-out, said at cold start."""
+    default = {k: v for k, v in BASE_ENV.items() if k != "USER_CONTROLS"}
+    assert ApiSettings.from_env(default).user_controls is True
+    assert not any("USER_CONTROLS" in w for w in ApiSettings.from_env(default).warnings())
+
+    off = ApiSettings.from_env(default | {"USER_CONTROLS": "off"})
+    assert off.user_controls is False
+    assert any("USER_CONTROLS is off" in w for w in off.warnings())

@@ -70,9 +70,10 @@ class ApiSettings:
     # Plans (PLANS_FILE, PLAN_CLAIM, DEFAULT_PLAN): without a file, one plan of the limits
     # above. `None` here means the same (settings built by hand in tests).
     plans: Plans | None = None
-    # USER_CONTROLS=on: each admission reads the user's controls (a block, overrides) beside
-    # its first write; off: blocks and overrides set with `make ops` are not applied.
-    user_controls: bool = False
+    # USER_CONTROLS=on (the default: a block must hold wherever the function runs): each
+    # admission reads the user's controls (a block, overrides) beside its first write; off:
+    # blocks and overrides set with `make ops` are not applied, said at every cold start.
+    user_controls: bool = True
 
     @property
     def plan_book(self) -> Plans:
@@ -179,7 +180,7 @@ class ApiSettings:
             set(settings.profiles.by_name),
             env.problems,
         )
-        controls = env.text("USER_CONTROLS", "off")
+        controls = env.text("USER_CONTROLS", "on")
         if controls not in ("on", "off"):
             env.problems.append(f"USER_CONTROLS must be 'on' or 'off', got {controls!r}")
         settings = replace(settings, plans=plans, user_controls=controls == "on")
