@@ -106,10 +106,21 @@ def run(args: argparse.Namespace, session: Any = None, clock: Any = time.time) -
 
 
 def main(argv: list[str] | None = None, session: Any = None, clock: Any = time.time) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     args = parser().parse_args(argv)
     try:
         print(run(args, session, clock))
     except OpsError as exc:
+        print(f"{NAME}: {exc}", file=sys.stderr)
+        return 2
+    # What AWS (or a stale --local endpoint: moto down) refuses after connect() is no bug of
+    # this command: one line, not a traceback. Its code and message name no secret.
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        print(f"{NAME}: AWS answered {code}: {exc}", file=sys.stderr)
+        return 2
+    except BotoCoreError as exc:
         print(f"{NAME}: {exc}", file=sys.stderr)
         return 2
     return 0
