@@ -84,7 +84,13 @@ def run(args: argparse.Namespace, session: Any = None, clock: Any = time.time) -
         users.require(user, args.force)
         users.writer().block(user, args.reason)
         live = len(users.live(user))
-        return f"blocked {user}: new requests get 403; {live} live call(s) end within seconds"
+        # This command cannot see the functions' settings: say what the block does where
+        # they read it, not a promise about this deploy.
+        return (
+            f"blocked {user}: where USER_CONTROLS is on (the default), new requests get 403 "
+            f"user-blocked; {live} live call(s): their watchers end them within seconds "
+            "(sessions of client secrets already minted, and unwatched calls, run on)"
+        )
     if args.command == "unblock":
         users.require(user)
         users.writer().unblock(user)
