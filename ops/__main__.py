@@ -84,7 +84,13 @@ def run(args: argparse.Namespace, session: Any = None, clock: Any = time.time) -
         users.require(user, args.force)
         users.writer().block(user, args.reason)
         live = len(users.live(user))
-        return f"blocked {user}: new requests get 403; {live} live call(s) end within seconds"
+        # This command cannot see the functions' settings: say what the block does where
+        # they read it, not a promise about this deploy.
+        return (
+            f"blocked {user}: where USER_CONTROLS is on (the default), new requests get 403 "
+            f"user-blocked; {live} live call(s): their watchers end them within seconds "
+            "(sessions of client secrets already minted, and unwatched calls, run on)"
+        )
     if args.command == "unblock":
         users.require(user)
         users.writer().unblock(user)
@@ -106,10 +112,21 @@ def run(args: argparse.Namespace, session: Any = None, clock: Any = time.time) -
 
 
 def main(argv: list[str] | None = None, session: Any = None, clock: Any = time.time) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     args = parser().parse_args(argv)
     try:
         print(run(args, session, clock))
     except OpsError as exc:
+        print(f"{NAME}: {exc}", file=sys.stderr)
+        return 2
+    # What AWS (or a stale --local endpoint: moto down) refuses after connect() is no bug of
+    # this command: one line, not a traceback. Its code and message name no secret.
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        print(f"{NAME}: AWS answered {code}: {exc}", file=sys.stderr)
+        return 2
+    except BotoCoreError as exc:
         print(f"{NAME}: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,5 +1,6 @@
 """The page shows the signed-in user's plan and what is left of it today (minutes, budget),
-from the listing the API already answers; an operator's override shows at the next sign-in.
+from the listing the API already answers; an operator's override shows at the next sign-in; a
+blocked user is told they are blocked.
 Debian's Chromium under the production CSP, against the local stack with a plans file."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from devstack.idp import subject_for
 from devstack.stack import TABLE, start_stack
 from ops.__main__ import main as ops_main
 from ops.users import user_id
-from tests.support.browser import TIMEOUT, sign_in
+from tests.support.browser import TIMEOUT, alert, sign_in
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
 
@@ -76,3 +77,21 @@ def test_the_page_shows_the_plan_and_what_is_left_of_it(page: Any, stack: Any) -
     shown(page, "#budget-left", "$3.00")
     assert page.locator("#plan").get_attribute("title") == "10 minutes a day, $3.00 a day"
     page.screenshot(path="artifacts/screenshots/plan.png")
+
+
+def test_a_blocked_user_is_told_so_not_that_they_lack_access(page: Any, stack: Any) -> None:
+    sign_in(page, stack, "bianca")
+    session = boto3.session.Session(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    user = user_id(subject_for("bianca"), stack.urls["issuer"])
+    block = ["--endpoint", stack.urls["aws"], "--table", TABLE, "block", user, "--force"]
+    assert ops_main(block, session=session) == 0
+
+    page.get_by_role("button", name="Start talking").click()
+
+    # 403 user-blocked has its own sentence, not the one for a missing scope.
+    assert "The service's operator has blocked this account" in alert(page)
+    assert "not allowed to start conversations" not in alert(page)

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from token_vendor.core.ids import UserId
+from token_vendor.core.ids import CallId, UserId
 from token_vendor.core.spend import SpendLedger, SpendLimits
 
 from devstack.idp import subject_for
@@ -227,25 +227,59 @@ async def _block(stack: Stack) -> tuple[float, str, httpx.Response, int]:
 
 
 def test_the_usage_report_names_the_users_who_spent(stack: Stack, capsys: Any) -> None:
-    """After the calls above (each GPT-Live create bills 15 s up front): the report's spend
-    is the spend ledger's, to the micro-dollar."""
-    assert ops(stack, "usage", "--format", "json") == 0
-    rows = {r["user"]: r for r in json.loads(capsys.readouterr().out)}
+    """Users of its own, with calls placed through the stack and charges beside them: the
+    report's calls are the calls admitted, its spend the sum of every charge on their calls
+    (each GPT-Live create's 15 s up front, the watcher's usage, and the charges added here),
+    to the micro-dollar. Runs alone: nothing from another test is counted."""
+    placed = asyncio.run(asyncio.wait_for(_spend(stack, {"uma": 2, "ugo": 1}), 90))
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing",
         region_name="us-east-1",
     )  # fmt: skip
     dynamodb = session.client("dynamodb", endpoint_url=stack.urls["aws"])
     ledger = SpendLedger(TABLE, SpendLimits(), dynamodb)
-    # The calls admitted, each refused one given back (freda's second: her plan's one call at
-    # once; olive's second before her override; bert's while he was blocked).
-    admitted = {"freda": 1, "paula": 2, "olive": 2, "bert": 2}
-    for name, calls in admitted.items():
-        user = UserId(hash_of(stack, name))
-        spent = ledger.today(user).user_micros
-        assert spent > 0 and rows[user]["spend_micros"] == spent
-        assert rows[user]["spend_usd"] == f"{spent / 1e6:.6f}"
-        assert rows[user]["calls"] == calls, name
+    for name, calls in placed.items():
+        for n, call_id in enumerate(calls):  # as the watcher charges a response's usage
+            ledger.charge(call_id=call_id, user=UserId(hash_of(stack, name)),
+                          event_key=f"resp:report-{n}", micros=123_457 * (n + 1))  # fmt: skip
+
+    def report() -> dict[str, Any]:
+        capsys.readouterr()
+        assert ops(stack, "usage", "--format", "json") == 0
+        return {r["user"]: r for r in json.loads(capsys.readouterr().out)}
+
+    def charged(name: str) -> int:
+        return sum(ledger.call_total(call_id) for call_id in placed[name])
+
+    def agrees() -> bool:  # a hung-up call's watcher may still be charging its last usage
+        rows = report()
+        return all(rows[hash_of(stack, name)]["spend_micros"] == charged(name) for name in placed)
+
+    asyncio.run(eventually(agrees, 10, "the report equals the charges"))
+    rows = report()
+    for name, calls in placed.items():
+        row = rows[hash_of(stack, name)]
+        added = sum(123_457 * (n + 1) for n in range(len(calls)))
+        assert row["spend_micros"] == charged(name) > added, name  # the creates' 15 s too
+        assert row["spend_usd"] == f"{row['spend_micros'] / 1e6:.6f}"
+        assert row["calls"] == len(calls), name
+
+
+async def _spend(stack: Stack, calls: dict[str, int]) -> dict[str, list[CallId]]:
+    """Each user places their calls (one at a time) and hangs up: their call ids."""
+    placed: dict[str, list[CallId]] = {}
+    for name, count in calls.items():
+        with client(stack, name, "pro") as api:
+            callers: list[LiveCaller] = []
+            try:
+                for _ in range(count):
+                    reply, caller = await place(api)
+                    callers.append(caller)
+                    assert reply.status_code == 201, reply.text
+                    placed.setdefault(name, []).append(CallId(conform_create(reply).session.id))
+            finally:
+                await hang_up_all(api, callers)
+    return placed
 
 
 def test_the_operator_ends_one_live_call_through_its_watcher(stack: Stack, capsys: Any) -> None:

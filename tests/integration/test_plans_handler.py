@@ -70,6 +70,7 @@ def test_each_plan_mints_under_its_own_quota_and_profiles(
     # The free plan leaves out the client-secret profile: refused before anything is counted.
     body = assert_problem(free, 403, "insufficient-scope")
     assert "Your plan 'free' does not include the profile 'assistant-direct'" in body["detail"]
+    assert body["plan"] == "free" and free.header("WWW-Authenticate") is None
     assert minute_units(aws, "freda") == 0
 
 

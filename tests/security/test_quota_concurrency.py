@@ -160,13 +160,22 @@ def test_fifty_simultaneous_mints_for_one_user_grant_exactly_five(pool: Any) -> 
         )
         assert len(refused) == REQUESTS - LIMIT, f"round {round_}: {[r['status'] for r in results]}"
         assert len(minted) == LIMIT, f"round {round_}: {len(minted)} upstream mints"
+        checked = 0
         for r in refused:
             # The answer was computed at some moment between sending and receiving: on a
             # loaded machine those can be seconds apart, so the window's remaining seconds
-            # are bounded by both ends (one second either side for rounding).
+            # are bounded by both ends (one second either side for rounding). A refusal sent
+            # in one minute and received in the next has no such bound (its window may be
+            # either): skipped.
+            if int(r["sent"] // 60) != int(r["at"] // 60):
+                continue
             most = math.ceil(60 - r["sent"] % 60)
             least = math.ceil(60 - r["at"] % 60)
             assert least - 1 <= int(r["retry_after"]) <= most + 1, (r, least, most)
+            checked += 1
+        # Rounds start clear of a minute's end: most refusals are checked, or the bound
+        # would pass unexercised.
+        assert checked > len(refused) // 2, f"round {round_}: {checked} of {len(refused)}"
 
 
 def test_a_per_second_window_holds_at_every_boundary_under_concurrency(

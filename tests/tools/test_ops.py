@@ -103,7 +103,9 @@ def test_block_and_unblock_write_what_the_functions_read(
     spend(aws).charge(call_id=CallId("rtc_1"), user=ANN, event_key="e", micros=1)
     reader = ControlReader(TABLE, aws.dynamodb)
 
-    assert ops(session, "block", ANN, "--reason", "abuse", capsys=capsys)[0] == 0
+    status, out, _ = ops(session, "block", ANN, "--reason", "abuse", capsys=capsys)
+    # It cannot see the functions' settings: it says where the 403 holds, not that it will.
+    assert status == 0 and "where USER_CONTROLS is on" in out and "0 live call(s)" in out
     assert reader.read(ANN).blocked and reader.read(ANN).blocked_why == "abuse"
     state = json.loads(ops(session, "user", ANN, capsys=capsys)[1])
     assert state["blocked"] is True and state["today"]["spend_micros"] == 1
@@ -229,3 +231,49 @@ def test_missing_credentials_are_one_clear_line(
 
     assert main(["--table", TABLE, "usage"], session=session) == 2
     assert "no AWS credentials found" in capsys.readouterr().err
+
+
+def test_a_stale_local_stack_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: Any
+) -> None:
+    import socket
+
+    import pytest_socket
+
+    import ops.connect
+
+    pytest_socket.enable_socket()  # real loopback: a refused connection, as when moto is down
+    with socket.socket() as probe:  # a port nothing listens on: moto is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"urls": {"aws": f"http://127.0.0.1:{port}"}}))
+    monkeypatch.setattr(ops.connect, "STATE_FILE", state)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+    status = main(["--local", "usage"])
+
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert err.startswith("ops: ") and "Could not connect" in err and len(err.splitlines()) == 1
+
+
+def test_aws_refusing_after_connecting_is_one_clear_line(
+    aws: Aws, session: Any, capsys: Any
+) -> None:
+    spend(aws).charge(call_id=CallId("rtc_1"), user=ANN, event_key="e", micros=1)
+
+    class Refused:  # what botocore's HTTP layer hands back: just the status
+        status_code = 400
+
+    def deny(**_: Any) -> tuple[Any, dict[str, Any]]:
+        error = {"Code": "AccessDeniedException", "Message": "not allowed to UpdateItem"}
+        return Refused(), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
+
+    # A before-call handler that answers stands in for IAM: moto enforces no policy here.
+    session.events.register("before-call.dynamodb.UpdateItem", deny)
+    status, out, err = ops(session, "block", ANN, capsys=capsys)
+
+    assert status == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("ops: AWS answered AccessDeniedException")
+    assert not ControlReader(TABLE, aws.dynamodb).read(ANN).blocked

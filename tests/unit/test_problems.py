@@ -15,6 +15,8 @@ from token_vendor.core.errors import (
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
+    ProfileNotInPlan,
+    ProfileNotPermitted,
     QuotaExceeded,
     UnsupportedMediaType,
     UpstreamRejected,
@@ -75,3 +77,16 @@ def test_a_refusal_that_quotes_a_name_whole_is_still_short_and_clean() -> None:
     assert body["detail"].startswith("the field '??[2J?nnn") and body["detail"].endswith("...")
     assert body["field"] == body["error"]["param"] == "??[2J?" + "n" * 74 + "..."
     assert fields["reason"] == body["detail"] and fields["field"] == body["field"]
+
+
+def test_a_plan_refusal_says_why_and_offers_no_scope_to_step_up_to() -> None:
+    plan = problem_for(ProfileNotInPlan("assistant-direct", "free"))
+    scope = problem_for(ProfileNotPermitted("support", ("realtime:support",)))
+
+    assert plan.status == 403 and plan.slug == "insufficient-scope"
+    assert "WWW-Authenticate" not in plan.headers  # no token with more scopes would do
+    body = plan.body()
+    assert body["plan"] == "free"
+    assert body["detail"] == "Your plan 'free' does not include the profile 'assistant-direct'."
+    assert scope.headers["WWW-Authenticate"].endswith('scope="realtime:support"')
+    assert "plan" not in scope.body()

@@ -333,6 +333,12 @@ function describe(error) {
         auth.forget();
         return { message: "Your sign-in has expired. Please sign in again.", action: signInAction };
       case 403:
+        if (String(error.problem?.type || "").endsWith(":user-blocked")) {
+          return { message: "The service's operator has blocked this account. Contact them if you think this is a mistake.", action: null };
+        }
+        if (error.problem?.plan && error.problem?.detail) {
+          return { message: error.problem.detail, action: null }; // the plan leaves the profile out, in the server's words
+        }
         return { message: "Your account is not allowed to start conversations. Ask your administrator for access.", action: null };
       case 429:
         if (error.problem?.detail && !String(error.problem.type || "").endsWith("quota-exceeded")) {

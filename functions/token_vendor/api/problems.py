@@ -32,6 +32,7 @@ from ..core.errors import (
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
+    ProfileNotInPlan,
     ProfileNotPermitted,
     QuotaExceeded,
     RequestError,
@@ -130,6 +131,11 @@ def problem_for(error: Exception, product: str = "a usable client secret") -> Pr
                 error.description,
                 {"WWW-Authenticate": challenge},
             )
+        case ProfileNotInPlan():
+            # No challenge: no other token (no scope to step up to) gets the profile; the
+            # operator's plan does. `plan` lets the page show the sentence as it is.
+            extra = {"plan": error.plan}
+            return Problem(403, "insufficient-scope", "Forbidden", error.detail, extra=extra)
         case InsufficientScope() | ProfileNotPermitted():
             scopes = " ".join(error.scopes)
             challenge = f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scopes}"'
