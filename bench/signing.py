@@ -30,5 +30,9 @@ class BenchKey:
 
     def token(self, issuer: str, subject: str = "bench", lifetime: int = 3600) -> str:
         now = int(time.time())
-        claims = {"iss": issuer, "sub": subject, "aud": AUDIENCE, "iat": now, "exp": now + lifetime}
+        claims = {
+            "iss": issuer, "sub": subject, "aud": AUDIENCE, "iat": now, "exp": now + lifetime,
+            # The mint's profile is the opt-in client-secret one: its caller holds the scope.
+            "scope": "openid realtime:mint realtime:client_secrets",
+        }  # fmt: skip
         return jwt.encode(claims, self.private, algorithm="RS256", headers={"kid": self.kid})
