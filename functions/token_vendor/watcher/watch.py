@@ -29,7 +29,7 @@ from ..core.ids import CallId, UserId
 from ..core.jobs import Job
 from ..core.pricing import PriceTable
 from ..core.spend import Charge, DaySpend, usd
-from .controls import UserControls
+from .controls import Meter, UserControls
 from .sideband import SidebandClosed
 
 POLL_SECONDS = 0.5
@@ -58,28 +58,6 @@ class Events(Protocol):
     def recv(self, timeout: float) -> dict[str, Any] | None: ...
     def send(self, event: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
-
-
-class Meter(Protocol):  # core.spend.SpendLedger
-    def charge(
-        self,
-        *,
-        call_id: CallId,
-        user: UserId,
-        event_key: str,
-        micros: int,
-        deadline: Deadline | None = None,
-    ) -> Charge: ...
-
-    def charge_total(
-        self,
-        *,
-        call_id: CallId,
-        user: UserId,
-        counter: str,
-        total_micros: int,
-        deadline: Deadline | None = None,
-    ) -> Charge: ...
 
 
 class Leases(Protocol):
