@@ -15,7 +15,6 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -29,6 +28,7 @@ from devstack import aws
 from devstack.stack import SHIPPED_PROFILES, TABLE, WATCHER_FUNCTION, Stack, start_stack
 from tests.support.caller import Caller
 from tests.support.realtime import LOCATION, user_says
+from tests.support.stack import call_charged, charges, spent_today
 
 pytestmark = pytest.mark.stack
 
@@ -96,33 +96,6 @@ def lease(stack: Stack, call_id: str) -> dict[str, Any]:
         TableName=TABLE, Key={"pk": {"S": f"watch#{call_id}"}}, ConsistentRead=True
     )
     return dict(item.get("Item", {}))
-
-
-def spent_today(stack: Stack, user: str = USER) -> int:
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    item = aws.client("dynamodb", stack.urls["aws"]).get_item(
-        TableName=TABLE, Key={"pk": {"S": f"spend#user#{user}#{day}"}}, ConsistentRead=True
-    )
-    return int(item.get("Item", {}).get("micros", {}).get("N", "0"))
-
-
-def call_charged(stack: Stack, call_id: str) -> int:
-    item = aws.client("dynamodb", stack.urls["aws"]).get_item(
-        TableName=TABLE, Key={"pk": {"S": f"meter#{call_id}"}}, ConsistentRead=True
-    )
-    return int(item.get("Item", {}).get("micros", {}).get("N", "0"))
-
-
-def charges(stack: Stack, call_id: str) -> dict[str, int]:
-    """The events charged to the call, one item each (`charge#<call>#<event>`), and the
-    micro-dollars of each."""
-    prefix = f"charge#{call_id}#"
-    items = aws.client("dynamodb", stack.urls["aws"]).scan(TableName=TABLE, ConsistentRead=True)
-    return {
-        item["pk"]["S"].removeprefix(prefix): int(item["micros"]["N"])
-        for item in items["Items"]
-        if item["pk"]["S"].startswith(prefix)
-    }
 
 
 def charged_events(stack: Stack, call_id: str) -> set[str]:
@@ -269,7 +242,7 @@ async def _duplicates(stack: Stack, session: dict[str, Any]) -> tuple[int, int, 
 
 def test_three_hand_overs_count_every_response_once(stack: Stack) -> None:
     session = profile_session()
-    before = spent_today(stack)
+    before = spent_today(stack, USER)
     call_id, usages, handovers = asyncio.run(_hand_overs(stack, session))
     assert handovers >= 3
     expected = priced(usages)
@@ -277,7 +250,7 @@ def test_three_hand_overs_count_every_response_once(stack: Stack) -> None:
     charged = charged_events(stack, call_id)
     assert charged == {f"resp:{u['response_id']}" for u in usages}
     assert call_charged(stack, call_id) == expected == sum(charges(stack, call_id).values())
-    assert spent_today(stack) - before == expected
+    assert spent_today(stack, USER) - before == expected
 
 
 async def _hand_overs(stack: Stack, session: dict[str, Any]) -> tuple[str, list[Any], int]:
