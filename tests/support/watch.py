@@ -132,27 +132,35 @@ def watcher(
     on_change: str = "restore",
     close_code: int | None = 1000,
 ) -> tuple[RealtimeWatch, Scripted, Recorder, LeaseStore]:
+    recorder = Recorder()
+    events = Scripted(clock, script, close_code)
+    job = Job(CALL, USER, "assistant", SESSION, on_change, NOW + 600, "w_me")
+    parts = _watch_parts(aws, clock, limits, job, events, recorder)
+    return RealtimeWatch(**parts), events, recorder, parts["leases"]
+
+
+def _watch_parts(
+    aws: Aws, clock: Clock, limits: str, job: Job, events: Any, recorder: Recorder
+) -> dict[str, Any]:
+    """What every dialect's watch is built from: the shipped prices, moto's spend ledger
+    under `limits`, the job's lease held, the recorder as ender and metrics."""
     problems: list[str] = []
     prices = load_prices(DEFAULT_PRICES_FILE, "", problems)
     spend = SpendLedger(TABLE, SpendLimits.parse(limits, problems), aws.dynamodb, clock=clock)
     assert problems == []
     leases = LeaseStore(TABLE, aws.dynamodb, clock=clock)
-    assert leases.acquire(CALL, "w_me", 30)
-    recorder = Recorder()
-    events = Scripted(clock, script, close_code)
-    job = Job(CALL, USER, "assistant", SESSION, on_change, NOW + 600, "w_me")
-    watch = RealtimeWatch(
-        job=job,
-        events=events,
-        prices=prices,
-        meter=spend,
-        leases=leases,
-        ender=recorder,
-        metrics=recorder,
-        log=logging.getLogger("test"),
-        clock=clock,
-    )
-    return watch, events, recorder, leases
+    assert leases.acquire(job.call_id, job.token, 30)
+    return {
+        "job": job,
+        "events": events,
+        "prices": prices,
+        "meter": spend,
+        "leases": leases,
+        "ender": recorder,
+        "metrics": recorder,
+        "log": logging.getLogger("test"),
+        "clock": clock,
+    }
 
 
 LIVE_CALL = CallId("live_1")
@@ -201,30 +209,13 @@ def live_watcher(
     answers: dict[str, Callable[[dict[str, Any]], list[Step]]] | None = None,
 ) -> tuple[LiveWatch, Answering, Recorder, SpendLedger]:
     """A GPT-Live session's watch over a scripted sideband, charging moto's spend ledger."""
-    problems: list[str] = []
-    prices = load_prices(DEFAULT_PRICES_FILE, "", problems)
-    spend = SpendLedger(TABLE, SpendLimits.parse(limits, problems), aws.dynamodb, clock=clock)
-    assert problems == []
-    leases = LeaseStore(TABLE, aws.dynamodb, clock=clock)
-    assert leases.acquire(LIVE_CALL, "w_me", 30)
     recorder = Recorder()
     events = Answering(clock, script, close_code, answers)
     job = Job(
         LIVE_CALL, USER, "live-assistant", LIVE_SESSION, on_change, NOW + 600, "w_me", 0, "live"
     )
-    watch = LiveWatch(
-        job=job,
-        events=events,
-        prices=prices,
-        meter=spend,
-        leases=leases,
-        ender=recorder,
-        metrics=recorder,
-        log=logging.getLogger("test"),
-        clock=clock,
-        reopen=reopen,
-    )
-    return watch, events, recorder, spend
+    parts = _watch_parts(aws, clock, limits, job, events, recorder)
+    return LiveWatch(**parts, reopen=reopen), events, recorder, parts["meter"]
 
 
 def timing(stop_in: float = 10_000, hard_in: float = 20_000) -> Timing:
