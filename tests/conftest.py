@@ -13,6 +13,7 @@ import pytest_socket
 
 from devstack.lambda_events import LambdaContext, http_event
 from tests.support.aws import Aws, moto_aws, use_fake_aws
+from tests.support.clock import clear_of_a_minute_boundary
 from tests.support.env import BASE_ENV, ORIGIN, ROOT
 from tests.support.handler import Reply, invoke
 from tests.support.identity import Issuer
@@ -116,6 +117,14 @@ def make_handler(
         )
 
     return make
+
+
+@pytest.fixture
+def one_minute() -> None:
+    """For a test whose requests must fall in one minute window of the real clock (a minute
+    limit reached, an exact remaining count): it starts with at least 5 s of the minute left.
+    tests/unit/test_test_layout.py asks it of every test that reads a minute window's count."""
+    clear_of_a_minute_boundary(5.0)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 
 from devstack.stack import start_stack
 from tests.support.browser import TIMEOUT, alert, shot, sign_in, wait_state, wait_until
+from tests.support.clock import clear_of_a_minute_boundary
 from tests.support.env import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
@@ -152,9 +153,7 @@ def test_a_revoked_token_is_refused_by_the_api_and_asks_to_sign_in(page: Any, st
 
 
 def test_an_exhausted_quota_says_when_to_come_back(new_context: Callable[..., Any]) -> None:
-    left = 60 - time.time() % 60
-    if left < 20:  # both attempts must fall in one minute window
-        time.sleep(left + 0.5)
+    clear_of_a_minute_boundary(20.0)  # both attempts must fall in one minute window
     with start_stack(quotas="1/minute") as small:
         context = new_context(permissions=["microphone"])
         page = context.new_page()

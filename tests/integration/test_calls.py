@@ -83,6 +83,7 @@ def call(handler: Any, issuer: Issuer) -> Call:
 # --- placing a call ----------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("one_minute")
 def test_a_raw_offer_places_a_call_with_a_guaranteed_end(
     call: Call, aws: Aws, internet: FakeInternet
 ) -> None:
@@ -385,6 +386,7 @@ def test_a_call_the_day_budget_cannot_cover_is_429_until_midnight(
     assert len(internet.calls) == 1
 
 
+@pytest.mark.usefixtures("one_minute")
 def test_the_mint_quota_counts_calls_too(make_handler: Any, call: Call) -> None:
     handler = make_handler(QUOTAS="2/minute", CALL_LIMITS="concurrent=5,minutes/day=600")
     assert [call(with_handler=handler).status for _ in range(2)] == [201, 201]

@@ -22,6 +22,7 @@ SHIPPED_PROFILES = Path(__file__).resolve().parents[2] / "functions/token_vendor
 # --- success -------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("one_minute")
 def test_a_signed_in_user_gets_a_client_secret(mint: Mint, internet: FakeInternet) -> None:
     reply = mint()
 
@@ -209,6 +210,7 @@ def test_a_token_without_the_required_scope_is_403(make_handler: Any, issuer: Is
     assert_problem(reply, 403, "insufficient-scope")
 
 
+@pytest.mark.usefixtures("one_minute")
 def test_the_quota_refuses_with_429_and_an_exact_retry_after(
     mint: Mint, internet: FakeInternet
 ) -> None:

@@ -19,6 +19,9 @@ from tests.support.env import ORIGIN, SECRETS_SCOPES, TABLE
 from tests.support.handler import Reply, assert_problem, invoke
 from tests.support.identity import ISSUER, Issuer
 
+# Every test here counts in one minute window of the real clock.
+pytestmark = pytest.mark.usefixtures("one_minute")
+
 PLANS = {
     "plans": {
         "pro": {"match": ["pro"], "quotas": "5/minute,50/day"},

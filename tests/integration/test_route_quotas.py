@@ -20,6 +20,9 @@ from tests.support.handler import (
 from tests.support.identity import Issuer
 from tests.support.internet import FakeInternet
 
+# Every test here counts in one minute window of the real clock.
+pytestmark = pytest.mark.usefixtures("one_minute")
+
 
 @pytest.fixture
 def limited(make_handler: Any) -> Any:

@@ -128,6 +128,7 @@ def test_cors_is_not_access_control(mint: Any, issuer: Issuer) -> None:
     assert reply.status == 401 and reply.header("access-control-allow-origin") == ORIGIN
 
 
+@pytest.mark.usefixtures("one_minute")
 def test_errors_expose_retry_after_to_the_page(mint: Any) -> None:
     replies = [mint() for _ in range(4)]
 

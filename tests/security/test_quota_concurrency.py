@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.aws import aws_client
+from tests.support.clock import clear_of_a_minute_boundary
 from tests.support.env import BASE_ENV, TABLE
 from tests.support.identity import Issuer
 from tests.support.workers import function_in_worker
@@ -38,7 +40,7 @@ _build: Any = None
 _minted: list[str] = []
 
 
-def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
+def _init_worker(env: dict[str, str], jwks: dict[str, Any], warm_token: str, ready: Any) -> None:
     global _handler, _build
     import httpx
 
@@ -56,6 +58,13 @@ def _init_worker(env: dict[str, str], jwks: dict[str, Any]) -> None:
         return app.create_handler(lambda: deps.build_container(settings, http=http))
 
     _handler = _build(env["QUOTAS"])
+    # One mint before any round, as a warm Lambda environment has done: the first request of
+    # a process builds its clients and fetches the key set, seconds on a loaded machine, and a
+    # round must fit in one minute's window.
+    from devstack.lambda_events import LambdaContext, http_event
+
+    _handler(http_event(headers={"authorization": f"Bearer {warm_token}"}), LambdaContext())
+    ready.put(os.getpid())
 
 
 def _fire(
@@ -101,9 +110,17 @@ def _fire_as_many(tokens: list[str], start_at: float, global_quotas: str) -> dic
     results = []
     for token in tokens:
         event = http_event(headers={"authorization": f"Bearer {token}"})
+        sent = time.time()
         result = handler(event, LambdaContext())
         body = json.loads(result["body"])
-        results.append({"status": result["statusCode"], "type": body.get("type", "")})
+        results.append(
+            {
+                "status": result["statusCode"],
+                "type": body.get("type", ""),
+                "sent": sent,
+                "at": time.time(),
+            }
+        )
     return {"results": results, "minted": list(_minted)}
 
 
@@ -120,7 +137,13 @@ def pool(dynamodb_url: str) -> Iterator[Any]:
         "QUOTAS": f"{LIMIT}/minute",
     }
     context = multiprocessing.get_context("spawn")
-    with context.Pool(WORKERS, initializer=_init_worker, initargs=(env, issuer.jwks())) as workers:
+    ready = context.Queue()
+    initargs = (env, issuer.jwks(), issuer.token(f"warm-up-{time.time_ns()}"), ready)
+    with context.Pool(WORKERS, initializer=_init_worker, initargs=initargs) as workers:
+        # Every process imported and warmed before the first round: else a round's one-second
+        # barrier meets processes still importing, and the round outlasts its minute.
+        for _ in range(WORKERS):
+            ready.get(timeout=180)
         workers.issuer = issuer  # type: ignore[attr-defined]
         yield workers
 
@@ -133,17 +156,18 @@ ROUND_SECONDS = [2.5]
 def wait_clear_of_a_minute_boundary() -> None:
     """Start a round only with more of the minute left than twice the longest round so far
     took (6 s at least): else wait for the next minute."""
-    margin = max(6.0, 2 * max(ROUND_SECONDS) + 1.0)
-    left = 60 - time.time() % 60
-    if left < margin:
-        time.sleep(left + 0.2)
+    clear_of_a_minute_boundary(max(6.0, 2 * max(ROUND_SECONDS) + 1.0))
 
 
-def test_fifty_simultaneous_mints_for_one_user_grant_exactly_five(pool: Any) -> None:
+def test_fifty_simultaneous_mints_for_one_user_grant_exactly_five(
+    pool: Any, dynamodb_url: str
+) -> None:
     shares = [REQUESTS // WORKERS + (1 if i < REQUESTS % WORKERS else 0) for i in range(WORKERS)]
-    for round_ in range(ROUNDS):
+    clean, straddled = 0, 0
+    while clean < ROUNDS:
         wait_clear_of_a_minute_boundary()
-        token = pool.issuer.token(f"hot-user-{round_}-{time.time_ns()}")
+        subject = f"hot-user-{clean}-{time.time_ns()}"
+        token = pool.issuer.token(subject)
         began = time.time()
         start_at = began + 1.0
 
@@ -155,27 +179,27 @@ def test_fifty_simultaneous_mints_for_one_user_grant_exactly_five(pool: Any) -> 
         granted = [r for r in results if r["status"] == 200]
         refused = [r for r in results if r["status"] == 429]
         assert len(results) == REQUESTS
-        assert len(granted) == LIMIT and len({r["value"] for r in granted}) == LIMIT, (
-            f"round {round_}"
-        )
-        assert len(refused) == REQUESTS - LIMIT, f"round {round_}: {[r['status'] for r in results]}"
-        assert len(minted) == LIMIT, f"round {round_}: {len(minted)} upstream mints"
-        checked = 0
+        assert len(granted) + len(refused) == REQUESTS, [r["status"] for r in results]
+        assert len(minted) == len(granted) == len({r["value"] for r in granted})
+        windows = counters(dynamodb_url, pool.issuer.issuer, subject, "c_minute_")
+        assert sum(windows.values()) == len(granted), windows
+        assert all(count <= LIMIT for count in windows.values()), windows
+        if len({int(r[end] // 60) for r in results for end in ("sent", "at")}) > 1:
+            # A round that outlasted the margin (a stalled machine) spans two minutes: two
+            # windows, each held to its limit (checked above), so neither "exactly five" nor
+            # the Retry-After bound applies. It does not count as one of the rounds.
+            straddled += 1
+            assert straddled <= 3, f"{straddled} rounds spanned a minute: {ROUND_SECONDS}"
+            continue
+        assert len(granted) == LIMIT, f"round {clean}: {len(granted)} granted"
         for r in refused:
             # The answer was computed at some moment between sending and receiving: on a
             # loaded machine those can be seconds apart, so the window's remaining seconds
-            # are bounded by both ends (one second either side for rounding). A refusal sent
-            # in one minute and received in the next has no such bound (its window may be
-            # either): skipped.
-            if int(r["sent"] // 60) != int(r["at"] // 60):
-                continue
+            # are bounded by both ends (one second either side for rounding).
             most = math.ceil(60 - r["sent"] % 60)
             least = math.ceil(60 - r["at"] % 60)
             assert least - 1 <= int(r["retry_after"]) <= most + 1, (r, least, most)
-            checked += 1
-        # Rounds start clear of a minute's end: most refusals are checked, or the bound
-        # would pass unexercised.
-        assert checked > len(refused) // 2, f"round {round_}: {checked} of {len(refused)}"
+        clean += 1
 
 
 def test_a_per_second_window_holds_at_every_boundary_under_concurrency(
@@ -214,17 +238,26 @@ def test_a_global_cap_holds_across_fifty_users_minting_at_once(
 ) -> None:
     """GLOBAL_QUOTAS caps everyone together, atomically: 50 users at once, a cap of 7, so
     exactly 7 secrets; the 43 others get 503 capacity-exhausted and keep their own unit."""
-    wait_clear_of_a_minute_boundary()
-    cap, run = 7, time.time_ns()
-    subjects = [f"crowd-{run}-{n}" for n in range(REQUESTS)]
-    tokens = [pool.issuer.token(s) for s in subjects]
-    start_at = time.time() + 1.0
-    # A per-run window name would need a new table; a minute window and a fresh minute do.
-    chunks = [tokens[i::WORKERS] for i in range(WORKERS)]
+    cap = 7
+    for _attempt in range(3):
+        wait_clear_of_a_minute_boundary()
+        run = time.time_ns()
+        subjects = [f"crowd-{run}-{n}" for n in range(REQUESTS)]
+        tokens = [pool.issuer.token(s) for s in subjects]
+        began = time.time()
+        start_at = began + 1.0
+        # A per-run window name would need a new table; a minute window and a fresh minute do.
+        chunks = [tokens[i::WORKERS] for i in range(WORKERS)]
 
-    outcomes = pool.starmap(_fire_as_many, [(c, start_at, f"{cap}/minute") for c in chunks])
+        outcomes = pool.starmap(_fire_as_many, [(c, start_at, f"{cap}/minute") for c in chunks])
+        ROUND_SECONDS.append(time.time() - began)
 
-    results = [r for o in outcomes for r in o["results"]]
+        results = [r for o in outcomes for r in o["results"]]
+        if len({int(r[end] // 60) for r in results for end in ("sent", "at")}) == 1:
+            break
+        # Spanned two minutes (a stalled machine): two windows of the cap; run again.
+    else:
+        pytest.fail(f"every run spanned a minute boundary: {ROUND_SECONDS}")
     minted = [v for o in outcomes for v in o["minted"]]
     assert sorted(r["status"] for r in results) == [200] * cap + [503] * (REQUESTS - cap)
     assert all(r["type"].endswith(":capacity-exhausted") for r in results if r["status"] == 503)
@@ -251,6 +284,7 @@ def counters(url: str, issuer: str, subject: str, prefix: str) -> dict[str, int]
     }
 
 
+@pytest.mark.usefixtures("one_minute")
 def test_two_issuers_with_the_same_subject_are_counted_apart(
     make_handler: Any, issuer: Issuer
 ) -> None:

@@ -3,7 +3,10 @@
 - a test module (`test_*.py`), a conftest, or a helper in `tests/support/` imports nothing of
   `tests` but `tests.support...`: never another test module or a conftest (a conftest's
   fixtures reach its suites by pytest, not by import);
-- every other Python file under `tests/` is a package marker: helpers live in `tests/support/`.
+- every other Python file under `tests/` is a package marker: helpers live in `tests/support/`;
+- a test that reads one minute window's count by the real clock (a minute limit's refusal, an
+  exact remaining count) starts clear of the minute's end (the `one_minute` fixture): else, once
+  in a while, its requests straddle two windows and it fails for no fault of the code.
 """
 
 from __future__ import annotations
@@ -94,3 +97,45 @@ def test_the_scan_sees_every_way_of_importing_a_test_module() -> None:
     for source, refused in cases.items():
         names = [name for _, name in imported(source, ["tests", "unit"])]
         assert [n for n in names if not allowed(n)] == refused, source
+
+
+# What a test writes when it reads one minute window's count: a minute limit's refusal, or the
+# remaining count of the RateLimit header.
+MINUTE_COUNTS = ("quota-exceeded", '"minute";r=')
+
+
+def uses_one_minute(node: ast.AST) -> bool:
+    """`node` (a test function or a module) asks for the fixture: as a parameter, or by
+    `pytest.mark.usefixtures("one_minute")` on the function or in the module's `pytestmark`."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        names, marks = [a.arg for a in node.args.args], list(node.decorator_list)
+    else:
+        names, marks = [], list(getattr(node, "body", []))
+    return "one_minute" in names or any(
+        isinstance(c, ast.Constant) and c.value == "one_minute"
+        for mark in marks
+        for c in ast.walk(mark)
+        if isinstance(mark, ast.expr)
+        or (
+            isinstance(mark, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in mark.targets)
+        )
+    )
+
+
+def test_every_test_that_reads_a_minute_window_starts_clear_of_its_end() -> None:
+    unguarded = []
+    for path in sources():
+        if "unit" in path.parts or not path.name.startswith("test_"):
+            continue  # the unit tests move their own clock
+        source = path.read_text()
+        module = ast.parse(source)
+        for node in ast.walk(module):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(
+                "test_"
+            ):
+                text = ast.get_source_segment(source, node) or ""
+                reads = any(count in text for count in MINUTE_COUNTS)
+                if reads and not (uses_one_minute(node) or uses_one_minute(module)):
+                    unguarded.append(f"{path.relative_to(TESTS)}::{node.name}")
+    assert unguarded == []
