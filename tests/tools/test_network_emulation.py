@@ -19,7 +19,20 @@ from devstack.net import free_port
 from devstack.network import HOPS, PROFILES, Link, parse_network, profile_named
 
 HOST = "127.0.0.1"
-SLACK_S = 0.06  # what a loaded two-core machine may add to a timer; never subtracted
+SLACK_S = 0.06  # what a quiet machine may add to a timer; load adds, never subtracts
+
+
+# A delay the proxy applies is a floor every exchange pays, and a load on the machine (the
+# batteries on the other test worker) only adds to it, by a stall of a few hundred ms at
+# times. So every exchange is held to the floor, but the ceiling to a typical one: the fastest
+# of a few tries of a single exchange, or a high quantile of many.
+TRIES = 3
+
+
+def typical(times: list[float], quantile: float = 0.8) -> float:
+    """The time below which `quantile` of the exchanges fell: a stall or two above it."""
+    ordered = sorted(times)
+    return ordered[min(int(len(ordered) * quantile), len(ordered) - 1)]
 
 
 # --- profiles -------------------------------------------------------------------------------
@@ -156,10 +169,12 @@ def run(coroutine: Callable[[], Awaitable[None]]) -> None:
 def test_each_exchange_takes_the_round_trip_and_a_new_connection_its_handshakes_first() -> None:
     async def check() -> None:
         async with proxied(Link(80, handshake_rtts=2)) as port:
-            first, later = await round_trips(port, 5)
-        assert 0.24 <= first <= 0.24 + SLACK_S  # two handshake round trips, then the exchange
-        for each in later:
-            assert 0.08 <= each <= 0.08 + SLACK_S
+            tries = [await round_trips(port, 5) for _ in range(TRIES)]
+        firsts = [first for first, _ in tries]
+        later = [each for _, times in tries for each in times]
+        # Two handshake round trips, then the exchange.
+        assert min(firsts) >= 0.24 and min(firsts) <= 0.24 + SLACK_S, firsts
+        assert min(later) >= 0.08 and typical(later) <= 0.08 + SLACK_S, later
 
     run(check)
 
@@ -170,7 +185,7 @@ def test_jitter_varies_each_exchange_within_its_bounds() -> None:
         async with proxied(Link(60, 10, handshake_rtts=0)) as port:
             _, later = await round_trips(port, 30)
         assert min(later) >= 0.04  # two one-way delays, each at least 30 - 10 ms
-        assert max(later) <= 0.08 + SLACK_S
+        assert typical(later) <= 0.08 + SLACK_S, later  # and at most 30 + 10 ms
         assert max(later) - min(later) > 0.005  # not one fixed delay
 
     run(check)
@@ -193,7 +208,8 @@ def test_loss_holds_some_exchanges_a_retransmission_timeout_and_keeps_every_byte
         slow = [t for t in later if t >= 0.2]
         assert slow, "no exchange paid a retransmission timeout at 20% loss"
         assert len(slow) < len(later)  # and not all of them did
-        assert max(later) <= 2 * (0.2 + 0.02) + SLACK_S  # at most a loss each way
+        # At most a loss each way (a retransmission timeout and the link), for all but a stall.
+        assert typical(later, 0.9) <= 2 * (0.2 + 0.02) + SLACK_S, later
 
     run(check)
 
@@ -202,12 +218,16 @@ def test_loss_holds_some_exchanges_a_retransmission_timeout_and_keeps_every_byte
 def test_the_browsers_requests_pay_the_browsers_link_and_a_servers_its_own() -> None:
     async def check() -> None:
         async with proxied(Link(20, handshake_rtts=0), Link(160, handshake_rtts=0)) as port:
-            server, _ = await round_trips(port, 0, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-            browser, _ = await round_trips(
-                port, 0, b"GET / HTTP/1.1\r\nHost: a\r\nOrigin: http://localhost\r\n\r\n"
-            )
-        assert 0.02 <= server <= 0.02 + SLACK_S
-        assert 0.16 <= browser <= 0.16 + SLACK_S
+            servers, browsers = [], []
+            for _ in range(TRIES):
+                server, _ = await round_trips(port, 0, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                browser, _ = await round_trips(
+                    port, 0, b"GET / HTTP/1.1\r\nHost: a\r\nOrigin: http://localhost\r\n\r\n"
+                )
+                servers.append(server)
+                browsers.append(browser)
+        assert min(servers) >= 0.02 and min(servers) <= 0.02 + SLACK_S, servers
+        assert min(browsers) >= 0.16 and min(browsers) <= 0.16 + SLACK_S, browsers
 
     run(check)
 
