@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import copy
 import functools
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 import botocore.loaders
 import botocore.session
 from moto import mock_aws
+from moto.core.botocore_stubber import BotocoreStubber
 
 from devstack.aws import FAKE_CREDENTIALS
 from tests.support.env import ROOT, SCHEDULE_GROUP, SECRET_ID, TABLE
@@ -88,12 +91,35 @@ def quota_table_definition() -> dict[str, Any]:
     return copy.deepcopy(_quota_table())
 
 
+# moto answers an in-process request on the caller's thread and its backends hold no lock, so
+# the function's own threads (a GPT-Live create charges its first 15 s while the ledger records
+# the call) can meet inside moto: a TransactWriteItems deep-copies the table while another
+# thread adds an item, and raises "dictionary changed size during iteration". AWS serialises
+# writes to an item; here every request is handled whole before the next, as the local stack's
+# moto server (devstack/moto_server.py) does.
+_ONE_REQUEST_AT_A_TIME = threading.RLock()
+_process_request = BotocoreStubber.process_request
+
+
+def _one_at_a_time(self: BotocoreStubber, request: Any) -> Any:
+    with _ONE_REQUEST_AT_A_TIME:
+        return _process_request(self, request)
+
+
+@contextmanager
+def in_process_aws() -> Iterator[None]:
+    """moto's `mock_aws`, answering one request at a time. Tests use this, never `mock_aws`
+    itself (tests/unit/test_test_layout.py)."""
+    with mock_aws(), mock.patch.object(BotocoreStubber, "process_request", _one_at_a_time):
+        yield
+
+
 @contextmanager
 def moto_aws() -> Iterator[Aws]:
     """moto's AWS, fresh, with what the template creates: the quota table (its definition read
     from template.yaml, TTL included), the OpenAI key's secret and the calls' schedule group.
     Call use_fake_aws first."""
-    with mock_aws():
+    with in_process_aws():
         session = botocore_session()
         dynamodb = session.create_client("dynamodb", region_name="us-east-1")
         definition = quota_table_definition()

@@ -10,7 +10,6 @@ from typing import Any
 
 import botocore.session
 import pytest
-from moto import mock_aws
 from token_vendor.api import http
 
 from devstack.cloudfront import Deployment, Evaluator
@@ -20,7 +19,7 @@ from devstack.template import (
     load_template,
     quota_table_definition,
 )
-from tests.support.aws import use_fake_aws
+from tests.support.aws import in_process_aws, use_fake_aws
 from tests.support.env import EVENTS, FUNCTION_DIR
 
 T = load_template()
@@ -858,7 +857,7 @@ def test_the_quota_table_definition_creates_a_working_table(
     definition = quota_table_definition(T)
     ttl_attribute = definition.pop("ttl_attribute")
 
-    with mock_aws():
+    with in_process_aws():
         dynamodb = botocore.session.get_session().create_client("dynamodb", "us-east-1")
         dynamodb.create_table(TableName="quota", **definition)
         dynamodb.update_time_to_live(

@@ -9,10 +9,9 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from deploy import publish_web
-from tests.support.aws import use_fake_aws
+from tests.support.aws import in_process_aws, use_fake_aws
 
 OUTPUTS = {
     "ApiUrl": "https://abc123.execute-api.us-east-1.amazonaws.com",
@@ -27,7 +26,7 @@ OUTPUTS = {
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     use_fake_aws(monkeypatch)
-    with mock_aws():
+    with in_process_aws():
         session = boto3.session.Session(region_name="us-east-1")
         session.client("s3").create_bucket(Bucket="web-bucket")
         distribution = session.client("cloudfront").create_distribution(

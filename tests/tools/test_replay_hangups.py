@@ -14,12 +14,11 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from deploy import replay_hangups
 from devstack.aws import FAKE_CREDENTIALS
 from devstack.template import load_template
-from tests.support.aws import use_fake_aws
+from tests.support.aws import in_process_aws, use_fake_aws
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION = "rtv-TokenFunction-AbC123"
@@ -82,7 +81,7 @@ class Session:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     use_fake_aws(monkeypatch)
-    with mock_aws():
+    with in_process_aws():
         real = boto3.session.Session(region_name="us-east-1")
         queue = real.client("sqs").create_queue(QueueName="rtv-HangupFailuresQueue-X")["QueueUrl"]
         outputs = {"HangupFailuresQueueUrl": queue, "FunctionName": FUNCTION}

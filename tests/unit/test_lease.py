@@ -28,24 +28,8 @@ from tests.support.watch import (
 )
 
 
-class Serialised:
-    """moto in-process is not atomic across threads; DynamoDB applies one conditional write
-    to an item at a time. This client does too, so threads can race as they would there."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._lock = threading.Lock()
-
-    def update_item(self, **request: Any) -> Any:
-        with self._lock:
-            return self._client.update_item(**request)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
 def handed_over(aws: Aws) -> LeaseStore:
-    leases = LeaseStore(TABLE, Serialised(aws.dynamodb))
+    leases = LeaseStore(TABLE, aws.dynamodb)
     assert leases.acquire(CALL, "w_first", 30)
     assert leases.pass_to(CALL, "w_first", "w_named", 30)
     return leases

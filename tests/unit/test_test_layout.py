@@ -4,6 +4,8 @@
   `tests` but `tests.support...`: never another test module or a conftest (a conftest's
   fixtures reach its suites by pytest, not by import);
 - every other Python file under `tests/` is a package marker: helpers live in `tests/support/`;
+- moto in-process comes from `tests.support.aws.in_process_aws` (one request at a time), never
+  from `moto.mock_aws` itself: the function's threads would otherwise meet inside moto;
 - a test that reads one minute window's count by the real clock (a minute limit's refusal, an
   exact remaining count) starts clear of the minute's end (the `one_minute` fixture): else, once
   in a while, its requests straddle two windows and it fails for no fault of the code.
@@ -139,3 +141,17 @@ def test_every_test_that_reads_a_minute_window_starts_clear_of_its_end() -> None
                 if reads and not (uses_one_minute(node) or uses_one_minute(module)):
                     unguarded.append(f"{path.relative_to(TESTS)}::{node.name}")
     assert unguarded == []
+
+
+def test_only_the_support_package_starts_moto_in_process() -> None:
+    direct = []
+    for path in sources():
+        if path == SUPPORT / "aws.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "moto":
+                if any(alias.name == "mock_aws" for alias in node.names):
+                    direct.append(f"{path.relative_to(TESTS)}:{node.lineno}")
+            elif isinstance(node, ast.Attribute) and node.attr == "mock_aws":
+                direct.append(f"{path.relative_to(TESTS)}:{node.lineno}")
+    assert direct == []
