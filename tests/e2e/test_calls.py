@@ -5,6 +5,7 @@ the server ends the call at its deadline (the Scheduler stand-in firing the func
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from tests.support.browser import (
     KEEP_CHANNEL,
     TIMEOUT,
     alert,
+    hangup_reasons_after_a_drop,
     live_calls,
     shot,
     sign_in,
@@ -189,7 +191,13 @@ def test_the_server_ends_a_call_at_its_deadline_and_the_page_says_so(
     finally:
         context.close()
     match = re.fullmatch(r"This conversation reached its (\d+)-second limit\.", status)
-    assert match and abs(int(match.group(1)) - SHORT_CALL_S) <= 1, status
+    assert match, status
+    # The page reads the limit back from the deadline when the answer arrives (between the
+    # click and connecting), so the call's setup is not part of it: on a loaded machine that
+    # setup takes seconds of a 5 s call.
+    least = max(1, math.ceil(call["ends_at"] - call["connected_at"]))
+    most = math.ceil(call["ends_at"] - call["clicked_at"])
+    assert least <= int(match.group(1)) <= min(most, SHORT_CALL_S), (status, least, most)
     assert call["ends_at"] - 1 <= ended_at <= call["ends_at"] + 5
     # The page asked the API after the drop; the server said it was the deadline.
     assert [(h["http"], h["end_reason"]) for h in hangups] == [(200, "deadline")]
@@ -283,11 +291,9 @@ def test_a_drop_long_before_the_deadline_is_a_lost_connection_hung_up_through_th
     assert message == "The connection was lost. Press Start talking to reconnect."
     assert time.time() < call["ends_at"] - 20  # long before the deadline
     (ended,) = [c for c in emulator(minute_stack)["ended_calls"] if c["id"] == call["id"]]
-    # The page closes its peer, then hangs up through the API: the emulator genuinely notices
-    # the closed peer first (every run seen so far), and then the line closed (`closed`).
-    # Should the page's hangup be what ended the call, the answer says exactly that, though
-    # the watcher sees the line close at that hangup. Never a server cause (deadline, budget).
-    expected = {"hangup": "hangup", "peer": "closed"}[ended["ended_by"]]
-    assert [(h["http"], h["end_reason"]) for h in hangups] == [(200, expected)]
+    # The page closes its peer, then hangs up through the API.
+    expected = hangup_reasons_after_a_drop(ended["ended_by"])
+    assert [h["http"] for h in hangups] == [200]
+    assert hangups[0]["end_reason"] in expected, (hangups, ended)
     listed = live_calls(minute_stack, "nina")
     assert listed["data"] == [] and listed["minutes_left_today"] >= minutes_before - 1

@@ -116,7 +116,9 @@ def live_calls(stack: Any, user: str) -> dict[str, Any]:
 
 def start_call(page: Any) -> dict[str, Any]:
     """Start talking on a page that places server-owned calls; the call's id and terms, read
-    from the API's answer to the page."""
+    from the API's answer to the page, and the moments (epoch seconds) around what the page did
+    with them: the click, and the page connected."""
+    clicked_at = time.time()
     with page.expect_response(
         lambda r: r.url.endswith("/v1/realtime/calls") and r.request.method == "POST"
     ) as placed:
@@ -128,6 +130,8 @@ def start_call(page: Any) -> dict[str, Any]:
         "id": response.headers["location"].rsplit("/", 1)[-1],
         "ends_at": int(response.headers["call-ends-at"]),
         "minutes_left": int(response.headers["call-minutes-left"]),
+        "clicked_at": clicked_at,
+        "connected_at": time.time(),
     }
 
 
@@ -169,3 +173,13 @@ KEEP_CHANNEL = """
   };
 })();
 """
+
+
+def hangup_reasons_after_a_drop(ended_by: str) -> set[str]:
+    """What the API may answer the page's hangup after the page's peer closed, given what ended
+    the call upstream (the emulator's `ended_by`). The emulator usually notices the closed peer
+    first (`peer`); the answer says the line closed (`closed`) once the watcher has recorded it,
+    and a hangup that reaches the API before that (a loaded machine) is answered as the hangup
+    it is. Should the page's hangup be what ended the call, the answer says exactly that. Never
+    a server cause (deadline, budget)."""
+    return {"hangup": {"hangup"}, "peer": {"closed", "hangup"}}[ended_by]
