@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from token_vendor.api.auth import Caller
 from token_vendor.core.controls import ControlWriter
 
 from devstack.lambda_events import http_event
 from tests.support.aws import Aws
 from tests.support.env import ORIGIN, SECRETS_SCOPES, TABLE
-from tests.support.handler import Reply, assert_problem, invoke
-from tests.support.identity import ISSUER, Issuer
+from tests.support.handler import Reply, assert_problem, invoke, user_hash, window_units
+from tests.support.identity import Issuer
 
 # Every test here counts in one minute window of the real clock.
 pytestmark = pytest.mark.usefixtures("one_minute")
@@ -49,20 +48,6 @@ def mint(handler: Any, issuer: Issuer, user: str, groups: list[str]) -> Reply:
     return invoke(handler, http_event(headers=headers))
 
 
-def hash_of(user: str) -> str:
-    return Caller(issuer=ISSUER, subject=user, scopes=frozenset(), kid=None).user_hash
-
-
-def minute_units(aws: Aws, user: str) -> int:
-    return sum(
-        int(v["N"])
-        for item in aws.quota_items()
-        if item["pk"]["S"].startswith(f"quota#{hash_of(user)}#")
-        for k, v in item.items()
-        if k.startswith("c_minute")
-    )
-
-
 def test_each_plan_mints_under_its_own_quota_and_profiles(
     handler: Any, issuer: Issuer, aws: Aws
 ) -> None:
@@ -74,7 +59,7 @@ def test_each_plan_mints_under_its_own_quota_and_profiles(
     body = assert_problem(free, 403, "insufficient-scope")
     assert "Your plan 'free' does not include the profile 'assistant-direct'" in body["detail"]
     assert body["plan"] == "free" and free.header("WWW-Authenticate") is None
-    assert minute_units(aws, "freda") == 0
+    assert window_units(aws, user_hash("freda"), "c_minute") == 0
 
 
 def test_an_override_above_the_plan_admits_what_the_plan_refuses(
@@ -85,20 +70,20 @@ def test_an_override_above_the_plan_admits_what_the_plan_refuses(
     assert mint(handler, issuer, "olga", ["pro"]).status == 429
 
     ControlWriter(TABLE, aws.dynamodb).set_override(
-        hash_of("olga"), "quotas", "7/minute,70/day", int(time.time()) + 3600
+        user_hash("olga"), "quotas", "7/minute,70/day", int(time.time()) + 3600
     )
     more = [mint(handler, issuer, "olga", ["pro"]) for _ in range(3)]
 
     assert [r.status for r in more] == [200, 200, 429]
     assert '"minute";q=7' in more[0].required_header("ratelimit-policy")
-    assert minute_units(aws, "olga") == 7  # each refusal counted nothing
+    assert window_units(aws, user_hash("olga"), "c_minute") == 7  # each refusal counted nothing
 
 
 def test_an_override_below_the_plan_refuses_what_the_plan_admits(
     handler: Any, issuer: Issuer, aws: Aws
 ) -> None:
     ControlWriter(TABLE, aws.dynamodb).set_override(
-        hash_of("ursula"), "quotas", "1/minute,10/day", int(time.time()) + 3600
+        user_hash("ursula"), "quotas", "1/minute,10/day", int(time.time()) + 3600
     )
     first, second = (
         mint(handler, issuer, "ursula", ["pro"]),
@@ -107,7 +92,8 @@ def test_an_override_below_the_plan_refuses_what_the_plan_admits(
 
     assert first.status == 200 and '"minute";q=1' in first.required_header("ratelimit-policy")
     assert_problem(second, 429, "quota-exceeded")
-    assert minute_units(aws, "ursula") == 1  # the plan's unit given back, the override's kept
+    # The plan's unit given back, the override's kept.
+    assert window_units(aws, user_hash("ursula"), "c_minute") == 1
 
 
 def test_a_calls_watcher_is_told_the_plans_budget_not_an_overrides(
@@ -118,7 +104,7 @@ def test_a_calls_watcher_is_told_the_plans_budget_not_an_overrides(
     counting for the rest of the call (and across its hand-overs)."""
     from botocore.stub import Stubber
 
-    from tests.support.handler import expect_watcher_start, user_hash
+    from tests.support.handler import expect_watcher_start
 
     plans = tmp_path / "plans.json"
     plans.write_text(json.dumps({"plans": {"free": {"spend_limits": "usd/day=1.00"}}}))

@@ -156,6 +156,18 @@ def mint_units(aws: Aws) -> int:
     )
 
 
+def window_units(aws: Aws, user: str, prefix: str) -> int:
+    """One user's quota units (`user` as the ledger names it) in every window whose counter
+    starts with `prefix` (`c_minute`, `c_day_`), over the user's quota items."""
+    return sum(
+        int(v["N"])
+        for item in aws.quota_items()
+        if item["pk"]["S"].startswith(f"quota#{user}#")
+        for k, v in item.items()
+        if k.startswith(prefix)
+    )
+
+
 def user_hash(user: str) -> UserId:
     """The ledger's name for a user of the tests' issuer."""
     return UserId(hashlib.sha256(f"{ISSUER}\x00{user}".encode()).hexdigest()[:32])

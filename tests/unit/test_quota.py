@@ -12,9 +12,10 @@ from token_vendor.api.settings import QuotaWindow
 from token_vendor.core.errors import DependencyUnavailable, GlobalQuotaExceeded, QuotaExceeded
 from token_vendor.core.ids import UserId
 
-from tests.support.aws import Aws
+from tests.support.aws import Aws, aws_client
 from tests.support.clock import START, Clock
 from tests.support.env import TABLE
+from tests.support.handler import window_units
 
 MINUTE = QuotaWindow("minute", 60, 2)
 DAY = QuotaWindow("day", 86400, 3)
@@ -136,15 +137,9 @@ def test_dynamodb_failures_fail_closed(aws: Aws, code: str) -> None:
 
 @pytest.mark.stack  # a real socket, to a port nobody listens on
 def test_an_unreachable_dynamodb_fails_closed() -> None:
-    import botocore.session
-
-    client = botocore.session.get_session().create_client(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url="http://127.0.0.1:9",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(connect_timeout=0.2, retries={"mode": "standard", "total_max_attempts": 1}),
+    client = aws_client(
+        "http://127.0.0.1:9",
+        Config(connect_timeout=0.2, retries={"mode": "standard", "total_max_attempts": 1}),
     )
 
     with pytest.raises(DependencyUnavailable):
@@ -164,16 +159,6 @@ def global_store(aws: Aws, clock: Clock, cap: int = 2) -> QuotaStore:
     )
 
 
-def own_count(aws: Aws, user: str) -> int:
-    return sum(
-        int(v["N"])
-        for item in aws.quota_items()
-        if item["pk"]["S"].startswith(f"quota#{user}#")
-        for k, v in item.items()
-        if k.startswith("c_day_")
-    )
-
-
 def test_the_global_cap_counts_every_user_together(aws: Aws) -> None:
     quota = global_store(aws, Clock(START + 10))
     quota.consume(ALICE)
@@ -184,8 +169,10 @@ def test_the_global_cap_counts_every_user_together(aws: Aws) -> None:
 
     assert caught.value.violated == "day"
     assert caught.value.retry_after == 86400 - (START + 10) % 86400
-    assert own_count(aws, "carol") == 0, "the refused caller's own unit was not given back"
-    assert (own_count(aws, "alice"), own_count(aws, "bob")) == (1, 1)
+    assert window_units(aws, "carol", "c_day_") == 0, (
+        "the refused caller's own unit was not given back"
+    )
+    assert (window_units(aws, "alice", "c_day_"), window_units(aws, "bob", "c_day_")) == (1, 1)
 
 
 def test_a_user_at_their_own_limit_spends_nothing_of_the_global_cap(aws: Aws) -> None:

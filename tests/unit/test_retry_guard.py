@@ -7,25 +7,18 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
 from token_vendor.core.deadline import Deadline
 from token_vendor.core.retry_guard import OutOfTime, RetryGuard
 
-from tests.support.aws import RawBody
+from tests.support.aws import RawBody, aws_client
 
 
 @pytest.fixture
 def client() -> Any:
     """A real botocore client whose requests are answered before they leave the process."""
-    client = botocore.session.get_session().create_client(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url="http://127.0.0.1:9",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = aws_client("http://127.0.0.1:9")
     client.meta.events.register(
         "before-send.dynamodb", lambda request, **_: AWSResponse(request.url, 200, {}, RawBody())
     )
@@ -80,13 +73,7 @@ def test_a_control_read_is_not_retried_past_its_deadline() -> None:
     from token_vendor.core.errors import DependencyUnavailable
     from token_vendor.core.ids import UserId
 
-    client = botocore.session.get_session().create_client(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url="http://127.0.0.1:9",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = aws_client("http://127.0.0.1:9")
     sent: list[str] = []
 
     def throttled(request: Any, **_: Any) -> AWSResponse:
